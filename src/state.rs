@@ -1,0 +1,124 @@
+//! Where strata keeps what libvirt cannot hold: per-VM SSH keys and pinned host keys, template
+//! build records, the storage pool directory, the apt cache, and the lock that keeps
+//! concurrent runs from choosing the same address. libvirt stays the source of truth for VMs.
+
+use crate::error::{Context, Error, Result};
+use std::fs;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// The directories strata owns on this host.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// Keys, pins, build records, journals: /var/lib/strata for root.
+    pub state: PathBuf,
+    /// Downloads that can be fetched again: /var/cache/strata for root.
+    pub cache: PathBuf,
+}
+
+impl Paths {
+    /// Root uses the system locations; other users their XDG directories. STRATA_STATE_DIR and
+    /// STRATA_CACHE_DIR override both (tests and unusual layouts).
+    pub fn discover() -> Paths {
+        let is_root = nix::unistd::geteuid().is_root();
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| "/".into());
+        let xdg = |var: &str, fallback: &str| {
+            std::env::var_os(var)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| home.join(fallback))
+                .join("strata")
+        };
+        let state = std::env::var_os("STRATA_STATE_DIR").map(PathBuf::from).unwrap_or_else(|| {
+            if is_root {
+                "/var/lib/strata".into()
+            } else {
+                xdg("XDG_STATE_HOME", ".local/state")
+            }
+        });
+        let cache = std::env::var_os("STRATA_CACHE_DIR").map(PathBuf::from).unwrap_or_else(|| {
+            if is_root {
+                "/var/cache/strata".into()
+            } else {
+                xdg("XDG_CACHE_HOME", ".cache")
+            }
+        });
+        Paths { state, cache }
+    }
+
+    /// The directory behind strata's libvirt storage pool (templates and VM disks).
+    pub fn pool_dir(&self) -> PathBuf {
+        self.state.join("pool")
+    }
+    /// Kernel, initrd and build record of one template.
+    pub fn template_dir(&self, template: &str) -> PathBuf {
+        self.state.join("templates").join(template)
+    }
+    /// Keys and pins of one VM.
+    pub fn vm_dir(&self, vm: &str) -> PathBuf {
+        self.state.join("vms").join(vm)
+    }
+    pub fn vm_key(&self, vm: &str) -> PathBuf {
+        self.vm_dir(vm).join("id_ed25519")
+    }
+    pub fn vm_known_hosts(&self, vm: &str) -> PathBuf {
+        self.vm_dir(vm).join("known_hosts")
+    }
+    /// debootstrap's .deb cache, kept between builds.
+    pub fn deb_cache(&self) -> PathBuf {
+        self.cache.join("debootstrap")
+    }
+    fn lock_file(&self) -> PathBuf {
+        self.state.join("lock")
+    }
+
+    /// Create a directory strata owns, readable and traversable by others (the qemu user
+    /// must reach the pool through it).
+    pub fn ensure_dir(&self, dir: &Path) -> Result<()> {
+        fs::create_dir_all(dir).context(format!("creating {}", dir.display()))?;
+        Ok(())
+    }
+
+    /// Hold the state lock while `f` runs. Used around short critical sections only (choosing
+    /// an address and reserving it), so parallel creates do not serialise their boots.
+    pub fn with_lock<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.ensure_dir(&self.state)?;
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(self.lock_file())
+            .context("opening the state lock")?;
+        let mut lock = fd_lock::RwLock::new(file);
+        let _guard = lock.write().context("taking the state lock")?;
+        f()
+    }
+}
+
+/// Write a file only its owner can read (private keys).
+pub fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).context(format!("creating {}", dir.display()))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .context(format!("writing {}", path.display()))?;
+    file.write_all(contents)
+        .context(format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Remove a directory tree if it is there; a missing one is not an error.
+pub fn remove_dir_if_present(dir: &Path) -> Result<()> {
+    match fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::from(e).context(format!("removing {}", dir.display()))),
+    }
+}

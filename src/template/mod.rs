@@ -1,0 +1,99 @@
+//! VM templates as data: each folder under vm-templates/ holds a template.toml manifest (the
+//! build recipe, boot mode, VM defaults, how first-boot data is injected) and a
+//! domain.xml.j2. This module finds templates, parses manifests (errors name file and line),
+//! and renders their files with minijinja in strict mode.
+
+mod manifest;
+mod render;
+
+pub use manifest::{BootMode, BuildRecipe, InjectMethod, TemplateManifest, VmDefaults};
+pub use render::{render_file, render_str};
+
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// A template found on disk: its folder and parsed manifest.
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub dir: PathBuf,
+    pub manifest: TemplateManifest,
+}
+
+impl Template {
+    pub fn name(&self) -> &str {
+        &self.manifest.name
+    }
+    pub fn domain_xml_template(&self) -> PathBuf {
+        self.dir.join("domain.xml.j2")
+    }
+    /// Load the template in `dir`, checking that the folder name and manifest name agree.
+    pub fn load(dir: &Path) -> Result<Template> {
+        let manifest = TemplateManifest::load(&dir.join("template.toml"))?;
+        let folder = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if manifest.name != folder {
+            return Err(Error::bad_input(format!(
+                "{}: name = \"{}\" but the folder is '{folder}'",
+                dir.join("template.toml").display(),
+                manifest.name
+            ))
+            .with_hint("a template's name must match its folder name"));
+        }
+        Ok(Template {
+            dir: dir.to_path_buf(),
+            manifest,
+        })
+    }
+}
+
+/// Where templates are looked up, first match wins: STRATA_TEMPLATE_PATH (colon-separated),
+/// imported templates in the state directory, ./vm-templates, the installed share folder,
+/// and the source tree strata was built from.
+pub fn search_path(imported: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var("STRATA_TEMPLATE_PATH")
+        .map(|v| v.split(':').filter(|s| !s.is_empty()).map(PathBuf::from).collect())
+        .unwrap_or_default();
+    dirs.push(imported.to_path_buf());
+    dirs.push(PathBuf::from("vm-templates"));
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(prefix) = exe.parent().and_then(|bin| bin.parent()) {
+            dirs.push(prefix.join("share/strata/vm-templates"));
+        }
+    }
+    dirs.push(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/vm-templates")));
+    dirs
+}
+
+/// Every template on the search path, first occurrence of each name.
+pub fn list(search: &[PathBuf]) -> Result<Vec<Template>> {
+    let mut found: Vec<Template> = Vec::new();
+    for dir in search {
+        let Ok(entries) = std::fs::read_dir(dir) else { continue };
+        let mut folders: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.join("template.toml").is_file())
+            .collect();
+        folders.sort();
+        for folder in folders {
+            let template = Template::load(&folder)?;
+            if !found.iter().any(|t| t.name() == template.name()) {
+                found.push(template);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Find one template by name, or say which exist.
+pub fn find(search: &[PathBuf], name: &str) -> Result<Template> {
+    for dir in search {
+        let folder = dir.join(name);
+        if folder.join("template.toml").is_file() {
+            return Template::load(&folder);
+        }
+    }
+    let known: Vec<String> = list(search)?.iter().map(|t| t.name().to_string()).collect();
+    Err(Error::not_found(format!("unknown template '{name}'")).with_hint(format!(
+        "known templates: {}; `strata template list` shows them",
+        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+    )))
+}

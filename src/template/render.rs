@@ -1,0 +1,61 @@
+//! minijinja rendering in strict mode: a variable the caller did not provide is an error,
+//! never an empty string in a libvirt XML. Files named *.xml.j2 are XML-escaped.
+
+use crate::error::{Context, Result};
+use minijinja::{Environment, UndefinedBehavior};
+use serde::Serialize;
+use std::path::Path;
+
+fn environment<'a>() -> Environment<'a> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_auto_escape_callback(|name| {
+        if name.ends_with(".xml.j2") || name.ends_with(".xml") {
+            minijinja::AutoEscape::Html
+        } else {
+            minijinja::AutoEscape::None
+        }
+    });
+    env.set_keep_trailing_newline(true);
+    env
+}
+
+/// Render `source` as a template called `name` (the name decides escaping).
+pub fn render_str(name: &str, source: &str, context: &impl Serialize) -> Result<String> {
+    let mut env = environment();
+    env.add_template(name, source)?;
+    Ok(env.get_template(name)?.render(context)?)
+}
+
+/// Render the template file at `path`.
+pub fn render_file(path: &Path, context: &impl Serialize) -> Result<String> {
+    let source = std::fs::read_to_string(path).context(format!("reading {}", path.display()))?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("template");
+    render_str(name, &source, context)
+        .map_err(|e| e.context(path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn undefined_variable_is_an_error() {
+        let err = render_str("d.xml.j2", "<name>{{ nmae }}</name>", &json!({"name": "a"}))
+            .unwrap_err();
+        assert!(err.message().contains("undefined"), "{err}");
+    }
+
+    #[test]
+    fn xml_templates_escape_values() {
+        let out = render_str("d.xml.j2", "<d>{{ v }}</d>", &json!({"v": "a<b&'c"})).unwrap();
+        assert_eq!(out, "<d>a&lt;b&amp;&#x27;c</d>");
+    }
+
+    #[test]
+    fn other_templates_do_not_escape() {
+        let out = render_str("s.sh.j2", "echo {{ v }}", &json!({"v": "a<b"})).unwrap();
+        assert_eq!(out, "echo a<b");
+    }
+}
