@@ -21,27 +21,33 @@ impl Paths {
     /// STRATA_CACHE_DIR override both (tests and unusual layouts).
     pub fn discover() -> Paths {
         let is_root = nix::unistd::geteuid().is_root();
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| "/".into());
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| "/".into());
         let xdg = |var: &str, fallback: &str| {
             std::env::var_os(var)
                 .map(PathBuf::from)
                 .unwrap_or_else(|| home.join(fallback))
                 .join("strata")
         };
-        let state = std::env::var_os("STRATA_STATE_DIR").map(PathBuf::from).unwrap_or_else(|| {
-            if is_root {
-                "/var/lib/strata".into()
-            } else {
-                xdg("XDG_STATE_HOME", ".local/state")
-            }
-        });
-        let cache = std::env::var_os("STRATA_CACHE_DIR").map(PathBuf::from).unwrap_or_else(|| {
-            if is_root {
-                "/var/cache/strata".into()
-            } else {
-                xdg("XDG_CACHE_HOME", ".cache")
-            }
-        });
+        let state = std::env::var_os("STRATA_STATE_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                if is_root {
+                    "/var/lib/strata".into()
+                } else {
+                    xdg("XDG_STATE_HOME", ".local/state")
+                }
+            });
+        let cache = std::env::var_os("STRATA_CACHE_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                if is_root {
+                    "/var/cache/strata".into()
+                } else {
+                    xdg("XDG_CACHE_HOME", ".cache")
+                }
+            });
         Paths { state, cache }
     }
 

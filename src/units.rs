@@ -7,8 +7,9 @@ use crate::error::{Error, Result};
 /// `field` names the flag or manifest field, so the error can say where the bad value was.
 pub fn parse_size(field: &str, text: &str) -> Result<u64> {
     let bad = || {
-        Error::bad_input(format!("{field}: '{text}' is not a size"))
-            .with_hint("write a number with an optional unit K, M, G or T (binary), e.g. 512M or 10G")
+        Error::bad_input(format!("{field}: '{text}' is not a size")).with_hint(
+            "write a number with an optional unit K, M, G or T (binary), e.g. 512M or 10G",
+        )
     };
     let trimmed = text.trim();
     let split = trimmed
@@ -35,11 +36,16 @@ pub fn parse_size(field: &str, text: &str) -> Result<u64> {
         bytes as u64
     } else {
         let value: u64 = number.parse().map_err(|_| bad())?;
-        value.checked_shl(shift).filter(|b| b >> shift == value).ok_or_else(bad)?
+        value
+            .checked_shl(shift)
+            .filter(|b| b >> shift == value)
+            .ok_or_else(bad)?
     };
     if bytes == 0 {
-        return Err(Error::bad_input(format!("{field}: size must be greater than zero"))
-            .with_hint("e.g. 1G"));
+        return Err(
+            Error::bad_input(format!("{field}: size must be greater than zero"))
+                .with_hint("e.g. 1G"),
+        );
     }
     Ok(bytes)
 }

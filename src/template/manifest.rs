@@ -90,11 +90,13 @@ pub enum InjectMethod {
 
 impl TemplateManifest {
     pub fn load(path: &Path) -> Result<TemplateManifest> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::from(e).context(format!("reading {}", path.display()))
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::from(e).context(format!("reading {}", path.display())))?;
         let manifest: TemplateManifest = parse_toml(path, &text)?;
-        for (field, value) in [("vm.memory", &manifest.vm.memory), ("vm.disk", &manifest.vm.disk)] {
+        for (field, value) in [
+            ("vm.memory", &manifest.vm.memory),
+            ("vm.disk", &manifest.vm.disk),
+        ] {
             crate::units::parse_size(field, value).map_err(|e| e.context(path.display()))?;
         }
         if let Some(build) = &manifest.build {
@@ -106,7 +108,9 @@ impl TemplateManifest {
                 "{}: boot.cmdline is empty but boot.mode is direct-kernel",
                 path.display()
             ))
-            .with_hint("give the kernel command line, e.g. cmdline = \"root=/dev/vda rw console=ttyS0\""));
+            .with_hint(
+                "give the kernel command line, e.g. cmdline = \"root=/dev/vda rw console=ttyS0\"",
+            ));
         }
         Ok(manifest)
     }
@@ -115,14 +119,18 @@ impl TemplateManifest {
 /// Parse TOML into `T`; on error say `file:line:column: message`.
 pub fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
     toml::from_str(text).map_err(|e| {
-        let place = match e.span() {
+        let place: (String, String) = match e.span() {
             Some(span) => {
                 let (line, column) = line_and_column(text, span.start);
-                format!("{}:{line}:{column}", path.display())
+                let source = text.lines().nth(line - 1).unwrap_or_default().trim();
+                (
+                    format!("{}:{line}:{column}", path.display()),
+                    format!(" (in `{source}`)"),
+                )
             }
-            None => path.display().to_string(),
+            None => (path.display().to_string(), String::new()),
         };
-        Error::bad_input(format!("{place}: {}", e.message()))
+        Error::bad_input(format!("{}: {}{}", place.0, e.message(), place.1))
             .with_hint("fix the field named above; nothing was changed")
     })
 }
@@ -172,12 +180,15 @@ inject = "smbios"
         let err = parse_toml::<TemplateManifest>(Path::new("vm-templates/t/template.toml"), &bad)
             .unwrap_err();
         assert!(
-            err.message().starts_with("vm-templates/t/template.toml:13:"),
+            err.message()
+                .starts_with("vm-templates/t/template.toml:12:"),
             "{err}"
         );
         let unknown = GOOD.replace("user = \"root\"", "user = \"root\"\nusr = 1");
         let err = parse_toml::<TemplateManifest>(Path::new("x.toml"), &unknown).unwrap_err();
         assert!(err.message().contains("usr"), "{err}");
         assert!(err.message().starts_with("x.toml:16:"), "{err}");
+        let err = parse_toml::<TemplateManifest>(Path::new("x.toml"), &bad).unwrap_err();
+        assert!(err.message().contains("`cpus = \"one\"`"), "{err}");
     }
 }

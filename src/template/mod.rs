@@ -50,7 +50,12 @@ impl Template {
 /// and the source tree strata was built from.
 pub fn search_path(imported: &Path) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::env::var("STRATA_TEMPLATE_PATH")
-        .map(|v| v.split(':').filter(|s| !s.is_empty()).map(PathBuf::from).collect())
+        .map(|v| {
+            v.split(':')
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+                .collect()
+        })
         .unwrap_or_default();
     dirs.push(imported.to_path_buf());
     dirs.push(PathBuf::from("vm-templates"));
@@ -59,7 +64,10 @@ pub fn search_path(imported: &Path) -> Vec<PathBuf> {
             dirs.push(prefix.join("share/strata/vm-templates"));
         }
     }
-    dirs.push(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/vm-templates")));
+    dirs.push(PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/vm-templates"
+    )));
     dirs
 }
 
@@ -67,7 +75,9 @@ pub fn search_path(imported: &Path) -> Vec<PathBuf> {
 pub fn list(search: &[PathBuf]) -> Result<Vec<Template>> {
     let mut found: Vec<Template> = Vec::new();
     for dir in search {
-        let Ok(entries) = std::fs::read_dir(dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
         let mut folders: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.join("template.toml").is_file())
@@ -92,8 +102,14 @@ pub fn find(search: &[PathBuf], name: &str) -> Result<Template> {
         }
     }
     let known: Vec<String> = list(search)?.iter().map(|t| t.name().to_string()).collect();
-    Err(Error::not_found(format!("unknown template '{name}'")).with_hint(format!(
-        "known templates: {}; `strata template list` shows them",
-        if known.is_empty() { "none".to_string() } else { known.join(", ") }
-    )))
+    Err(
+        Error::not_found(format!("unknown template '{name}'")).with_hint(format!(
+            "known templates: {}; `strata template list` shows them",
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        )),
+    )
 }

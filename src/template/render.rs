@@ -16,7 +16,6 @@ fn environment<'a>() -> Environment<'a> {
             minijinja::AutoEscape::None
         }
     });
-    env.set_keep_trailing_newline(true);
     env
 }
 
@@ -24,15 +23,18 @@ fn environment<'a>() -> Environment<'a> {
 pub fn render_str(name: &str, source: &str, context: &impl Serialize) -> Result<String> {
     let mut env = environment();
     env.add_template(name, source)?;
-    Ok(env.get_template(name)?.render(context)?)
+    let value = minijinja::Value::from(minijinja::value::Serde(context));
+    Ok(env.get_template(name)?.render(value)?)
 }
 
 /// Render the template file at `path`.
 pub fn render_file(path: &Path, context: &impl Serialize) -> Result<String> {
     let source = std::fs::read_to_string(path).context(format!("reading {}", path.display()))?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("template");
-    render_str(name, &source, context)
-        .map_err(|e| e.context(path.display()))
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("template");
+    render_str(name, &source, context).map_err(|e| e.context(path.display()))
 }
 
 #[cfg(test)]
@@ -42,8 +44,8 @@ mod tests {
 
     #[test]
     fn undefined_variable_is_an_error() {
-        let err = render_str("d.xml.j2", "<name>{{ nmae }}</name>", &json!({"name": "a"}))
-            .unwrap_err();
+        let err =
+            render_str("d.xml.j2", "<name>{{ nmae }}</name>", &json!({"name": "a"})).unwrap_err();
         assert!(err.message().contains("undefined"), "{err}");
     }
 

@@ -1,0 +1,71 @@
+//! Command-line grammar (clap) and dispatch to one file per command group. No logic here
+//! beyond turning flags into requests and results into output.
+
+mod net;
+mod output;
+mod template;
+mod vm;
+
+use crate::error::Result;
+use crate::state::Paths;
+use crate::vm::{connect, Libvirt};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "strata",
+    version,
+    about = "Clone libvirt VMs from templates in seconds, then put Docker and services in them"
+)]
+pub struct Cli {
+    /// libvirt URI (default: LIBVIRT_DEFAULT_URI, then qemu:///system)
+    #[arg(long, short = 'c', global = true)]
+    pub connect: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build and list VM templates
+    #[command(subcommand)]
+    Template(template::TemplateCommand),
+    /// Create, list and remove libvirt networks
+    #[command(subcommand)]
+    Net(net::NetCommand),
+    /// Create, list, log into, stop, start and destroy VMs
+    #[command(subcommand)]
+    Vm(vm::VmCommand),
+}
+
+/// Output format of list commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+/// Context every command gets: where strata's files are and how to reach libvirt.
+pub struct Env {
+    pub paths: Paths,
+    uri: String,
+}
+
+impl Env {
+    pub fn libvirt(&self) -> Result<Libvirt> {
+        Libvirt::open(&self.uri)
+    }
+}
+
+/// Run the parsed command; the Ok value is the process exit code.
+pub fn run(cli: Cli) -> Result<i32> {
+    let env = Env {
+        paths: Paths::discover(),
+        uri: connect::resolve_uri(cli.connect.as_deref()),
+    };
+    match cli.command {
+        Command::Template(cmd) => template::run(&env, cmd),
+        Command::Net(cmd) => net::run(&env, cmd),
+        Command::Vm(cmd) => vm::run(&env, cmd),
+    }
+}

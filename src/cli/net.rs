@@ -1,0 +1,104 @@
+//! `strata net create|list|destroy`.
+
+use crate::cli::{output, Env, OutputFormat};
+use crate::error::{Error, Result};
+use crate::vm::network::{self, NetworkMode};
+use clap::Subcommand;
+
+#[derive(Debug, Subcommand)]
+pub enum NetCommand {
+    /// Create a libvirt network with DHCP (refuses subnets already in use)
+    Create {
+        name: String,
+        /// IPv4 subnet, e.g. 10.77.0.0/24
+        #[arg(long)]
+        subnet: String,
+        /// No forwarding: guests reach only the host and each other (the default)
+        #[arg(long, conflicts_with = "nat")]
+        isolated: bool,
+        /// NAT to the host's uplink
+        #[arg(long)]
+        nat: bool,
+    },
+    /// Show libvirt networks
+    List {
+        #[arg(long, value_enum, default_value = "table")]
+        output: OutputFormat,
+    },
+    /// Stop and remove a network strata created
+    Destroy { name: String },
+}
+
+pub fn run(env: &Env, cmd: NetCommand) -> Result<i32> {
+    let lv = env.libvirt()?;
+    match cmd {
+        NetCommand::Create {
+            name,
+            subnet,
+            isolated: _,
+            nat,
+        } => {
+            let parsed: ipnet::Ipv4Net = subnet.parse().map_err(|_| {
+                Error::bad_input(format!("--subnet '{subnet}' is not an IPv4 CIDR"))
+                    .with_hint("write it like 10.77.0.0/24")
+            })?;
+            let (taken, unchecked) = network::subnets_in_use(&lv.conn)?;
+            let mode = if nat {
+                NetworkMode::Nat
+            } else {
+                NetworkMode::Isolated
+            };
+            let info = network::create(&lv.conn, &name, parsed, mode, &taken)?;
+            for what in unchecked {
+                eprintln!("note: not checked for overlap: {what}");
+            }
+            println!(
+                "created network {} ({}, {}, bridge {})",
+                info.name,
+                info.subnet.map(|s| s.to_string()).unwrap_or_default(),
+                info.mode,
+                info.bridge.unwrap_or_default()
+            );
+        }
+        NetCommand::List { output: format } => {
+            let nets = network::list(&lv.conn)?;
+            output::print(
+                format,
+                &nets,
+                &[
+                    "NETWORK", "SUBNET", "MODE", "BRIDGE", "ACTIVE", "RESERVED", "STRATA",
+                ],
+                |n| {
+                    vec![
+                        n.name.clone(),
+                        n.subnet
+                            .map(|s| s.to_string())
+                            .unwrap_or_else(|| "-".into()),
+                        n.mode.clone(),
+                        n.bridge.clone().unwrap_or_else(|| "-".into()),
+                        if n.active { "yes" } else { "no" }.into(),
+                        n.hosts.len().to_string(),
+                        if n.strata { "yes" } else { "no" }.into(),
+                    ]
+                },
+            )?;
+        }
+        NetCommand::Destroy { name } => {
+            let users: Vec<String> = crate::vm::domain::list(&lv.conn)?
+                .into_iter()
+                .filter(|vm| vm.record.network == name)
+                .map(|vm| vm.name)
+                .collect();
+            if !users.is_empty() {
+                return Err(Error::bad_input(format!(
+                    "network '{name}' is used by VMs: {}",
+                    users.join(", ")
+                ))
+                .with_hint("destroy those VMs first"));
+            }
+            network::destroy(&lv.conn, &name)?;
+            println!("destroyed network {name}");
+        }
+    }
+    Ok(0)
+}

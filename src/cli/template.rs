@@ -1,0 +1,99 @@
+//! `strata template build|list`.
+
+use crate::cli::{output, Env, OutputFormat};
+use crate::error::Result;
+use crate::image::{self, BuildOutcome};
+use crate::progress::Progress;
+use crate::template;
+use crate::units::format_size;
+use clap::Subcommand;
+use serde::Serialize;
+
+#[derive(Debug, Subcommand)]
+pub enum TemplateCommand {
+    /// Build a template image from its recipe (a no-op when nothing changed)
+    Build { name: String },
+    /// Show templates: built or not, size, checksum
+    List {
+        #[arg(long, value_enum, default_value = "table")]
+        output: OutputFormat,
+    },
+}
+
+#[derive(Serialize)]
+struct TemplateRow {
+    name: String,
+    description: String,
+    built: bool,
+    virtual_size: Option<u64>,
+    file_size: Option<u64>,
+    sha256: Option<String>,
+    built_at: Option<String>,
+}
+
+pub fn run(env: &Env, cmd: TemplateCommand) -> Result<i32> {
+    let search = template::search_path(&env.paths.state.join("imported"));
+    match cmd {
+        TemplateCommand::Build { name } => {
+            let template = template::find(&search, &name)?;
+            let lv = env.libvirt()?;
+            let progress = Progress::new(&format!("template {name}"));
+            match image::build(&lv, &env.paths, &template, &progress)? {
+                BuildOutcome::UpToDate(rec) => {
+                    progress.finish();
+                    println!(
+                        "template {name} is up to date (sha256 {}); nothing to do",
+                        rec.sha256
+                    );
+                }
+                BuildOutcome::Built(rec) => {
+                    for (stage, took) in progress.finish() {
+                        println!("  {stage:<18} {:>7.1}s", took.as_secs_f64());
+                    }
+                    println!(
+                        "built template {name}: volume {} ({} file, {} disk), sha256 {}, {:.0}s",
+                        rec.volume,
+                        format_size(rec.file_size),
+                        format_size(rec.virtual_size),
+                        rec.sha256,
+                        rec.build_seconds
+                    );
+                }
+            }
+            Ok(0)
+        }
+        TemplateCommand::List { output: format } => {
+            let mut rows = Vec::new();
+            for t in template::list(&search)? {
+                let rec = image::read_record(&env.paths.template_dir(t.name()))?;
+                rows.push(TemplateRow {
+                    name: t.name().to_string(),
+                    description: t.manifest.description.clone(),
+                    built: rec.is_some(),
+                    virtual_size: rec.as_ref().map(|r| r.virtual_size),
+                    file_size: rec.as_ref().map(|r| r.file_size),
+                    sha256: rec.as_ref().map(|r| r.sha256.clone()),
+                    built_at: rec.as_ref().map(|r| r.built.clone()),
+                });
+            }
+            output::print(
+                format,
+                &rows,
+                &["TEMPLATE", "BUILT", "SIZE", "SHA256", "DESCRIPTION"],
+                |r| {
+                    vec![
+                        r.name.clone(),
+                        r.built_at.clone().unwrap_or_else(|| "no".into()),
+                        r.file_size.map(format_size).unwrap_or_else(|| "-".into()),
+                        r.sha256
+                            .as_ref()
+                            .map(|s| s[..16].to_string())
+                            .unwrap_or_else(|| "-".into()),
+                        r.description.clone(),
+                    ]
+                },
+            )?;
+            Ok(0)
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! `strata vm create|list|ssh|stop|start|destroy`.
+
+use crate::cli::{output, Env, OutputFormat};
+use crate::error::{Error, Result};
+use crate::guest::{readiness, ssh};
+use crate::host::accel::AccelRequest;
+use crate::lifecycle::{self, CreateRequest};
+use crate::progress::Progress;
+use crate::vm::domain;
+use clap::Subcommand;
+use std::time::Duration;
+
+#[derive(Debug, Subcommand)]
+pub enum VmCommand {
+    /// Clone a VM from a template, boot it and wait until SSH answers
+    Create {
+        name: String,
+        #[arg(long, short = 't')]
+        template: String,
+        #[arg(long)]
+        cpus: Option<u32>,
+        /// e.g. 1G, 512M (default: the template's)
+        #[arg(long)]
+        memory: Option<String>,
+        /// e.g. 10G (default: the template's); thin, grows as the guest writes
+        #[arg(long)]
+        disk: Option<String>,
+        /// libvirt network to attach to
+        #[arg(long, default_value = "strata")]
+        net: String,
+        /// kvm, tcg, or auto (kvm only when usable by qemu and the CPU has vmx/svm)
+        #[arg(long, value_enum, default_value = "auto")]
+        accel: AccelRequest,
+        /// seconds to wait for SSH
+        #[arg(long, default_value_t = 300)]
+        ssh_timeout: u64,
+        #[arg(long, value_enum, default_value = "table")]
+        output: OutputFormat,
+    },
+    /// Show the VMs strata made
+    List {
+        #[arg(long, value_enum, default_value = "table")]
+        output: OutputFormat,
+    },
+    /// Log in (no command) or run a command; the exit code is passed through
+    Ssh {
+        name: String,
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Shut down (ACPI, then power off after --timeout seconds)
+    Stop {
+        name: String,
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Start a stopped VM and wait for SSH
+    Start {
+        name: String,
+        #[arg(long, default_value_t = 300)]
+        ssh_timeout: u64,
+    },
+    /// Remove a VM: domain, disk, address reservation and keys (never the template)
+    Destroy { name: String },
+}
+
+pub fn run(env: &Env, cmd: VmCommand) -> Result<i32> {
+    let lv = env.libvirt()?;
+    match cmd {
+        VmCommand::Create {
+            name,
+            template,
+            cpus,
+            memory,
+            disk,
+            net,
+            accel,
+            ssh_timeout,
+            output: format,
+        } => {
+            let req = CreateRequest {
+                name: name.clone(),
+                template,
+                cpus,
+                memory,
+                disk,
+                network: net,
+                accel,
+                ssh_timeout: Duration::from_secs(ssh_timeout),
+            };
+            let progress = Progress::new(&format!("vm {name}"));
+            let created = lifecycle::create(&lv, &env.paths, &req, &progress)?;
+            drop(progress);
+            if format == OutputFormat::Json {
+                println!("{}", serde_json::to_string_pretty(&created)?);
+            } else {
+                println!(
+                    "created {} at {} ({}: {})",
+                    created.name,
+                    created.ip,
+                    created.accel.as_str(),
+                    created.accel_reason
+                );
+                for (stage, secs) in &created.stages {
+                    println!("  {stage:<16} {secs:>6.2}s");
+                }
+                println!("log in with: strata vm ssh {}", created.name);
+            }
+            Ok(0)
+        }
+        VmCommand::List { output: format } => {
+            let vms = domain::list(&lv.conn)?;
+            output::print(
+                format,
+                &vms,
+                &[
+                    "VM", "STATE", "IP", "TEMPLATE", "ACCEL", "CPUS", "MEMORY", "NETWORK",
+                ],
+                |v| {
+                    vec![
+                        v.name.clone(),
+                        v.state.clone(),
+                        v.record.ip.clone(),
+                        v.record.template.clone(),
+                        v.record.accel.clone(),
+                        v.cpus.to_string(),
+                        format!("{} MiB", v.memory_mib),
+                        v.record.network.clone(),
+                    ]
+                },
+            )?;
+            Ok(0)
+        }
+        VmCommand::Ssh { name, command } => {
+            let target = lifecycle::ssh_target(&lv, &env.paths, &name)?;
+            if command.is_empty() {
+                interactive(env, &name, &target)
+            } else {
+                let session = ssh::connect(&target, Duration::from_secs(15))?;
+                let out = ssh::exec(&session, &shell_join(&command), true)?;
+                Ok(out.status)
+            }
+        }
+        VmCommand::Stop { name, timeout } => {
+            let (dom, _) = domain::lookup(&lv.conn, &name)?;
+            let clean = domain::stop(&dom, Duration::from_secs(timeout))?;
+            println!(
+                "stopped {name}{}",
+                if clean {
+                    ""
+                } else {
+                    " (powered off after the timeout)"
+                }
+            );
+            Ok(0)
+        }
+        VmCommand::Start { name, ssh_timeout } => {
+            let (dom, _) = domain::lookup(&lv.conn, &name)?;
+            domain::start(&dom)?;
+            let target = lifecycle::ssh_target(&lv, &env.paths, &name)?;
+            readiness::wait_for_ssh(
+                &target,
+                Duration::from_secs(ssh_timeout),
+                &crate::interrupt::requested,
+            )?;
+            println!("started {name}; SSH answers at {}", target.addr.ip());
+            Ok(0)
+        }
+        VmCommand::Destroy { name } => {
+            lifecycle::destroy(&lv, &env.paths, &name)?;
+            println!("destroyed {name}");
+            Ok(0)
+        }
+    }
+}
+
+/// Quote arguments for the remote shell so `-- ls "a b"` means what it says.
+fn shell_join(args: &[String]) -> String {
+    if args.len() == 1 {
+        // A single argument is taken as a shell command line, like ssh does.
+        return args[0].clone();
+    }
+    args.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@".contains(c))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// An interactive login through the system OpenSSH client, with the same key and the same
+/// pinned host key (a terminal needs what OpenSSH does well: PTY, escapes, window size).
+fn interactive(env: &Env, name: &str, target: &ssh::Target) -> Result<i32> {
+    let status = std::process::Command::new("ssh")
+        .arg("-i")
+        .arg(&target.key)
+        .arg("-o")
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            env.paths.vm_known_hosts(name).display()
+        ))
+        .args([
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+        ])
+        .arg(format!("{}@{}", target.user, target.addr.ip()))
+        .status()
+        .map_err(|e| {
+            Error::from(e)
+                .context("running ssh")
+                .with_hint("install openssh-client")
+        })?;
+    Ok(status.code().unwrap_or(255))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_arguments_with_spaces() {
+        let args: Vec<String> = ["echo", "a b", "it's"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(shell_join(&args), "echo 'a b' 'it'\\''s'");
+        assert_eq!(shell_join(&["uname -a".to_string()]), "uname -a");
+    }
+}

@@ -1,0 +1,37 @@
+//! Waiting for a new guest: TCP port 22 answers, then an SSH handshake with the pinned host
+//! key and a login succeed. A wrong host key ends the wait at once.
+
+use crate::error::{Error, Result};
+use crate::guest::ssh::{self, Target};
+use ssh2::Session;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// Wait until the guest accepts our login; `stop` is polled so Ctrl-C ends the wait.
+pub fn wait_for_ssh(
+    target: &Target,
+    timeout: Duration,
+    stop: &dyn Fn() -> bool,
+) -> Result<Session> {
+    let deadline = Instant::now() + timeout;
+    let mut last_error = String::from("port 22 never answered");
+    while Instant::now() < deadline {
+        if stop() {
+            return Err(Error::interrupted());
+        }
+        if TcpStream::connect_timeout(&target.addr, Duration::from_millis(500)).is_ok() {
+            match ssh::connect(target, Duration::from_secs(10)) {
+                Ok(session) => return Ok(session),
+                Err(e) if ssh::is_host_key_mismatch(&e) => return Err(e),
+                Err(e) => last_error = e.to_string(),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Err(Error::failed(format!(
+        "{} did not become reachable over SSH within {}s (last: {last_error})",
+        target.addr,
+        timeout.as_secs()
+    ))
+    .with_hint("look at the VM's console log for boot errors"))
+}

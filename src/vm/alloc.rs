@@ -1,0 +1,150 @@
+//! Choosing a VM's MAC and IP before boot (pure): addresses outside the network's dynamic
+//! DHCP range first, never the network, broadcast or gateway address, never one already
+//! reserved; MACs in QEMU's 52:54:00 block, never one already used.
+
+use crate::error::{Error, Result};
+use ipnet::Ipv4Net;
+use std::net::Ipv4Addr;
+
+/// What the network looks like to the allocator.
+#[derive(Debug, Clone)]
+pub struct AddressSpace {
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    /// The dynamic range (start, end), inclusive.
+    pub dynamic: Option<(Ipv4Addr, Ipv4Addr)>,
+    /// Addresses already reserved (DHCP hosts) or leased.
+    pub taken: Vec<Ipv4Addr>,
+}
+
+/// The first free address, preferring addresses outside the dynamic range so that no
+/// dynamic lease can hold the one we reserve.
+pub fn choose_ip(space: &AddressSpace, network_name: &str) -> Result<Ipv4Addr> {
+    let in_dynamic = |ip: Ipv4Addr| {
+        space
+            .dynamic
+            .map(|(start, end)| ip >= start && ip <= end)
+            .unwrap_or(false)
+    };
+    let free = |ip: &Ipv4Addr| *ip != space.gateway && !space.taken.contains(ip);
+    let hosts = || space.subnet.hosts();
+    hosts()
+        .filter(|ip| !in_dynamic(*ip))
+        .find(free)
+        .or_else(|| hosts().filter(|ip| in_dynamic(*ip)).find(free))
+        .ok_or_else(|| {
+            Error::failed(format!(
+                "network '{network_name}' ({}) has no free address left",
+                space.subnet
+            ))
+            .with_hint("destroy unused VMs or create a larger network with `strata net create`")
+        })
+}
+
+/// A random locally administered MAC in QEMU's 52:54:00 block, not in `taken`.
+pub fn choose_mac(taken: &[String], mut random_bytes: impl FnMut() -> [u8; 3]) -> String {
+    loop {
+        let [a, b, c] = random_bytes();
+        let mac = format!("52:54:00:{a:02x}:{b:02x}:{c:02x}");
+        if !taken.iter().any(|t| t.eq_ignore_ascii_case(&mac)) {
+            return mac;
+        }
+    }
+}
+
+/// Three bytes from the operating system's random source.
+pub fn os_random_bytes() -> [u8; 3] {
+    use rand_core::RngCore;
+    let mut bytes = [0u8; 3];
+    rand_core::OsRng.fill_bytes(&mut bytes);
+    bytes
+}
+
+/// The DHCP layout strata gives a new network: gateway .1, reservations in the lower half,
+/// dynamic range in the upper half.
+pub fn layout(subnet: Ipv4Net) -> Result<(Ipv4Addr, Ipv4Addr, Ipv4Addr)> {
+    if subnet.prefix_len() > 28 {
+        return Err(
+            Error::bad_input(format!("--subnet {subnet}: too small (at most /28)"))
+                .with_hint("use a /24 such as 10.77.0.0/24"),
+        );
+    }
+    let subnet = subnet.trunc();
+    let first = u32::from(subnet.network());
+    let last = u32::from(subnet.broadcast());
+    let middle = first + (last - first) / 2 + 1;
+    Ok((
+        Ipv4Addr::from(first + 1),
+        Ipv4Addr::from(middle),
+        Ipv4Addr::from(last - 1),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn space(taken: &[&str]) -> AddressSpace {
+        AddressSpace {
+            subnet: "10.77.0.0/24".parse().unwrap(),
+            gateway: "10.77.0.1".parse().unwrap(),
+            dynamic: Some((
+                "10.77.0.128".parse().unwrap(),
+                "10.77.0.254".parse().unwrap(),
+            )),
+            taken: taken.iter().map(|s| s.parse().unwrap()).collect(),
+        }
+    }
+
+    #[test]
+    fn skips_gateway_and_taken_addresses() {
+        assert_eq!(
+            choose_ip(&space(&[]), "n").unwrap(),
+            "10.77.0.2".parse::<Ipv4Addr>().unwrap()
+        );
+        assert_eq!(
+            choose_ip(&space(&["10.77.0.2", "10.77.0.3"]), "n").unwrap(),
+            "10.77.0.4".parse::<Ipv4Addr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn uses_dynamic_range_only_when_the_rest_is_full() {
+        // libvirt's own 'default' network: the range covers .2-.254.
+        let mut s = space(&[]);
+        s.dynamic = Some(("10.77.0.2".parse().unwrap(), "10.77.0.254".parse().unwrap()));
+        s.taken = vec!["10.77.0.2".parse().unwrap()];
+        assert_eq!(
+            choose_ip(&s, "default").unwrap(),
+            "10.77.0.3".parse::<Ipv4Addr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn full_network_is_an_error_naming_it() {
+        let s = AddressSpace {
+            subnet: "10.77.0.0/30".parse().unwrap(),
+            gateway: "10.77.0.1".parse().unwrap(),
+            dynamic: None,
+            taken: vec!["10.77.0.2".parse().unwrap()],
+        };
+        let err = choose_ip(&s, "tiny").unwrap_err();
+        assert!(err.message().contains("'tiny'"), "{err}");
+    }
+
+    #[test]
+    fn mac_avoids_taken_ones() {
+        let mut draws = vec![[1, 2, 3], [1, 2, 3], [0xaa, 0xbb, 0xcc]].into_iter();
+        let mac = choose_mac(&["52:54:00:01:02:03".into()], || draws.next().unwrap());
+        assert_eq!(mac, "52:54:00:aa:bb:cc");
+    }
+
+    #[test]
+    fn layout_splits_the_subnet() {
+        let (gw, start, end) = layout("10.77.0.0/24".parse().unwrap()).unwrap();
+        assert_eq!(gw.to_string(), "10.77.0.1");
+        assert_eq!(start.to_string(), "10.77.0.128");
+        assert_eq!(end.to_string(), "10.77.0.254");
+        assert!(layout("10.77.0.0/30".parse().unwrap()).is_err());
+    }
+}

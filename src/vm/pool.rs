@@ -1,0 +1,99 @@
+//! strata's storage pool (a directory pool) and its volumes: read-only template volumes and
+//! thin qcow2 clones whose <backingStore> is a template. Clones are made through the libvirt
+//! storage API; a template volume is never opened for writing.
+
+use crate::error::{Error, Result};
+use crate::vm::xml;
+use std::path::Path;
+use virt::connect::Connect;
+use virt::storage_pool::StoragePool;
+use virt::storage_vol::StorageVol;
+
+pub const POOL_NAME: &str = "strata";
+
+/// Volume name of a template image.
+pub fn template_volume_name(template: &str) -> String {
+    format!("template-{template}.qcow2")
+}
+
+/// Volume name of a VM's root disk.
+pub fn vm_volume_name(vm: &str) -> String {
+    format!("vm-{vm}.qcow2")
+}
+
+/// Find strata's pool, defining, building and starting it at `dir` when missing or stopped.
+pub fn ensure(conn: &Connect, dir: &Path) -> Result<StoragePool> {
+    let pool = match conn.lookup_storage_pool_by_name(POOL_NAME) {
+        Ok(pool) => pool,
+        Err(_) => {
+            let xml_text = xml::render(
+                xml::POOL,
+                &serde_json::json!({"name": POOL_NAME, "path": dir.display().to_string()}),
+            )?;
+            let pool = conn.define_storage_pool_xml(&xml_text, 0)?;
+            pool.build(0)?;
+            pool.set_autostart(true)?;
+            pool
+        }
+    };
+    if !pool.is_active()? {
+        pool.create(0)?;
+    }
+    Ok(pool)
+}
+
+/// Look up a volume by name in the pool; None when it is not there.
+pub fn find_volume(pool: &StoragePool, name: &str) -> Option<StorageVol> {
+    pool.lookup_storage_vol_by_name(name).ok()
+}
+
+/// Create `name` as a thin qcow2 clone of `template` with `capacity` bytes (>= the
+/// template's own size). The template is only read, as the backing file.
+pub fn clone_volume(
+    pool: &StoragePool,
+    template: &StorageVol,
+    name: &str,
+    capacity: u64,
+) -> Result<StorageVol> {
+    let template_size = template.info()?.capacity;
+    if capacity < template_size {
+        return Err(Error::bad_input(format!(
+            "--disk {}: smaller than the template's disk ({})",
+            crate::units::format_size(capacity),
+            crate::units::format_size(template_size)
+        ))
+        .with_hint("give at least the template's size; the root filesystem grows to the disk on first boot"));
+    }
+    let available = pool.info()?.available;
+    if capacity - template_size > available.saturating_mul(8) {
+        // Thin clones only take what the guest writes; refuse only absurd sizes.
+        return Err(Error::bad_input(format!(
+            "--disk {}: far larger than the {} free in the pool",
+            crate::units::format_size(capacity),
+            crate::units::format_size(available)
+        ))
+        .with_hint("choose a smaller --disk"));
+    }
+    let xml_text = xml::render(
+        xml::CLONE_VOLUME,
+        &serde_json::json!({
+            "name": name,
+            "capacity": capacity,
+            "backing_path": template.path()?,
+        }),
+    )?;
+    Ok(StorageVol::create_xml(pool, &xml_text, 0)?)
+}
+
+/// Delete a VM's volume if it exists; refuses template volumes.
+pub fn delete_vm_volume(pool: &StoragePool, name: &str) -> Result<()> {
+    if name.starts_with("template-") {
+        return Err(Error::failed(format!(
+            "refusing to delete template volume '{name}'"
+        )));
+    }
+    if let Some(vol) = find_volume(pool, name) {
+        vol.delete(0)?;
+    }
+    Ok(())
+}

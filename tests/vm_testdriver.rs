@@ -1,0 +1,356 @@
+//! The vm layer and the create/destroy pipeline against libvirt's in-process test driver
+//! (test:///default): every object strata makes is checked through the libvirt API, and a
+//! create that fails halfway must leave nothing behind.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use strata::error::ErrorKind;
+use strata::host::accel::AccelRequest;
+use strata::image::BuildRecord;
+use strata::lifecycle::{self, CreateRequest};
+use strata::progress::Progress;
+use strata::state::Paths;
+use strata::vm::network::{self, NetworkMode};
+use strata::vm::{domain, pool, Libvirt};
+
+/// test:///default is one shared in-process instance: the tests take turns.
+static DRIVER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn driver() -> std::sync::MutexGuard<'static, ()> {
+    DRIVER
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+struct Scratch {
+    dir: PathBuf,
+}
+
+impl Scratch {
+    fn new(tag: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("strata-td-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch { dir }
+    }
+    fn paths(&self) -> Paths {
+        Paths {
+            state: self.dir.join("state"),
+            cache: self.dir.join("cache"),
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A built-looking template in the test driver: a qcow2 volume in strata's pool and a build
+/// record with (fake) kernel and initrd files.
+fn register_fake_template(lv: &Libvirt, paths: &Paths, template: &str) {
+    let pool_handle = pool::ensure(&lv.conn, &paths.pool_dir()).unwrap();
+    let volume = pool::template_volume_name(template);
+    let xml = format!(
+        "<volume><name>{volume}</name><capacity unit='G'>3</capacity><target><format type='qcow2'/></target></volume>"
+    );
+    if pool::find_volume(&pool_handle, &volume).is_none() {
+        virt::storage_vol::StorageVol::create_xml(&pool_handle, &xml, 0).unwrap();
+    }
+    let dir = paths.template_dir(template);
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["vmlinuz", "initrd.img"] {
+        std::fs::write(dir.join(f), b"x").unwrap();
+    }
+    let record = BuildRecord {
+        template: template.into(),
+        recipe_hash: "r".into(),
+        sha256: "s".into(),
+        volume,
+        virtual_size: 3 << 30,
+        file_size: 1 << 20,
+        kernel: Some(dir.join("vmlinuz")),
+        initrd: Some(dir.join("initrd.img")),
+        built: "now".into(),
+        build_seconds: 1.0,
+    };
+    std::fs::write(
+        dir.join("build.json"),
+        serde_json::to_string(&record).unwrap(),
+    )
+    .unwrap();
+}
+
+fn request(name: &str, template: &str, net: &str) -> CreateRequest {
+    CreateRequest {
+        name: name.into(),
+        template: template.into(),
+        cpus: Some(1),
+        memory: Some("512M".into()),
+        disk: Some("8G".into()),
+        network: net.into(),
+        accel: AccelRequest::Auto,
+        ssh_timeout: Duration::from_secs(1),
+    }
+}
+
+fn reservations(lv: &Libvirt, net: &str) -> Vec<network::DhcpHost> {
+    network::lookup(&lv.conn, net).unwrap().1.hosts
+}
+
+/// The VM volumes in strata's pool (templates registered by other tests are left out).
+fn volume_names(lv: &Libvirt, paths: &Paths) -> Vec<String> {
+    let pool_handle = pool::ensure(&lv.conn, &paths.pool_dir()).unwrap();
+    let mut names: Vec<String> = pool_handle
+        .list_volumes()
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.starts_with("vm-"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn create_then_destroy_leaves_only_the_template() {
+    let scratch = Scratch::new("cd");
+    let paths = scratch.paths();
+    let _turn = driver();
+    let lv = Libvirt::open("test:///default").unwrap();
+    register_fake_template(&lv, &paths, "debian-12");
+    network::create(
+        &lv.conn,
+        "tnet",
+        "10.77.0.0/24".parse().unwrap(),
+        NetworkMode::Isolated,
+        &[],
+    )
+    .unwrap();
+
+    let created = lifecycle::create(
+        &lv,
+        &paths,
+        &request("a", "debian-12", "tnet"),
+        &Progress::new("a"),
+    )
+    .unwrap();
+    assert_eq!(created.ip.to_string(), "10.77.0.2");
+    let created_b = lifecycle::create(
+        &lv,
+        &paths,
+        &request("b", "debian-12", "tnet"),
+        &Progress::new("b"),
+    )
+    .unwrap();
+    assert_eq!(created_b.ip.to_string(), "10.77.0.3");
+
+    // libvirt holds the truth: metadata, reservation, thin clone on the template.
+    let vms = domain::list(&lv.conn).unwrap();
+    let a = vms.iter().find(|v| v.name == "a").unwrap();
+    assert_eq!(a.record.template, "debian-12");
+    assert_eq!(a.record.ip, "10.77.0.2");
+    assert_eq!(a.record.network, "tnet");
+    let hosts = reservations(&lv, "tnet");
+    assert!(hosts
+        .iter()
+        .any(|h| h.mac == a.record.mac && h.ip.to_string() == "10.77.0.2"));
+    let pool_handle = pool::ensure(&lv.conn, &paths.pool_dir()).unwrap();
+    let vol = pool_handle
+        .lookup_storage_vol_by_name("vm-a.qcow2")
+        .unwrap();
+    let vol_xml = vol.xml_desc(0).unwrap();
+    assert!(vol_xml.contains("<backingStore>"), "{vol_xml}");
+    assert!(vol_xml.contains("template-debian-12.qcow2"), "{vol_xml}");
+    assert_eq!(vol.info().unwrap().capacity, 8 << 30);
+    let dom_xml = lv
+        .conn
+        .lookup_domain_by_name("a")
+        .unwrap()
+        .xml_desc(0)
+        .unwrap();
+    assert!(
+        dom_xml.contains("strata.hostname=a"),
+        "SMBIOS first-boot data missing"
+    );
+    assert!(
+        dom_xml.contains("tb-cache"),
+        "TCG domains need the tb-cache limit"
+    );
+    let key = paths.vm_key("a");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+
+    // Duplicate name: one clear error, nothing changed.
+    let before = volume_names(&lv, &paths);
+    let err = lifecycle::create(
+        &lv,
+        &paths,
+        &request("a", "debian-12", "tnet"),
+        &Progress::new("a"),
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+    assert_eq!(volume_names(&lv, &paths), before);
+
+    // The network is in use: refuse to remove it.
+    lifecycle::destroy(&lv, &paths, "a").unwrap();
+    lifecycle::destroy(&lv, &paths, "b").unwrap();
+    assert!(domain::list(&lv.conn).unwrap().is_empty());
+    assert!(reservations(&lv, "tnet").is_empty());
+    assert!(volume_names(&lv, &paths).is_empty());
+    assert!(
+        pool::find_volume(&pool_handle, "template-debian-12.qcow2").is_some(),
+        "template must stay"
+    );
+    assert!(!paths.vm_dir("a").exists());
+    network::destroy(&lv.conn, "tnet").unwrap();
+}
+
+#[test]
+fn bad_input_changes_nothing() {
+    let scratch = Scratch::new("bad");
+    let paths = scratch.paths();
+    let _turn = driver();
+    let lv = Libvirt::open("test:///default").unwrap();
+    register_fake_template(&lv, &paths, "debian-12");
+    network::create(
+        &lv.conn,
+        "tnet",
+        "10.77.0.0/24".parse().unwrap(),
+        NetworkMode::Isolated,
+        &[],
+    )
+    .unwrap();
+    let before = volume_names(&lv, &paths);
+
+    let cases: Vec<(CreateRequest, ErrorKind, &str)> = vec![
+        (
+            request("x", "no-such-template", "tnet"),
+            ErrorKind::NotFound,
+            "unknown template 'no-such-template'",
+        ),
+        (
+            request("x", "debian-12", "no-such-net"),
+            ErrorKind::NotFound,
+            "network 'no-such-net' does not exist",
+        ),
+        (
+            CreateRequest {
+                memory: Some("lots".into()),
+                ..request("x", "debian-12", "tnet")
+            },
+            ErrorKind::BadInput,
+            "--memory: 'lots' is not a size",
+        ),
+        (
+            CreateRequest {
+                memory: Some("64T".into()),
+                ..request("x", "debian-12", "tnet")
+            },
+            ErrorKind::BadInput,
+            "--memory 64 TiB",
+        ),
+        (
+            CreateRequest {
+                disk: Some("1G".into()),
+                ..request("x", "debian-12", "tnet")
+            },
+            ErrorKind::BadInput,
+            "smaller than the template",
+        ),
+        (
+            request("bad name", "debian-12", "tnet"),
+            ErrorKind::BadInput,
+            "VM name 'bad name'",
+        ),
+    ];
+    for (req, kind, text) in cases {
+        let err = lifecycle::create(&lv, &paths, &req, &Progress::new("x")).unwrap_err();
+        assert_eq!(err.kind(), kind, "{err}");
+        assert!(err.message().contains(text), "expected '{text}' in: {err}");
+        assert!(err.hint().is_some(), "no hint in: {err}");
+        assert_eq!(volume_names(&lv, &paths), before);
+        assert!(reservations(&lv, "tnet").is_empty());
+        assert!(lv.conn.lookup_domain_by_name("x").is_err());
+        assert!(!paths.vm_dir("x").exists());
+    }
+
+    // Overlapping subnet: refused, naming what it overlaps.
+    let (taken, _) = (network::list(&lv.conn).unwrap(), ());
+    let taken: Vec<network::Taken> = taken
+        .iter()
+        .filter_map(|n| {
+            Some(network::Taken {
+                what: format!("libvirt network '{}'", n.name),
+                subnet: n.subnet?,
+            })
+        })
+        .collect();
+    let err = network::create(
+        &lv.conn,
+        "t2",
+        "10.77.0.128/25".parse().unwrap(),
+        NetworkMode::Nat,
+        &taken,
+    )
+    .unwrap_err();
+    assert!(err.message().contains("libvirt network 'tnet'"), "{err}");
+    assert!(lv.conn.lookup_network_by_name("t2").is_err());
+    network::destroy(&lv.conn, "tnet").unwrap();
+}
+
+/// A template whose domain XML cannot be rendered fails at the define step, after the clone,
+/// the reservation and the keys were made: all three must be rolled back.
+#[test]
+fn failure_halfway_rolls_back() {
+    let scratch = Scratch::new("rb");
+    let paths = scratch.paths();
+    let _turn = driver();
+    let lv = Libvirt::open("test:///default").unwrap();
+    let broken = paths.state.join("imported/broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("vm-templates/debian-12");
+    let manifest = std::fs::read_to_string(source.join("template.toml")).unwrap();
+    std::fs::write(
+        broken.join("template.toml"),
+        manifest.replace("name = \"debian-12\"", "name = \"broken\""),
+    )
+    .unwrap();
+    std::fs::write(
+        broken.join("domain.xml.j2"),
+        "<domain>{{ no_such_variable }}</domain>",
+    )
+    .unwrap();
+    register_fake_template(&lv, &paths, "broken");
+    network::create(
+        &lv.conn,
+        "tnet",
+        "10.77.0.0/24".parse().unwrap(),
+        NetworkMode::Isolated,
+        &[],
+    )
+    .unwrap();
+
+    let err = lifecycle::create(
+        &lv,
+        &paths,
+        &request("half", "broken", "tnet"),
+        &Progress::new("half"),
+    )
+    .unwrap_err();
+    assert!(err.message().contains("undefined"), "{err}");
+    assert!(volume_names(&lv, &paths).is_empty(), "clone left behind");
+    assert!(reservations(&lv, "tnet").is_empty());
+    assert!(!paths.vm_dir("half").exists());
+    assert!(lv.conn.lookup_domain_by_name("half").is_err());
+    assert!(
+        std::fs::read_dir(paths.state.join("journal"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "journal left behind"
+    );
+    network::destroy(&lv.conn, "tnet").unwrap();
+}
