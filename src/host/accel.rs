@@ -120,7 +120,7 @@ pub fn choose(request: AccelRequest, facts: &KvmFacts) -> Result<(Accel, String)
         }
         (AccelRequest::Kvm, Some(why)) => Err(Error::bad_input(format!("--accel kvm: {why}"))
             .with_hint("use --accel tcg (software emulation, slower) or fix /dev/kvm: `chgrp kvm /dev/kvm; chmod 0660 /dev/kvm` (./scripts/setup does)")),
-        (AccelRequest::Auto, Some(why)) => Ok((Accel::Tcg, format!("tcg: {why}"))),
+        (AccelRequest::Auto, Some(why)) => Ok((Accel::Tcg, why)),
     }
 }
 

@@ -1,0 +1,239 @@
+//! End-to-end: the strata binary against the real libvirtd on this machine, booting real VMs
+//! from the built template on an isolated network this test creates. Nothing here is
+//! skipped: if libvirtd or the template is missing, the test fails and says why.
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use strata::state::Paths;
+use strata::vm::{network, pool, Libvirt};
+
+const TEMPLATE: &str = "debian-12";
+
+fn strata(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running strata")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = strata(args);
+    assert!(
+        out.status.success(),
+        "strata {args:?} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn system() -> Libvirt {
+    Libvirt::open("qemu:///system").expect("libvirtd must be running for the end-to-end tests (./scripts/setup starts it)")
+}
+
+/// Destroys what the test made, even when an assertion failed halfway.
+struct Cleanup {
+    vms: Vec<String>,
+    network: Option<String>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for vm in &self.vms {
+            let _ = strata(&["vm", "destroy", vm]);
+        }
+        if let Some(net) = &self.network {
+            let _ = strata(&["net", "destroy", net]);
+        }
+    }
+}
+
+/// Create an isolated network on a free 10.x subnet; returns its name and subnet prefix.
+fn make_network(cleanup: &mut Cleanup, tag: &str) -> (String, String) {
+    let name = format!("strata-e2e-{tag}-{}", std::process::id());
+    for third in (std::process::id() % 150 + 50)..250 {
+        let subnet = format!("10.251.{third}.0/24");
+        let out = strata(&["net", "create", &name, "--subnet", &subnet, "--isolated"]);
+        if out.status.success() {
+            cleanup.network = Some(name.clone());
+            return (name, format!("10.251.{third}."));
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("overlaps"), "net create failed for another reason: {err}");
+    }
+    panic!("no free 10.251.x.0/24 subnet");
+}
+
+fn template_sha(paths: &Paths) -> String {
+    let record = strata::image::read_record(&paths.template_dir(TEMPLATE))
+        .unwrap()
+        .expect("template debian-12 must be built (scripts/test builds it)");
+    let file = paths.pool_dir().join(&record.volume);
+    let actual = strata::image::sha256_file(&file).unwrap();
+    assert_eq!(actual, record.sha256, "template volume differs from its recorded sha256");
+    actual
+}
+
+fn vm_json(name: &str) -> serde_json::Value {
+    let list: serde_json::Value = serde_json::from_str(&ok(&["vm", "list", "--output", "json"])).unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("{name} not in vm list: {list}"))
+}
+
+/// Nothing of `vm` is left: domain, volume, reservation, keys, journal.
+fn assert_gone(lv: &Libvirt, paths: &Paths, vm: &str, net: &str) {
+    assert!(lv.conn.lookup_domain_by_name(vm).is_err(), "domain {vm} left behind");
+    let pool_handle = pool::ensure(&lv.conn, &paths.pool_dir()).unwrap();
+    pool_handle.refresh(0).unwrap();
+    assert!(pool::find_volume(&pool_handle, &pool::vm_volume_name(vm)).is_none(), "volume of {vm} left behind");
+    let (_, info) = network::lookup(&lv.conn, net).unwrap();
+    assert!(!info.hosts.iter().any(|h| h.name == vm), "DHCP reservation of {vm} left behind");
+    assert!(!paths.vm_dir(vm).exists(), "keys of {vm} left behind");
+    assert!(!paths.state.join("journal").join(format!("{vm}.json")).exists(), "journal of {vm} left behind");
+}
+
+fn spawn_create(name: &str, net: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["vm", "create", name, "--template", TEMPLATE, "--net", net, "--memory", "768M"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_output(child: Child) -> Output {
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn two_vms_boot_talk_and_leave_nothing_behind() {
+    let lv = system();
+    let paths = Paths::discover();
+    ok(&["template", "build", TEMPLATE]);
+    let sha_before = template_sha(&paths);
+    let mut cleanup = Cleanup { vms: vec![], network: None };
+    let (net, prefix) = make_network(&mut cleanup, "pair");
+    let (a, b) = (format!("e2e-a-{}", std::process::id()), format!("e2e-b-{}", std::process::id()));
+    cleanup.vms = vec![a.clone(), b.clone()];
+
+    // Both at once: creates must not serialise each other.
+    let (ca, cb) = (spawn_create(&a, &net), spawn_create(&b, &net));
+    for (name, out) in [(&a, wait_output(ca)), (&b, wait_output(cb))] {
+        assert!(out.status.success(), "create {name} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("boot-to-ssh"), "no per-stage times: {text}");
+    }
+    let (va, vb) = (vm_json(&a), vm_json(&b));
+    let ip_a = va["ip"].as_str().unwrap().to_string();
+    let ip_b = vb["ip"].as_str().unwrap().to_string();
+    assert!(ip_a.starts_with(&prefix) && ip_b.starts_with(&prefix) && ip_a != ip_b);
+    assert_eq!(va["state"], "running");
+    let facts = strata::host::accel::KvmFacts::read().unwrap();
+    let expected = strata::host::accel::choose(strata::host::accel::AccelRequest::Auto, &facts).unwrap().0;
+    assert_eq!(va["accel"], expected.as_str(), "vm list shows the accelerator that auto chose");
+
+    // Commands run in the guest; hostname came through first-boot data; exit codes pass through.
+    assert_eq!(ok(&["vm", "ssh", &a, "--", "hostname"]).trim(), a);
+    let status = strata(&["vm", "ssh", &a, "--", "sh", "-c", "exit 7"]).status;
+    assert_eq!(status.code(), Some(7));
+    // The root filesystem grew to the requested disk (default 8G) on first boot.
+    let df = ok(&["vm", "ssh", &b, "--", "df", "--output=size", "-B1G", "/"]);
+    let size: u64 = df.lines().last().unwrap().trim().parse().unwrap();
+    assert!(size >= 7, "root filesystem is {size}G, not grown");
+
+    // The two guests reach each other over the isolated network.
+    ok(&["vm", "ssh", &a, "--", "ping", "-c", "2", "-W", "3", &ip_b]);
+    ok(&["vm", "ssh", &b, "--", "ping", "-c", "2", "-W", "3", &ip_a]);
+
+    // A changed host key is refused.
+    let known = paths.vm_known_hosts(&a);
+    let pinned = std::fs::read_to_string(&known).unwrap();
+    let other = strata::guest::keys::generate("impostor").unwrap();
+    std::fs::write(&known, strata::guest::ssh::known_hosts_line(&ip_a, &other.public_openssh)).unwrap();
+    let refused = strata(&["vm", "ssh", &a, "--", "true"]);
+    std::fs::write(&known, pinned).unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("host key mismatch"));
+
+    // Stop and start keep the VM and its address.
+    ok(&["vm", "stop", &a, "--timeout", "30"]);
+    assert_eq!(vm_json(&a)["state"], "shut off");
+    ok(&["vm", "start", &a]);
+    assert_eq!(ok(&["vm", "ssh", &a, "--", "hostname"]).trim(), a);
+
+    ok(&["vm", "destroy", &a]);
+    ok(&["vm", "destroy", &b]);
+    assert_gone(&lv, &paths, &a, &net);
+    assert_gone(&lv, &paths, &b, &net);
+    assert_eq!(template_sha(&paths), sha_before, "the template volume was written");
+}
+
+#[test]
+fn interrupted_create_leaves_nothing_and_rerun_works() {
+    let lv = system();
+    let paths = Paths::discover();
+    ok(&["template", "build", TEMPLATE]);
+    let mut cleanup = Cleanup { vms: vec![], network: None };
+    let (net, _) = make_network(&mut cleanup, "intr");
+    let vm = format!("e2e-c-{}", std::process::id());
+    cleanup.vms = vec![vm.clone()];
+
+    let wait_for_domain = |deadline: Duration| {
+        let start = Instant::now();
+        while start.elapsed() < deadline {
+            if lv.conn.lookup_domain_by_name(&vm).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("create never defined the domain");
+    };
+
+    // Ctrl-C while it waits for the guest: the create rolls itself back.
+    let child = spawn_create(&vm, &net);
+    wait_for_domain(Duration::from_secs(60));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let out = wait_output(child);
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
+    assert_gone(&lv, &paths, &vm, &net);
+
+    // SIGKILL cannot be caught: the journal stays, and the next run cleans it up first.
+    let mut child = spawn_create(&vm, &net);
+    wait_for_domain(Duration::from_secs(60));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(paths.state.join("journal").join(format!("{vm}.json")).exists(), "journal must survive a kill");
+    let out = wait_output(spawn_create(&vm, &net));
+    assert!(out.status.success(), "re-run failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(ok(&["vm", "ssh", &vm, "--", "hostname"]).trim(), vm);
+    ok(&["vm", "destroy", &vm]);
+    assert_gone(&lv, &paths, &vm, &net);
+}
+
+#[test]
+fn bad_input_gets_one_clear_error() {
+    system();
+    let cases: [(&[&str], &str); 5] = [
+        (&["vm", "create", "x", "--template", "no-such"], "unknown template 'no-such'"),
+        (&["vm", "create", "x", "--template", TEMPLATE, "--net", "no-such-net"], "network 'no-such-net' does not exist"),
+        (&["vm", "create", "x", "--template", TEMPLATE, "--memory", "12Q"], "--memory: '12Q' is not a size"),
+        (&["net", "create", "x", "--subnet", "10.0.0.300/24"], "is not an IPv4 CIDR"),
+        (&["--connect", "qemu+unix:///system?socket=/nonexistent/sock", "vm", "list"], "cannot reach libvirt"),
+    ];
+    for (args, expected) in cases {
+        let out = strata(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(err.contains(expected), "{args:?}: expected '{expected}' in {err}");
+        assert!(err.contains("hint:"), "{args:?}: no hint in {err}");
+        assert_eq!(err.lines().filter(|l| l.starts_with("error:")).count(), 1, "{err}");
+    }
+}
