@@ -30,7 +30,8 @@ fn ok(args: &[&str]) -> String {
 }
 
 fn system() -> Libvirt {
-    Libvirt::open("qemu:///system").expect("libvirtd must be running for the end-to-end tests (./scripts/setup starts it)")
+    Libvirt::open("qemu:///system")
+        .expect("libvirtd must be running for the end-to-end tests (./scripts/setup starts it)")
 }
 
 /// Destroys what the test made, even when an assertion failed halfway.
@@ -61,7 +62,10 @@ fn make_network(cleanup: &mut Cleanup, tag: &str) -> (String, String) {
             return (name, format!("10.251.{third}."));
         }
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("overlaps"), "net create failed for another reason: {err}");
+        assert!(
+            err.contains("overlaps"),
+            "net create failed for another reason: {err}"
+        );
     }
     panic!("no free 10.251.x.0/24 subnet");
 }
@@ -72,12 +76,16 @@ fn template_sha(paths: &Paths) -> String {
         .expect("template debian-12 must be built (scripts/test builds it)");
     let file = paths.pool_dir().join(&record.volume);
     let actual = strata::image::sha256_file(&file).unwrap();
-    assert_eq!(actual, record.sha256, "template volume differs from its recorded sha256");
+    assert_eq!(
+        actual, record.sha256,
+        "template volume differs from its recorded sha256"
+    );
     actual
 }
 
 fn vm_json(name: &str) -> serde_json::Value {
-    let list: serde_json::Value = serde_json::from_str(&ok(&["vm", "list", "--output", "json"])).unwrap();
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(&["vm", "list", "--output", "json"])).unwrap();
     list.as_array()
         .unwrap()
         .iter()
@@ -88,19 +96,45 @@ fn vm_json(name: &str) -> serde_json::Value {
 
 /// Nothing of `vm` is left: domain, volume, reservation, keys, journal.
 fn assert_gone(lv: &Libvirt, paths: &Paths, vm: &str, net: &str) {
-    assert!(lv.conn.lookup_domain_by_name(vm).is_err(), "domain {vm} left behind");
+    assert!(
+        lv.conn.lookup_domain_by_name(vm).is_err(),
+        "domain {vm} left behind"
+    );
     let pool_handle = pool::ensure(&lv.conn, &paths.pool_dir()).unwrap();
     pool_handle.refresh(0).unwrap();
-    assert!(pool::find_volume(&pool_handle, &pool::vm_volume_name(vm)).is_none(), "volume of {vm} left behind");
+    assert!(
+        pool::find_volume(&pool_handle, &pool::vm_volume_name(vm)).is_none(),
+        "volume of {vm} left behind"
+    );
     let (_, info) = network::lookup(&lv.conn, net).unwrap();
-    assert!(!info.hosts.iter().any(|h| h.name == vm), "DHCP reservation of {vm} left behind");
+    assert!(
+        !info.hosts.iter().any(|h| h.name == vm),
+        "DHCP reservation of {vm} left behind"
+    );
     assert!(!paths.vm_dir(vm).exists(), "keys of {vm} left behind");
-    assert!(!paths.state.join("journal").join(format!("{vm}.json")).exists(), "journal of {vm} left behind");
+    assert!(
+        !paths
+            .state
+            .join("journal")
+            .join(format!("{vm}.json"))
+            .exists(),
+        "journal of {vm} left behind"
+    );
 }
 
 fn spawn_create(name: &str, net: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(["vm", "create", name, "--template", TEMPLATE, "--net", net, "--memory", "768M"])
+        .args([
+            "vm",
+            "create",
+            name,
+            "--template",
+            TEMPLATE,
+            "--net",
+            net,
+            "--memory",
+            "768M",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -118,15 +152,26 @@ fn two_vms_boot_talk_and_leave_nothing_behind() {
     let paths = Paths::discover();
     ok(&["template", "build", TEMPLATE]);
     let sha_before = template_sha(&paths);
-    let mut cleanup = Cleanup { vms: vec![], network: None };
+    let mut cleanup = Cleanup {
+        vms: vec![],
+        network: None,
+    };
     let (net, prefix) = make_network(&mut cleanup, "pair");
-    let (a, b) = (format!("e2e-a-{}", std::process::id()), format!("e2e-b-{}", std::process::id()));
+    let (a, b) = (
+        format!("e2e-a-{}", std::process::id()),
+        format!("e2e-b-{}", std::process::id()),
+    );
     cleanup.vms = vec![a.clone(), b.clone()];
 
     // Both at once: creates must not serialise each other.
     let (ca, cb) = (spawn_create(&a, &net), spawn_create(&b, &net));
     for (name, out) in [(&a, wait_output(ca)), (&b, wait_output(cb))] {
-        assert!(out.status.success(), "create {name} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "create {name} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("boot-to-ssh"), "no per-stage times: {text}");
     }
@@ -136,8 +181,14 @@ fn two_vms_boot_talk_and_leave_nothing_behind() {
     assert!(ip_a.starts_with(&prefix) && ip_b.starts_with(&prefix) && ip_a != ip_b);
     assert_eq!(va["state"], "running");
     let facts = strata::host::accel::KvmFacts::read().unwrap();
-    let expected = strata::host::accel::choose(strata::host::accel::AccelRequest::Auto, &facts).unwrap().0;
-    assert_eq!(va["accel"], expected.as_str(), "vm list shows the accelerator that auto chose");
+    let expected = strata::host::accel::choose(strata::host::accel::AccelRequest::Auto, &facts)
+        .unwrap()
+        .0;
+    assert_eq!(
+        va["accel"],
+        expected.as_str(),
+        "vm list shows the accelerator that auto chose"
+    );
 
     // Commands run in the guest; hostname came through first-boot data; exit codes pass through.
     assert_eq!(ok(&["vm", "ssh", &a, "--", "hostname"]).trim(), a);
@@ -156,7 +207,11 @@ fn two_vms_boot_talk_and_leave_nothing_behind() {
     let known = paths.vm_known_hosts(&a);
     let pinned = std::fs::read_to_string(&known).unwrap();
     let other = strata::guest::keys::generate("impostor").unwrap();
-    std::fs::write(&known, strata::guest::ssh::known_hosts_line(&ip_a, &other.public_openssh)).unwrap();
+    std::fs::write(
+        &known,
+        strata::guest::ssh::known_hosts_line(&ip_a, &other.public_openssh),
+    )
+    .unwrap();
     let refused = strata(&["vm", "ssh", &a, "--", "true"]);
     std::fs::write(&known, pinned).unwrap();
     assert!(!refused.status.success());
@@ -172,7 +227,11 @@ fn two_vms_boot_talk_and_leave_nothing_behind() {
     ok(&["vm", "destroy", &b]);
     assert_gone(&lv, &paths, &a, &net);
     assert_gone(&lv, &paths, &b, &net);
-    assert_eq!(template_sha(&paths), sha_before, "the template volume was written");
+    assert_eq!(
+        template_sha(&paths),
+        sha_before,
+        "the template volume was written"
+    );
 }
 
 #[test]
@@ -180,7 +239,10 @@ fn interrupted_create_leaves_nothing_and_rerun_works() {
     let lv = system();
     let paths = Paths::discover();
     ok(&["template", "build", TEMPLATE]);
-    let mut cleanup = Cleanup { vms: vec![], network: None };
+    let mut cleanup = Cleanup {
+        vms: vec![],
+        network: None,
+    };
     let (net, _) = make_network(&mut cleanup, "intr");
     let vm = format!("e2e-c-{}", std::process::id());
     cleanup.vms = vec![vm.clone()];
@@ -199,9 +261,18 @@ fn interrupted_create_leaves_nothing_and_rerun_works() {
     // Ctrl-C while it waits for the guest: the create rolls itself back.
     let child = spawn_create(&vm, &net);
     wait_for_domain(Duration::from_secs(60));
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
     let out = wait_output(child);
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
     assert_gone(&lv, &paths, &vm, &net);
 
@@ -210,9 +281,20 @@ fn interrupted_create_leaves_nothing_and_rerun_works() {
     wait_for_domain(Duration::from_secs(60));
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(paths.state.join("journal").join(format!("{vm}.json")).exists(), "journal must survive a kill");
+    assert!(
+        paths
+            .state
+            .join("journal")
+            .join(format!("{vm}.json"))
+            .exists(),
+        "journal must survive a kill"
+    );
     let out = wait_output(spawn_create(&vm, &net));
-    assert!(out.status.success(), "re-run failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "re-run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(ok(&["vm", "ssh", &vm, "--", "hostname"]).trim(), vm);
     ok(&["vm", "destroy", &vm]);
     assert_gone(&lv, &paths, &vm, &net);
@@ -222,18 +304,61 @@ fn interrupted_create_leaves_nothing_and_rerun_works() {
 fn bad_input_gets_one_clear_error() {
     system();
     let cases: [(&[&str], &str); 5] = [
-        (&["vm", "create", "x", "--template", "no-such"], "unknown template 'no-such'"),
-        (&["vm", "create", "x", "--template", TEMPLATE, "--net", "no-such-net"], "network 'no-such-net' does not exist"),
-        (&["vm", "create", "x", "--template", TEMPLATE, "--memory", "12Q"], "--memory: '12Q' is not a size"),
-        (&["net", "create", "x", "--subnet", "10.0.0.300/24"], "is not an IPv4 CIDR"),
-        (&["--connect", "qemu+unix:///system?socket=/nonexistent/sock", "vm", "list"], "cannot reach libvirt"),
+        (
+            &["vm", "create", "x", "--template", "no-such"],
+            "unknown template 'no-such'",
+        ),
+        (
+            &[
+                "vm",
+                "create",
+                "x",
+                "--template",
+                TEMPLATE,
+                "--net",
+                "no-such-net",
+            ],
+            "network 'no-such-net' does not exist",
+        ),
+        (
+            &[
+                "vm",
+                "create",
+                "x",
+                "--template",
+                TEMPLATE,
+                "--memory",
+                "12Q",
+            ],
+            "--memory: '12Q' is not a size",
+        ),
+        (
+            &["net", "create", "x", "--subnet", "10.0.0.300/24"],
+            "is not an IPv4 CIDR",
+        ),
+        (
+            &[
+                "--connect",
+                "qemu+unix:///system?socket=/nonexistent/sock",
+                "vm",
+                "list",
+            ],
+            "cannot reach libvirt",
+        ),
     ];
     for (args, expected) in cases {
         let out = strata(args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} succeeded");
-        assert!(err.contains(expected), "{args:?}: expected '{expected}' in {err}");
+        assert!(
+            err.contains(expected),
+            "{args:?}: expected '{expected}' in {err}"
+        );
         assert!(err.contains("hint:"), "{args:?}: no hint in {err}");
-        assert_eq!(err.lines().filter(|l| l.starts_with("error:")).count(), 1, "{err}");
+        assert_eq!(
+            err.lines().filter(|l| l.starts_with("error:")).count(),
+            1,
+            "{err}"
+        );
     }
 }
