@@ -184,6 +184,7 @@ pub fn create(
         }
         Err(e) => {
             progress.println(&format!("strata: {}: rolling back", req.name));
+            let e = keep_console_log(paths, &req.name, e);
             let problems = journal.rollback(lv, paths);
             if problems.is_empty() {
                 Err(e)
@@ -195,6 +196,25 @@ pub fn create(
             }
         }
     }
+}
+
+/// The VM's directory goes with the rollback; its console log is what explains a failed boot,
+/// so it is kept under logs/ and the error points at it.
+fn keep_console_log(paths: &Paths, vm: &str, error: Error) -> Error {
+    let console = paths.vm_dir(vm).join("console.log");
+    if !console.is_file() {
+        return error;
+    }
+    let logs = paths.state.join("logs");
+    let kept = logs.join(format!("{vm}-console.log"));
+    if paths.ensure_dir(&logs).is_err() || std::fs::copy(&console, &kept).is_err() {
+        return error;
+    }
+    let hint = match error.hint() {
+        Some(h) => format!("{h}; the VM's console output is kept in {}", kept.display()),
+        None => format!("the VM's console output is kept in {}", kept.display()),
+    };
+    error.with_hint(hint)
 }
 
 /// Everything decided and checked before anything is changed.
@@ -376,7 +396,12 @@ fn carry_out(
             subnet,
             gateway,
             dynamic: info.dynamic,
-            taken: info.hosts.iter().map(|h| h.ip).collect(),
+            taken: info
+                .hosts
+                .iter()
+                .map(|h| h.ip)
+                .chain(network::leases(&net)?.into_iter().map(|(_, ip)| ip))
+                .collect(),
         };
         let host = DhcpHost {
             mac: alloc::choose_mac(&used_macs, alloc::os_random_bytes),

@@ -296,6 +296,25 @@ fn interrupted_create_leaves_nothing_and_rerun_works() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(ok(&["vm", "ssh", &vm, "--", "hostname"]).trim(), vm);
+    let first_ip = vm_json(&vm)["ip"].as_str().unwrap().to_string();
+    ok(&["vm", "destroy", &vm]);
+    assert_gone(&lv, &paths, &vm, &net);
+
+    // The destroyed VM's DHCP lease outlives it; dnsmasq would not hand that address to a new
+    // MAC, so the next VM must get another one and still boot to SSH.
+    ok(&[
+        "vm",
+        "create",
+        &vm,
+        "--template",
+        TEMPLATE,
+        "--net",
+        &net,
+        "--memory",
+        "768M",
+    ]);
+    assert_ne!(vm_json(&vm)["ip"].as_str().unwrap(), first_ip);
+    assert_eq!(ok(&["vm", "ssh", &vm, "--", "hostname"]).trim(), vm);
     ok(&["vm", "destroy", &vm]);
     assert_gone(&lv, &paths, &vm, &net);
 }

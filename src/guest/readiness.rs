@@ -33,5 +33,5 @@ pub fn wait_for_ssh(
         target.addr,
         timeout.as_secs()
     ))
-    .with_hint("look at the VM's console log for boot errors"))
+    .with_hint("under TCG a boot takes tens of seconds: raise --ssh-timeout, or look at the console output"))
 }

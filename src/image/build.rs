@@ -191,13 +191,14 @@ pub fn host_mirror(deb822: &str, legacy: &str) -> Option<String> {
     })
 }
 
-/// sha256 over the manifest, every overlay file (path, mode, bytes), the mirror and the
-/// pipeline version: equal hashes mean an identical image would come out.
+/// sha256 over the [build] recipe, every overlay file (path, mode, bytes), the mirror and the
+/// pipeline version: equal hashes mean an identical image would come out. Boot settings and
+/// VM defaults are not in it: changing them needs no rebuild.
 fn recipe_hash(template: &Template, mirror: &str) -> Result<String> {
     let mut hasher = Sha256::new();
     hasher.update(PIPELINE_VERSION);
     hasher.update(mirror);
-    hasher.update(std::fs::read(template.dir.join("template.toml"))?);
+    hasher.update(serde_json::to_vec(&template.manifest.build)?);
     if let Some(overlay) = template
         .manifest
         .build

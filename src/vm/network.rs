@@ -322,6 +322,49 @@ pub fn reserve(net: &Network, host: &DhcpHost) -> Result<()> {
     Ok(())
 }
 
+/// Addresses dnsmasq has handed out and not yet expired, with their MACs. A destroyed VM's
+/// lease outlives it (an hour by default), and dnsmasq will not give a reserved address to a
+/// new MAC while another MAC holds it, so the allocator must skip these. `virt` has no safe
+/// wrapper for virNetworkGetDHCPLeases; drivers without leases (the test driver) give none.
+pub fn leases(net: &Network) -> Result<Vec<(String, Ipv4Addr)>> {
+    use std::ffi::CStr;
+    let mut raw: *mut virt::sys::virNetworkDHCPLeasePtr = std::ptr::null_mut();
+    // SAFETY: `net` is a live network handle; libvirt allocates `raw` and each lease, which are
+    // read once and freed below with libvirt's own free functions.
+    let count =
+        unsafe { virt::sys::virNetworkGetDHCPLeases(net.as_ptr(), std::ptr::null(), &mut raw, 0) };
+    if count < 0 {
+        let e = virt::error::Error::last_error();
+        if e.code().known() == Some(virt::error::ErrorNumber::NoSupport) {
+            return Ok(Vec::new());
+        }
+        return Err(e.into());
+    }
+    let mut found = Vec::new();
+    for i in 0..count as usize {
+        // SAFETY: libvirt returned `count` valid lease pointers in `raw`.
+        unsafe {
+            let lease = *raw.add(i);
+            let text = |p: *mut std::os::raw::c_char| {
+                if p.is_null() {
+                    String::new()
+                } else {
+                    CStr::from_ptr(p).to_string_lossy().into_owned()
+                }
+            };
+            if let Ok(ip) = text((*lease).ipaddr).parse::<Ipv4Addr>() {
+                found.push((text((*lease).mac).to_ascii_lowercase(), ip));
+            }
+            virt::sys::virNetworkDHCPLeaseFree(lease);
+        }
+    }
+    if !raw.is_null() {
+        // SAFETY: the array itself was allocated by libvirt with malloc.
+        unsafe { nix::libc::free(raw as *mut std::ffi::c_void) };
+    }
+    Ok(found)
+}
+
 /// Remove a reservation; one that is already gone is not an error.
 pub fn release(conn: &Connect, network: &str, host: &DhcpHost) -> Result<()> {
     let Ok((net, info)) = lookup(conn, network) else {
