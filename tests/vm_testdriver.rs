@@ -91,7 +91,7 @@ fn request(name: &str, template: &str, net: &str) -> CreateRequest {
         disk: Some("8G".into()),
         network: net.into(),
         accel: AccelRequest::Auto,
-        ssh_timeout: Duration::from_secs(1),
+        ssh_timeout: Some(Duration::from_secs(1)),
     }
 }
 

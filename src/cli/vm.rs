@@ -34,6 +34,9 @@ pub enum VmCommand {
         /// seconds to wait for SSH
         #[arg(long, default_value_t = 300)]
         ssh_timeout: u64,
+        /// return once the VM is started, without waiting for SSH
+        #[arg(long)]
+        no_wait: bool,
         #[arg(long, value_enum, default_value = "table")]
         output: OutputFormat,
     },
@@ -76,6 +79,7 @@ pub fn run(env: &Env, cmd: VmCommand) -> Result<i32> {
             net,
             accel,
             ssh_timeout,
+            no_wait,
             output: format,
         } => {
             let req = CreateRequest {
@@ -86,7 +90,7 @@ pub fn run(env: &Env, cmd: VmCommand) -> Result<i32> {
                 disk,
                 network: net,
                 accel,
-                ssh_timeout: Duration::from_secs(ssh_timeout),
+                ssh_timeout: (!no_wait).then(|| Duration::from_secs(ssh_timeout)),
             };
             let progress = Progress::new(&format!("vm {name}"));
             let created = lifecycle::create(&lv, &env.paths, &req, &progress)?;
@@ -101,8 +105,8 @@ pub fn run(env: &Env, cmd: VmCommand) -> Result<i32> {
                     created.accel.as_str(),
                     created.accel_reason
                 );
-                for (stage, secs) in &created.stages {
-                    println!("  {stage:<16} {secs:>6.2}s");
+                for s in &created.stages {
+                    println!("  {:<16} {:>6.2}s", s.stage, s.seconds);
                 }
                 println!("log in with: strata vm ssh {}", created.name);
             }

@@ -205,11 +205,14 @@ fn recipe_hash(template: &Template, mirror: &str) -> Result<String> {
         .as_ref()
         .and_then(|b| b.overlay.as_ref())
     {
+        let root = template.dir.join(overlay);
         let mut files = Vec::new();
-        walk(&template.dir.join(overlay), &mut files)?;
+        walk(&root, &mut files)?;
         files.sort();
         for file in files {
-            hasher.update(file.to_string_lossy().as_bytes());
+            // Relative paths: the same template elsewhere on disk is the same recipe.
+            let relative = file.strip_prefix(&root).unwrap_or(&file);
+            hasher.update(relative.to_string_lossy().as_bytes());
             let meta = std::fs::symlink_metadata(&file)?;
             hasher.update(meta.permissions().mode().to_le_bytes());
             if meta.is_file() {
