@@ -55,6 +55,7 @@ pub struct StageTime {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 enum Undo {
     Volume { name: String },
+    File { path: PathBuf },
     Reservation { network: String, host: DhcpHost },
     VmDir { path: PathBuf },
     Domain { name: String, uuid: String },
@@ -131,6 +132,7 @@ fn undo(lv: &Libvirt, paths: &Paths, step: &Undo) -> Result<()> {
             Ok(())
         }
         Undo::VmDir { path } => remove_dir_if_present(path),
+        Undo::File { path } => remove_pool_file(lv, paths, path),
         Undo::Reservation { network: net, host } => network::release(&lv.conn, net, host),
         Undo::Volume { name } => {
             let pool_handle = pool::ensure(&lv.conn, &paths.pool_dir())?;
@@ -237,6 +239,8 @@ struct CreatePlan {
     accel: Accel,
     accel_reason: String,
     volume: String,
+    /// cloud-init templates: the NoCloud seed disk in the pool directory.
+    seed: Option<PathBuf>,
 }
 
 fn plan_create(lv: &Libvirt, paths: &Paths, req: &CreateRequest) -> Result<CreatePlan> {
@@ -318,12 +322,6 @@ fn plan_create(lv: &Libvirt, paths: &Paths, req: &CreateRequest) -> Result<Creat
                 .with_hint(format!("start it with `virsh net-start {}`", req.network)),
         );
     }
-    if template.manifest.guest.inject == InjectMethod::CloudInit {
-        return Err(Error::bad_input(format!(
-            "template '{}' uses cloud-init injection, which this strata cannot do yet",
-            template.name()
-        )));
-    }
     let facts = if lv.is_test_driver() {
         None
     } else {
@@ -352,7 +350,10 @@ fn plan_create(lv: &Libvirt, paths: &Paths, req: &CreateRequest) -> Result<Creat
             }
         }
     }
+    let seed = (template.manifest.guest.inject == InjectMethod::CloudInit)
+        .then(|| paths.pool_dir().join(seed_file_name(&req.name)));
     Ok(CreatePlan {
+        seed,
         kernel: record.kernel.clone(),
         initrd: record.initrd.clone(),
         template_volume: record.volume.clone(),
@@ -443,9 +444,16 @@ fn carry_out(
         ssh::known_hosts_line(&host.ip.to_string(), &host_key.public_openssh).as_bytes(),
     )?;
 
+    let uuid = uuid_v4();
+    if let Some(seed) = &plan.seed {
+        progress.stage("cloud-init seed");
+        interrupt::check()?;
+        journal.push(Undo::File { path: seed.clone() })?;
+        write_seed(seed, name, &uuid, &login.public_openssh, &host_key)?;
+    }
+
     progress.stage("define");
     interrupt::check()?;
-    let uuid = uuid_v4();
     let xml = render_domain(
         paths,
         req,
@@ -542,8 +550,50 @@ fn render_domain(
         "cmdline": plan.template.manifest.boot.cmdline,
         "disk_path": disk_path,
         "console_log": paths.vm_dir(name).join("console.log").display().to_string(),
+        "seed_path": path_str(&plan.seed),
     });
     template::render_file(&plan.template.domain_xml_template(), &context)
+}
+
+/// The seed disk's file name in the pool directory.
+fn seed_file_name(vm: &str) -> String {
+    format!("vm-{vm}-seed.img")
+}
+
+/// cloud-init NoCloud data: hostname, login key, and the host key strata pins.
+fn write_seed(
+    path: &std::path::Path,
+    name: &str,
+    uuid: &str,
+    authorized_key: &str,
+    host_key: &keys::KeyPair,
+) -> Result<()> {
+    let context = serde_json::json!({
+        "name": name,
+        "uuid": uuid,
+        "authorized_key": authorized_key.trim(),
+        "host_key_private": host_key.private_openssh.trim_end(),
+        "host_key_public": host_key.public_openssh.trim(),
+    });
+    let user_data = template::render_str("user-data.j2", USER_DATA, &context)?;
+    let meta_data = template::render_str("meta-data.j2", META_DATA, &context)?;
+    crate::image::seed::build_seed(path, &user_data, &meta_data)
+}
+
+const USER_DATA: &str = include_str!("../libvirt-templates/cloud-init-user-data.j2");
+const META_DATA: &str = include_str!("../libvirt-templates/cloud-init-meta-data.j2");
+
+/// Remove a file strata put in the pool directory and let libvirt forget it.
+fn remove_pool_file(lv: &Libvirt, paths: &Paths, path: &std::path::Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::from(e).context(format!("removing {}", path.display()))),
+    }
+    if !lv.is_test_driver() {
+        pool::ensure(&lv.conn, &paths.pool_dir())?.refresh(0)?;
+    }
+    Ok(())
 }
 
 /// A random RFC 4122 version-4 UUID, so a define can never silently update a namesake.
@@ -580,6 +630,7 @@ pub fn destroy(lv: &Libvirt, paths: &Paths, name: &str) -> Result<()> {
             .map_err(|_| Error::failed(format!("bad IP in metadata of '{name}'")))?,
     };
     network::release(&lv.conn, &info.record.network, &host)?;
+    remove_pool_file(lv, paths, &paths.pool_dir().join(seed_file_name(name)))?;
     remove_dir_if_present(&paths.vm_dir(name))
 }
 

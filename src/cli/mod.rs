@@ -36,6 +36,8 @@ pub enum Command {
     /// Create, list, log into, stop, start and destroy VMs
     #[command(subcommand)]
     Vm(vm::VmCommand),
+    /// Register a standard cloud image (with cloud-init) as a template
+    ImportImage(template::ImportArgs),
 }
 
 /// Output format of list commands.
@@ -67,5 +69,6 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Template(cmd) => template::run(&env, cmd),
         Command::Net(cmd) => net::run(&env, cmd),
         Command::Vm(cmd) => vm::run(&env, cmd),
+        Command::ImportImage(args) => template::import(&env, args),
     }
 }

@@ -18,6 +18,48 @@ pub enum TemplateCommand {
         #[arg(long, value_enum, default_value = "table")]
         output: OutputFormat,
     },
+    /// Remove a template's image (refused while VMs are cloned from it)
+    Remove { name: String },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// Name of the new template
+    name: String,
+    /// The qcow2 cloud image (cloud-init inside)
+    #[arg(long)]
+    from: std::path::PathBuf,
+    /// Boot this kernel directly instead of the image's bootloader (with --initrd)
+    #[arg(long, requires = "initrd")]
+    kernel: Option<std::path::PathBuf>,
+    #[arg(long, requires = "kernel")]
+    initrd: Option<std::path::PathBuf>,
+    /// Kernel command line for direct boot
+    #[arg(long, requires = "kernel")]
+    cmdline: Option<String>,
+}
+
+pub fn import(env: &Env, args: ImportArgs) -> Result<i32> {
+    let lv = env.libvirt()?;
+    let rec = image::import(
+        &lv,
+        &env.paths,
+        &image::ImportRequest {
+            name: args.name.clone(),
+            from: args.from,
+            kernel: args.kernel,
+            initrd: args.initrd,
+            cmdline: args.cmdline,
+        },
+    )?;
+    println!(
+        "imported template {}: volume {} ({}), sha256 {}",
+        args.name,
+        rec.volume,
+        format_size(rec.file_size),
+        rec.sha256
+    );
+    Ok(0)
 }
 
 #[derive(Serialize)]
@@ -60,6 +102,12 @@ pub fn run(env: &Env, cmd: TemplateCommand) -> Result<i32> {
                     );
                 }
             }
+            Ok(0)
+        }
+        TemplateCommand::Remove { name } => {
+            let lv = env.libvirt()?;
+            image::remove(&lv, &env.paths, &name)?;
+            println!("removed template {name}");
             Ok(0)
         }
         TemplateCommand::List { output: format } => {

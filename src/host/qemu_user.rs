@@ -141,4 +141,23 @@ mod tests {
         // root:kvm 0666: usable by anyone.
         assert!(qemu.can_read_write(0, 0, 0o666));
     }
+
+    #[test]
+    fn finds_the_directory_that_blocks_traversal() {
+        let base = std::env::temp_dir().join(format!("strata-trav-{}", std::process::id()));
+        let closed = base.join("closed");
+        std::fs::create_dir_all(closed.join("pool")).unwrap();
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let qemu = QemuIdentity {
+            user: "libvirt-qemu".into(),
+            uid: 64055,
+            gids: vec![108],
+        };
+        let image = closed.join("pool/template.qcow2");
+        assert_eq!(qemu.blocked_directory(&image), Some(closed.clone()));
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o711)).unwrap();
+        assert_eq!(qemu.blocked_directory(&image), None);
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 }

@@ -4,9 +4,12 @@
 //! no-op.
 
 mod build;
+mod import;
 mod record;
+pub mod seed;
 
 pub use build::{build, BuildOutcome};
+pub use import::{import, remove, ImportRequest};
 pub use record::{read_record, BuildRecord};
 
 /// Stream a file through sha256 and return the lowercase hex digest.
