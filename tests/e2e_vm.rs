@@ -322,7 +322,12 @@ fn interrupted_create_leaves_nothing_and_rerun_works() {
 #[test]
 fn bad_input_gets_one_clear_error() {
     system();
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 6] = [
+        // dockerd runs (scripts/setup starts it): its default bridge network is in use.
+        (
+            &["net", "create", "x", "--subnet", "172.17.5.0/24"],
+            "Docker network 'bridge'",
+        ),
         (
             &["vm", "create", "x", "--template", "no-such"],
             "unknown template 'no-such'",

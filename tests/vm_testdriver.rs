@@ -82,6 +82,12 @@ fn register_fake_template(lv: &Libvirt, paths: &Paths, template: &str) {
     .unwrap();
 }
 
+/// The isolated network every test-driver test attaches its VMs to.
+fn make_tnet(lv: &Libvirt) {
+    let subnet = "10.77.0.0/24".parse().unwrap();
+    network::create(&lv.conn, "tnet", subnet, NetworkMode::Isolated, &[]).unwrap();
+}
+
 fn request(name: &str, template: &str, net: &str) -> CreateRequest {
     CreateRequest {
         name: name.into(),
@@ -119,14 +125,7 @@ fn create_then_destroy_leaves_only_the_template() {
     let _turn = driver();
     let lv = Libvirt::open("test:///default").unwrap();
     register_fake_template(&lv, &paths, "debian-12");
-    network::create(
-        &lv.conn,
-        "tnet",
-        "10.77.0.0/24".parse().unwrap(),
-        NetworkMode::Isolated,
-        &[],
-    )
-    .unwrap();
+    make_tnet(&lv);
 
     let created = lifecycle::create(
         &lv,
@@ -215,14 +214,7 @@ fn bad_input_changes_nothing() {
     let _turn = driver();
     let lv = Libvirt::open("test:///default").unwrap();
     register_fake_template(&lv, &paths, "debian-12");
-    network::create(
-        &lv.conn,
-        "tnet",
-        "10.77.0.0/24".parse().unwrap(),
-        NetworkMode::Isolated,
-        &[],
-    )
-    .unwrap();
+    make_tnet(&lv);
     let before = volume_names(&lv, &paths);
 
     let cases: Vec<(CreateRequest, ErrorKind, &str)> = vec![
@@ -324,14 +316,7 @@ fn failure_halfway_rolls_back() {
     )
     .unwrap();
     register_fake_template(&lv, &paths, "broken");
-    network::create(
-        &lv.conn,
-        "tnet",
-        "10.77.0.0/24".parse().unwrap(),
-        NetworkMode::Isolated,
-        &[],
-    )
-    .unwrap();
+    make_tnet(&lv);
 
     let err = lifecycle::create(
         &lv,

@@ -84,18 +84,9 @@ pub fn run(env: &Env, cmd: NetCommand) -> Result<i32> {
             )?;
         }
         NetCommand::Destroy { name } => {
-            let users: Vec<String> = crate::vm::domain::list(&lv.conn)?
-                .into_iter()
-                .filter(|vm| vm.record.network == name)
-                .map(|vm| vm.name)
-                .collect();
-            if !users.is_empty() {
-                return Err(Error::bad_input(format!(
-                    "network '{name}' is used by VMs: {}",
-                    users.join(", ")
-                ))
-                .with_hint("destroy those VMs first"));
-            }
+            crate::vm::domain::refuse_while_used(&lv.conn, &format!("network '{name}'"), |vm| {
+                vm.network == name
+            })?;
             network::destroy(&lv.conn, &name)?;
             println!("destroyed network {name}");
         }

@@ -142,19 +142,11 @@ fn preflight() -> Result<()> {
 
 /// VMs are thin clones of the template volume: replacing it under them would corrupt them.
 fn refuse_while_in_use(lv: &Libvirt, template: &str) -> Result<()> {
-    let users: Vec<String> = crate::vm::domain::list(&lv.conn)?
-        .into_iter()
-        .filter(|vm| vm.record.template == template)
-        .map(|vm| vm.name)
-        .collect();
-    if users.is_empty() {
-        return Ok(());
-    }
-    Err(Error::bad_input(format!(
-        "template '{template}' changed, but VMs are cloned from its current image: {}",
-        users.join(", ")
-    ))
-    .with_hint("destroy those VMs first (`strata vm destroy NAME`); the template image is never rewritten under a clone"))
+    crate::vm::domain::refuse_while_used(
+        &lv.conn,
+        &format!("template '{template}' changed, and its current image"),
+        |vm| vm.template == template,
+    )
 }
 
 /// The Debian mirror: STRATA_DEBIAN_MIRROR, the recipe's, the host apt's, deb.debian.org.

@@ -170,18 +170,9 @@ pub fn import(lv: &Libvirt, paths: &Paths, req: &ImportRequest) -> Result<BuildR
 /// Remove a template: its volume, kernel, record (and manifest, if imported). Refused while
 /// VMs are cloned from it.
 pub fn remove(lv: &Libvirt, paths: &Paths, name: &str) -> Result<()> {
-    let users: Vec<String> = crate::vm::domain::list(&lv.conn)?
-        .into_iter()
-        .filter(|vm| vm.record.template == name)
-        .map(|vm| vm.name)
-        .collect();
-    if !users.is_empty() {
-        return Err(Error::bad_input(format!(
-            "template '{name}' is in use by VMs: {}",
-            users.join(", ")
-        ))
-        .with_hint("destroy those VMs first"));
-    }
+    crate::vm::domain::refuse_while_used(&lv.conn, &format!("template '{name}'"), |vm| {
+        vm.template == name
+    })?;
     let template_dir = paths.template_dir(name);
     let imported_dir = paths.state.join("imported").join(name);
     let record = crate::image::read_record(&template_dir)?;

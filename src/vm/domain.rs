@@ -72,6 +72,27 @@ pub fn list(conn: &Connect) -> Result<Vec<VmInfo>> {
     Ok(vms)
 }
 
+/// Refuse to remove `what` while strata VMs depend on it (those for which `uses` is true),
+/// naming them.
+pub fn refuse_while_used(
+    conn: &Connect,
+    what: &str,
+    uses: impl Fn(&VmRecord) -> bool,
+) -> Result<()> {
+    let users: Vec<String> = list(conn)?
+        .into_iter()
+        .filter(|vm| uses(&vm.record))
+        .map(|vm| vm.name)
+        .collect();
+    if users.is_empty() {
+        return Ok(());
+    }
+    Err(
+        Error::bad_input(format!("{what} is in use by VMs: {}", users.join(", ")))
+            .with_hint("destroy those VMs first (`strata vm destroy NAME`)"),
+    )
+}
+
 /// Does any domain (strata's or not) have this name?
 pub fn exists(conn: &Connect, name: &str) -> bool {
     conn.lookup_domain_by_name(name).is_ok()
