@@ -1,0 +1,157 @@
+//! Everything `vm create` decides and checks before it changes anything: names, sizes, host
+//! limits, template and network state, the accelerator, and whether qemu can reach the files.
+//! Bad input fails here, so it changes nothing.
+
+use super::CreateRequest;
+use crate::error::{Error, ErrorKind, Result};
+use crate::host::accel::{self, Accel, KvmFacts};
+use crate::host::qemu_user::QemuIdentity;
+use crate::image::read_record;
+use crate::state::Paths;
+use crate::template::{self, InjectMethod};
+use crate::units::parse_size;
+use crate::vm::{domain, network, pool, Libvirt};
+use std::path::PathBuf;
+
+/// Everything decided and checked before anything is changed.
+pub(super) struct CreatePlan {
+    pub(super) template: template::Template,
+    pub(super) kernel: Option<PathBuf>,
+    pub(super) initrd: Option<PathBuf>,
+    pub(super) template_volume: String,
+    pub(super) cpus: u32,
+    pub(super) memory: u64,
+    pub(super) disk: u64,
+    pub(super) accel: Accel,
+    pub(super) accel_reason: String,
+    pub(super) volume: String,
+    /// cloud-init templates: the NoCloud seed disk in the pool directory.
+    pub(super) seed: Option<PathBuf>,
+}
+
+pub(super) fn plan_create(lv: &Libvirt, paths: &Paths, req: &CreateRequest) -> Result<CreatePlan> {
+    network::validate_name("VM", &req.name)?;
+    let template = template::find(
+        &template::search_path(&paths.state.join("imported")),
+        &req.template,
+    )?;
+    let defaults = &template.manifest.vm;
+    let cpus = req.cpus.unwrap_or(defaults.cpus);
+    let memory = parse_size(
+        "--memory",
+        req.memory.as_deref().unwrap_or(&defaults.memory),
+    )?;
+    let disk = parse_size("--disk", req.disk.as_deref().unwrap_or(&defaults.disk))?;
+    let node = lv.conn.node_info()?;
+    if cpus == 0 || cpus > node.cpus {
+        return Err(
+            Error::bad_input(format!("--cpus {cpus}: this host has {} CPUs", node.cpus))
+                .with_hint(format!("give 1 to {}", node.cpus)),
+        );
+    }
+    let host_memory = node.memory * 1024;
+    if memory < 128 << 20 || memory > host_memory {
+        return Err(Error::bad_input(format!(
+            "--memory {}: must be between 128 MiB and this host's {}",
+            crate::units::format_size(memory),
+            crate::units::format_size(host_memory)
+        ))
+        .with_hint("e.g. --memory 1G"));
+    }
+    if domain::exists(&lv.conn, &req.name) {
+        return Err(Error::new(
+            ErrorKind::AlreadyExists,
+            format!("a VM named '{}' already exists", req.name),
+        )
+        .with_hint("pick another name, or remove it with `strata vm destroy NAME`"));
+    }
+    let record = read_record(&paths.template_dir(template.name()))?.ok_or_else(|| {
+        Error::not_found(format!("template '{}' is not built yet", template.name()))
+            .with_hint(format!("run `strata template build {}`", template.name()))
+    })?;
+    let pool_handle = pool::ensure(&lv.conn, &paths.pool_dir())?;
+    if pool::find_volume(&pool_handle, &record.volume).is_none() {
+        return Err(Error::not_found(format!(
+            "template '{}' has no volume '{}' in pool '{}'",
+            template.name(),
+            record.volume,
+            pool::POOL_NAME
+        ))
+        .with_hint(format!(
+            "rebuild it with `strata template build {}`",
+            template.name()
+        )));
+    }
+    let volume = pool::vm_volume_name(&req.name);
+    if pool::find_volume(&pool_handle, &volume).is_some() {
+        return Err(Error::new(
+            ErrorKind::AlreadyExists,
+            format!(
+                "volume '{volume}' already exists in pool '{}' but no VM '{}' does",
+                pool::POOL_NAME,
+                req.name
+            ),
+        )
+        .with_hint(format!(
+            "it is left from something else; remove it with `virsh vol-delete {volume} --pool {}`",
+            pool::POOL_NAME
+        )));
+    }
+    let (_, net) = network::lookup(&lv.conn, &req.network)?;
+    if net.subnet.is_none() {
+        return Err(Error::bad_input(format!("network '{}' has no IPv4 subnet with DHCP", req.network))
+            .with_hint("strata reserves addresses in a libvirt network's DHCP; use one made by `strata net create`"));
+    }
+    if !net.active {
+        return Err(
+            Error::bad_input(format!("network '{}' is not running", req.network))
+                .with_hint(format!("start it with `virsh net-start {}`", req.network)),
+        );
+    }
+    let facts = if lv.is_test_driver() {
+        None
+    } else {
+        Some(KvmFacts::read()?)
+    };
+    let (accel, accel_reason) = match &facts {
+        Some(facts) => accel::choose(req.accel, facts)?,
+        None => (Accel::Tcg, "test driver".to_string()),
+    };
+    if !lv.is_test_driver() {
+        let qemu = QemuIdentity::discover()?;
+        let files = [
+            Some(paths.pool_dir().join(&record.volume)),
+            record.kernel.clone(),
+            record.initrd.clone(),
+        ];
+        for file in files.into_iter().flatten() {
+            if let Some(dir) = qemu.blocked_directory(&file) {
+                return Err(Error::bad_input(format!(
+                    "qemu's user '{}' cannot reach {}: {} is not traversable (o+x) for it",
+                    qemu.user,
+                    file.display(),
+                    dir.display()
+                ))
+                .with_hint(format!("chmod o+x {}", dir.display())));
+            }
+        }
+    }
+    let seed = (template.manifest.guest.inject == InjectMethod::CloudInit).then(|| {
+        paths
+            .pool_dir()
+            .join(super::guest_data::seed_file_name(&req.name))
+    });
+    Ok(CreatePlan {
+        seed,
+        kernel: record.kernel.clone(),
+        initrd: record.initrd.clone(),
+        template_volume: record.volume.clone(),
+        template,
+        cpus,
+        memory,
+        disk,
+        accel,
+        accel_reason,
+        volume,
+    })
+}
