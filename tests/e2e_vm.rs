@@ -151,6 +151,8 @@ fn two_vms_boot_talk_and_leave_nothing_behind() {
     let lv = system();
     let paths = Paths::discover();
     ok(&["template", "build", TEMPLATE]);
+    // A second build with nothing changed is a no-op.
+    assert!(ok(&["template", "build", TEMPLATE]).contains("up to date"));
     let sha_before = template_sha(&paths);
     let mut cleanup = Cleanup {
         vms: vec![],
