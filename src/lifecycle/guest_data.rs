@@ -6,6 +6,7 @@ use super::plan::CreatePlan;
 use super::CreateRequest;
 use crate::error::Result;
 use crate::guest::keys;
+use crate::host::accel::Accel;
 use crate::state::Paths;
 use crate::template;
 use crate::vm::network::DhcpHost;
@@ -60,12 +61,20 @@ pub(super) fn render_domain(
         "oem_strings": oem_strings,
         "kernel": path_str(&plan.kernel),
         "initrd": path_str(&plan.initrd),
-        "cmdline": plan.template.manifest.boot.cmdline,
+        "cmdline": kernel_cmdline(&plan.template.manifest.boot, plan.accel),
         "disk_path": disk_path,
         "console_log": paths.vm_dir(name).join("console.log").display().to_string(),
         "seed_path": path_str(&plan.seed),
     });
     template::render_file(&plan.template.domain_xml_template(), &context)
+}
+
+/// The template's kernel command line, plus its TCG-only arguments when emulated.
+fn kernel_cmdline(boot: &template::BootSpec, accel: Accel) -> String {
+    match (accel, boot.tcg_cmdline.trim()) {
+        (Accel::Tcg, extra) if !extra.is_empty() => format!("{} {extra}", boot.cmdline.trim()),
+        _ => boot.cmdline.trim().to_string(),
+    }
 }
 
 /// The seed disk's file name in the pool directory.
@@ -124,5 +133,19 @@ mod tests {
         assert_eq!(u.len(), 36);
         assert_eq!(&u[14..15], "4");
         assert_ne!(u, uuid_v4());
+    }
+
+    #[test]
+    fn tcg_arguments_only_under_tcg() {
+        let boot = template::BootSpec {
+            mode: template::BootMode::DirectKernel,
+            cmdline: "root=/dev/vda rw".into(),
+            tcg_cmdline: "mitigations=off".into(),
+        };
+        assert_eq!(
+            kernel_cmdline(&boot, Accel::Tcg),
+            "root=/dev/vda rw mitigations=off"
+        );
+        assert_eq!(kernel_cmdline(&boot, Accel::Kvm), "root=/dev/vda rw");
     }
 }

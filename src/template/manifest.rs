@@ -51,6 +51,9 @@ pub struct BootSpec {
     /// Kernel command line for direct kernel boot.
     #[serde(default)]
     pub cmdline: String,
+    /// Extra kernel arguments when the VM runs under TCG (software emulation).
+    #[serde(default)]
+    pub tcg_cmdline: String,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]

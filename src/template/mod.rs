@@ -6,7 +6,7 @@
 mod manifest;
 mod render;
 
-pub use manifest::{BootMode, BuildRecipe, InjectMethod, TemplateManifest, VmDefaults};
+pub use manifest::{BootMode, BootSpec, BuildRecipe, InjectMethod, TemplateManifest, VmDefaults};
 pub use render::{render_file, render_str};
 
 use crate::error::{Error, Result};
