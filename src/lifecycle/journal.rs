@@ -2,7 +2,7 @@
 //! so a failure, Ctrl-C, or even a killed process can be rolled back (the last by the next
 //! strata run). Every undo is a no-op when its object is already gone.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::state::{remove_dir_if_present, Paths};
 use crate::vm::network::{self, DhcpHost};
 use crate::vm::{domain, pool, Libvirt};
@@ -33,6 +33,8 @@ fn journal_dir(paths: &Paths) -> PathBuf {
 }
 
 impl Journal {
+    /// Start the journal of a create. Made exclusively: two processes creating the same name
+    /// must not share (and roll back) each other's steps.
     pub(super) fn begin(paths: &Paths, vm: &str) -> Result<Journal> {
         let dir = journal_dir(paths);
         paths.ensure_dir(&dir)?;
@@ -42,7 +44,26 @@ impl Journal {
             steps: Vec::new(),
             path: dir.join(format!("{vm}.json")),
         };
-        journal.save()?;
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&journal.path)
+        {
+            Ok(mut file) => {
+                use std::io::Write;
+                file.write_all(&serde_json::to_vec(&journal)?)?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!("another strata process is creating '{vm}' right now"),
+                )
+                .with_hint("wait for it to finish, or pick another name"));
+            }
+            Err(e) => {
+                return Err(Error::from(e).context(format!("writing {}", journal.path.display())))
+            }
+        }
         Ok(journal)
     }
 
@@ -146,4 +167,25 @@ pub(super) fn remove_pool_file(lv: &Libvirt, paths: &Paths, path: &Path) -> Resu
         pool::ensure(&lv.conn, &paths.pool_dir())?.refresh(0)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_create_of_the_same_name_is_refused_while_the_first_runs() {
+        let dir = std::env::temp_dir().join(format!("strata-journal-{}", std::process::id()));
+        let paths = Paths {
+            state: dir.join("state"),
+            cache: dir.join("cache"),
+        };
+        let first = Journal::begin(&paths, "a").unwrap();
+        let err = Journal::begin(&paths, "a").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+        assert!(Journal::begin(&paths, "b").is_ok());
+        first.commit();
+        assert!(Journal::begin(&paths, "a").is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
