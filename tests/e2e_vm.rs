@@ -177,6 +177,21 @@ fn two_vms_boot_talk_and_leave_nothing_behind() {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("boot-to-ssh"), "no per-stage times: {text}");
     }
+    // Once first boot has used it, the host's private key is gone from the definition.
+    let inactive = lv
+        .conn
+        .lookup_domain_by_name(&a)
+        .unwrap()
+        .xml_desc(virt::sys::VIR_DOMAIN_XML_INACTIVE)
+        .unwrap();
+    assert!(
+        inactive.contains("strata.hostname="),
+        "first-boot data missing: {inactive}"
+    );
+    assert!(
+        !inactive.contains("strata.host_key="),
+        "private host key left in the domain XML"
+    );
     let (va, vb) = (vm_json(&a), vm_json(&b));
     let ip_a = va["ip"].as_str().unwrap().to_string();
     let ip_b = vb["ip"].as_str().unwrap().to_string();

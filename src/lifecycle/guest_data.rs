@@ -14,7 +14,8 @@ use crate::vm::VM_METADATA_NS;
 use std::path::{Path, PathBuf};
 
 /// The VM's libvirt domain XML, rendered from the template's domain.xml.j2; the first-boot
-/// data for strata's own templates rides in SMBIOS OEM strings.
+/// data for strata's own templates rides in SMBIOS OEM strings. The host's private key is in
+/// them only until first boot has used it (`with_private_host_key`).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn render_domain(
     paths: &Paths,
@@ -25,18 +26,21 @@ pub(super) fn render_domain(
     disk_path: &str,
     authorized_key: &str,
     host_key: &keys::KeyPair,
+    with_private_host_key: bool,
 ) -> Result<String> {
     use base64::Engine;
     let name = req.name.as_str();
-    let oem_strings = vec![
+    let mut oem_strings = vec![
         format!("strata.hostname={name}"),
         format!("strata.authorized_key={}", authorized_key.trim()),
-        format!(
-            "strata.host_key={}",
-            base64::engine::general_purpose::STANDARD.encode(host_key.private_openssh.as_bytes())
-        ),
         format!("strata.host_key_pub={}", host_key.public_openssh.trim()),
     ];
+    if with_private_host_key {
+        oem_strings.push(format!(
+            "strata.host_key={}",
+            base64::engine::general_purpose::STANDARD.encode(host_key.private_openssh.as_bytes())
+        ));
+    }
     let path_str = |p: &Option<PathBuf>| {
         p.as_ref()
             .map(|p| p.display().to_string())

@@ -202,6 +202,7 @@ fn carry_out(
         &disk.path()?,
         &login.public_openssh,
         &host_key,
+        true,
     )?;
     journal.push(Undo::Domain {
         name: name.to_string(),
@@ -222,6 +223,20 @@ fn carry_out(
             pinned_host_key: host_key.public_openssh.clone(),
         };
         readiness::wait_for_ssh(&target, timeout, &interrupt::requested)?;
+        // First boot has installed the host key; the next boots need no secret in the domain
+        // definition (which `virsh dumpxml` shows to anyone with libvirt access).
+        let xml = render_domain(
+            paths,
+            req,
+            plan,
+            &host,
+            &uuid,
+            &disk.path()?,
+            &login.public_openssh,
+            &host_key,
+            false,
+        )?;
+        domain::define(&lv.conn, &xml)?;
     }
     let stages = progress
         .finish()
