@@ -12,7 +12,12 @@ use serde::Serialize;
 #[derive(Debug, Subcommand)]
 pub enum TemplateCommand {
     /// Build a template image from its recipe (a no-op when nothing changed)
-    Build { name: String },
+    Build {
+        name: String,
+        /// Rebuild from current packages, ignoring the previous build and the cached debootstrap
+        #[arg(long)]
+        refresh: bool,
+    },
     /// Show templates: built or not, size, checksum
     List {
         #[arg(long, value_enum, default_value = "table")]
@@ -76,11 +81,11 @@ struct TemplateRow {
 pub fn run(env: &Env, cmd: TemplateCommand) -> Result<i32> {
     let search = template::search_path(&env.paths.state.join("imported"));
     match cmd {
-        TemplateCommand::Build { name } => {
+        TemplateCommand::Build { name, refresh } => {
             let template = template::find(&search, &name)?;
             let lv = env.libvirt()?;
             let progress = Progress::new(&format!("template {name}"));
-            match image::build(&lv, &env.paths, &template, &progress)? {
+            match image::build(&lv, &env.paths, &template, refresh, &progress)? {
                 BuildOutcome::UpToDate(rec) => {
                     progress.finish();
                     println!(
@@ -90,7 +95,7 @@ pub fn run(env: &Env, cmd: TemplateCommand) -> Result<i32> {
                 }
                 BuildOutcome::Built(rec) => {
                     for (stage, took) in progress.finish() {
-                        println!("  {stage:<18} {:>7.1}s", took.as_secs_f64());
+                        println!("  {stage:<26} {:>7.1}s", took.as_secs_f64());
                     }
                     println!(
                         "built template {name}: volume {} ({} file, {} disk), sha256 {}, {:.0}s",
