@@ -498,3 +498,73 @@ fn imported_cloud_image_boots_with_a_nocloud_seed() {
         .with_file_name(pool::template_volume_name(&name))
         .exists());
 }
+
+/// A VM that stops while booting ends the wait at once (not at the SSH timeout) and is rolled
+/// back; QEMU itself dying (reproduced with SIGSEGV, as QEMU 7.2's TCG did once here) gets
+/// one reported restart and the create succeeds.
+#[test]
+fn boot_failures_are_reported_at_once() {
+    let lv = system();
+    let paths = Paths::discover();
+    ok(&["template", "build", TEMPLATE]);
+    let mut cleanup = Cleanup {
+        vms: vec![],
+        network: None,
+    };
+    let (net, _) = make_network(&mut cleanup, "boot");
+    let vm = format!("e2e-d-{}", std::process::id());
+    cleanup.vms = vec![vm.clone()];
+    let running_domain = || {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(60) {
+            if let Ok(dom) = lv.conn.lookup_domain_by_name(&vm) {
+                if dom.is_active().unwrap_or(false) {
+                    return dom;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("create never started the domain");
+    };
+
+    // Powered off under it: the create fails within seconds, names the reason, rolls back.
+    let child = spawn_create(&vm, &net);
+    let dom = running_domain();
+    // Let `start` return first: the create is then waiting for SSH.
+    std::thread::sleep(Duration::from_secs(3));
+    let started = Instant::now();
+    dom.destroy().unwrap();
+    let out = wait_output(child);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("stopped while booting"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "waited {:?}",
+        started.elapsed()
+    );
+    assert_gone(&lv, &paths, &vm, &net);
+
+    // QEMU crashes: one restart, reported, and the VM comes up.
+    let child = spawn_create(&vm, &net);
+    running_domain();
+    std::thread::sleep(Duration::from_secs(3));
+    let pid_file = format!("/run/libvirt/qemu/{vm}.pid");
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGSEGV,
+    )
+    .unwrap();
+    let out = wait_output(child);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("qemu died while the VM was booting"), "{err}");
+    assert_eq!(ok(&["vm", "ssh", &vm, "--", "hostname"]).trim(), vm);
+    ok(&["vm", "destroy", &vm]);
+    assert_gone(&lv, &paths, &vm, &net);
+}

@@ -2,7 +2,7 @@
 
 use crate::cli::{output, Env, OutputFormat};
 use crate::error::{Error, Result};
-use crate::guest::{readiness, ssh};
+use crate::guest::ssh;
 use crate::host::accel::AccelRequest;
 use crate::lifecycle::{self, CreateRequest};
 use crate::progress::Progress;
@@ -108,7 +108,11 @@ pub fn run(env: &Env, cmd: VmCommand) -> Result<i32> {
                 for s in &created.stages {
                     println!("  {:<16} {:>6.2}s", s.stage, s.seconds);
                 }
-                println!("log in with: strata vm ssh {}", created.name);
+                if no_wait {
+                    println!("started; not waiting for SSH (--no-wait)");
+                } else {
+                    println!("log in with: strata vm ssh {}", created.name);
+                }
             }
             Ok(0)
         }
@@ -162,11 +166,15 @@ pub fn run(env: &Env, cmd: VmCommand) -> Result<i32> {
             let (dom, _) = domain::lookup(&lv.conn, &name)?;
             domain::start(&dom)?;
             let target = lifecycle::ssh_target(&lv, &env.paths, &name)?;
-            readiness::wait_for_ssh(
+            let progress = Progress::new(&format!("vm {name}"));
+            progress.stage("boot-to-ssh");
+            lifecycle::wait_until_ready(
+                &dom,
                 &target,
                 Duration::from_secs(ssh_timeout),
-                &crate::interrupt::requested,
+                &progress,
             )?;
+            progress.finish();
             println!("started {name}; SSH answers at {}", target.addr.ip());
             Ok(0)
         }

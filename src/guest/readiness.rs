@@ -7,18 +7,17 @@ use ssh2::Session;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-/// Wait until the guest accepts our login; `stop` is polled so Ctrl-C ends the wait.
+/// Wait until the guest accepts our login. `still_booting` is polled between attempts: its
+/// error (Ctrl-C, the VM stopped) ends the wait at once instead of at the timeout.
 pub fn wait_for_ssh(
     target: &Target,
     timeout: Duration,
-    stop: &dyn Fn() -> bool,
+    still_booting: &dyn Fn() -> Result<()>,
 ) -> Result<Session> {
     let deadline = Instant::now() + timeout;
     let mut last_error = String::from("port 22 never answered");
     while Instant::now() < deadline {
-        if stop() {
-            return Err(Error::interrupted());
-        }
+        still_booting()?;
         if TcpStream::connect_timeout(&target.addr, Duration::from_millis(500)).is_ok() {
             match ssh::connect(target, Duration::from_secs(10)) {
                 Ok(session) => return Ok(session),

@@ -222,7 +222,7 @@ fn carry_out(
             key: paths.vm_key(name),
             pinned_host_key: host_key.public_openssh.clone(),
         };
-        readiness::wait_for_ssh(&target, timeout, &interrupt::requested)?;
+        wait_until_ready(&dom, &target, timeout, progress)?;
         // First boot has installed the host key; the next boots need no secret in the domain
         // definition (which `virsh dumpxml` shows to anyone with libvirt access).
         let xml = render_domain(
@@ -253,6 +253,40 @@ fn carry_out(
         accel_reason: plan.accel_reason.clone(),
         stages,
     })
+}
+
+/// Wait for SSH while the domain runs. A stop ends the wait at once, with libvirt's reason.
+/// QEMU itself dying during boot (a segfault in a TCG thread, seen once in ~80 boots with
+/// QEMU 7.2) gets one restart, reported; the disk is still the fresh clone.
+pub fn wait_until_ready(
+    dom: &virt::domain::Domain,
+    target: &ssh::Target,
+    timeout: Duration,
+    progress: &Progress,
+) -> Result<ssh2::Session> {
+    let still_booting = || -> Result<()> {
+        interrupt::check()?;
+        match domain::stopped_reason(dom)? {
+            None => Ok(()),
+            Some((why, _)) => Err(Error::failed(format!("the VM stopped while booting: {why}"))
+                .with_hint("a crash of qemu itself shows in `dmesg`; the guest's own messages are in its console log")),
+        }
+    };
+    let mut restarted = false;
+    loop {
+        match readiness::wait_for_ssh(target, timeout, &still_booting) {
+            Ok(session) => return Ok(session),
+            Err(e) if !restarted && matches!(domain::stopped_reason(dom), Ok(Some((_, true)))) => {
+                progress.println(&format!(
+                    "strata: qemu died while the VM was booting ({}); starting it once more",
+                    e.message()
+                ));
+                restarted = true;
+                domain::start(dom)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Remove a VM: its domain, its volume, its DHCP reservation and its keys; never the template.

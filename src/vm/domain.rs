@@ -141,6 +141,26 @@ pub fn stop(dom: &Domain, timeout: std::time::Duration) -> Result<bool> {
     Ok(false)
 }
 
+/// Why a domain is not running (libvirt's state and reason), and whether its QEMU process
+/// died under it; None while it runs.
+pub fn stopped_reason(dom: &Domain) -> Result<Option<(String, bool)>> {
+    use virt::domain::{DomainShutoffReason, DomainStateReason};
+    use virt::enumutil::Enum;
+    if dom.is_active()? {
+        return Ok(None);
+    }
+    let (state, reason) = dom.state()?;
+    let crashed = state.known() == Some(DomainState::Crashed)
+        || matches!(
+            reason,
+            Enum::Known(DomainStateReason::Shutoff(Enum::Known(
+                DomainShutoffReason::Crashed
+            )))
+        );
+    let state = state.known().map(state_name).unwrap_or("stopped");
+    Ok(Some((format!("{state} ({reason})"), crashed)))
+}
+
 /// Power off immediately if running.
 pub fn force_off(dom: &Domain) -> Result<()> {
     if dom.is_active()? {
