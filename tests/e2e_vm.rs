@@ -122,6 +122,22 @@ fn assert_gone(lv: &Libvirt, paths: &Paths, vm: &str, net: &str) {
     );
 }
 
+/// The start of a VM scenario: libvirt, strata's paths, the template built, an isolated
+/// network of its own (in `cleanup`) and a VM name to use on it.
+fn scenario(tag: &str) -> (Libvirt, Paths, Cleanup, String, String) {
+    let lv = system();
+    let paths = Paths::discover();
+    ok(&["template", "build", TEMPLATE]);
+    let mut cleanup = Cleanup {
+        vms: vec![],
+        network: None,
+    };
+    let (net, _) = make_network(&mut cleanup, tag);
+    let vm = format!("e2e-{tag}-{}", std::process::id());
+    cleanup.vms = vec![vm.clone()];
+    (lv, paths, cleanup, net, vm)
+}
+
 fn spawn_create(name: &str, net: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_strata"))
         .args([
@@ -253,16 +269,7 @@ fn two_vms_boot_talk_and_leave_nothing_behind() {
 
 #[test]
 fn interrupted_create_leaves_nothing_and_rerun_works() {
-    let lv = system();
-    let paths = Paths::discover();
-    ok(&["template", "build", TEMPLATE]);
-    let mut cleanup = Cleanup {
-        vms: vec![],
-        network: None,
-    };
-    let (net, _) = make_network(&mut cleanup, "intr");
-    let vm = format!("e2e-c-{}", std::process::id());
-    cleanup.vms = vec![vm.clone()];
+    let (lv, paths, _cleanup, net, vm) = scenario("intr");
 
     let wait_for_domain = |deadline: Duration| {
         let start = Instant::now();
@@ -504,16 +511,7 @@ fn imported_cloud_image_boots_with_a_nocloud_seed() {
 /// one reported restart and the create succeeds.
 #[test]
 fn boot_failures_are_reported_at_once() {
-    let lv = system();
-    let paths = Paths::discover();
-    ok(&["template", "build", TEMPLATE]);
-    let mut cleanup = Cleanup {
-        vms: vec![],
-        network: None,
-    };
-    let (net, _) = make_network(&mut cleanup, "boot");
-    let vm = format!("e2e-d-{}", std::process::id());
-    cleanup.vms = vec![vm.clone()];
+    let (lv, paths, _cleanup, net, vm) = scenario("boot");
     let running_domain = || {
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(60) {

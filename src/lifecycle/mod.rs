@@ -193,17 +193,21 @@ fn carry_out(
 
     progress.stage("define");
     interrupt::check()?;
-    let xml = render_domain(
-        paths,
-        req,
-        plan,
-        &host,
-        &uuid,
-        &disk.path()?,
-        &login.public_openssh,
-        &host_key,
-        true,
-    )?;
+    let disk_path = disk.path()?;
+    let domain_xml = |with_private_host_key| {
+        render_domain(
+            paths,
+            req,
+            plan,
+            &host,
+            &uuid,
+            &disk_path,
+            &login.public_openssh,
+            &host_key,
+            with_private_host_key,
+        )
+    };
+    let xml = domain_xml(true)?;
     journal.push(Undo::Domain {
         name: name.to_string(),
         uuid: uuid.clone(),
@@ -225,18 +229,7 @@ fn carry_out(
         wait_until_ready(&dom, &target, timeout, progress)?;
         // First boot has installed the host key; the next boots need no secret in the domain
         // definition (which `virsh dumpxml` shows to anyone with libvirt access).
-        let xml = render_domain(
-            paths,
-            req,
-            plan,
-            &host,
-            &uuid,
-            &disk.path()?,
-            &login.public_openssh,
-            &host_key,
-            false,
-        )?;
-        domain::define(&lv.conn, &xml)?;
+        domain::define(&lv.conn, &domain_xml(false)?)?;
     }
     let stages = progress
         .finish()
