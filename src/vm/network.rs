@@ -182,8 +182,8 @@ pub fn subnets_in_use(conn: &Connect) -> Result<(Vec<Taken>, Vec<String>)> {
             });
         }
     }
-    match crate::host::docker::networks()? {
-        Some(docker) => {
+    match crate::host::docker::networks() {
+        Ok(docker) => {
             for d in docker {
                 for subnet in d.subnets {
                     taken.push(Taken {
@@ -193,7 +193,7 @@ pub fn subnets_in_use(conn: &Connect) -> Result<(Vec<Taken>, Vec<String>)> {
                 }
             }
         }
-        None => unchecked.push("Docker networks (no Docker daemon answered)".to_string()),
+        Err(why) => unchecked.push(format!("Docker networks ({why})")),
     }
     Ok((taken, unchecked))
 }
