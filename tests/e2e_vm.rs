@@ -42,11 +42,42 @@ struct Cleanup {
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
+        let lv = system();
         for vm in &self.vms {
-            let _ = strata(&["vm", "destroy", vm]);
+            if lv.conn.lookup_domain_by_name(vm).is_ok() {
+                let out = strata(&["vm", "destroy", vm]);
+                if !out.status.success() {
+                    eprintln!(
+                        "cleanup: vm destroy {vm}: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+            }
         }
         if let Some(net) = &self.network {
-            let _ = strata(&["net", "destroy", net]);
+            if lv.conn.lookup_network_by_name(net).is_err() {
+                return;
+            }
+            let out = strata(&["net", "destroy", net]);
+            if !out.status.success() {
+                eprintln!(
+                    "cleanup: net destroy {net}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
+}
+
+impl Cleanup {
+    /// The test's normal end: its network goes, and that it went is checked.
+    fn close(mut self) {
+        if let Some(net) = self.network.take() {
+            ok(&["net", "destroy", &net]);
+            assert!(
+                system().conn.lookup_network_by_name(&net).is_err(),
+                "network {net} left behind"
+            );
         }
     }
 }
@@ -265,11 +296,12 @@ fn two_vms_boot_talk_and_leave_nothing_behind() {
         sha_before,
         "the template volume was written"
     );
+    cleanup.close();
 }
 
 #[test]
 fn interrupted_create_leaves_nothing_and_rerun_works() {
-    let (lv, paths, _cleanup, net, vm) = scenario("intr");
+    let (lv, paths, cleanup, net, vm) = scenario("intr");
 
     let wait_for_domain = |deadline: Duration| {
         let start = Instant::now();
@@ -341,6 +373,7 @@ fn interrupted_create_leaves_nothing_and_rerun_works() {
     assert_eq!(ok(&["vm", "ssh", &vm, "--", "hostname"]).trim(), vm);
     ok(&["vm", "destroy", &vm]);
     assert_gone(&lv, &paths, &vm, &net);
+    cleanup.close();
 }
 
 #[test]
@@ -500,6 +533,7 @@ fn imported_cloud_image_boots_with_a_nocloud_seed() {
         !paths.pool_dir().join(format!("vm-{vm}-seed.img")).exists(),
         "seed left behind"
     );
+    cleanup.close();
     ok(&["template", "remove", &name]);
     assert!(!image
         .with_file_name(pool::template_volume_name(&name))
@@ -511,7 +545,7 @@ fn imported_cloud_image_boots_with_a_nocloud_seed() {
 /// one reported restart and the create succeeds.
 #[test]
 fn boot_failures_are_reported_at_once() {
-    let (lv, paths, _cleanup, net, vm) = scenario("boot");
+    let (lv, paths, cleanup, net, vm) = scenario("boot");
     let running_domain = || {
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(60) {
@@ -565,4 +599,5 @@ fn boot_failures_are_reported_at_once() {
     assert_eq!(ok(&["vm", "ssh", &vm, "--", "hostname"]).trim(), vm);
     ok(&["vm", "destroy", &vm]);
     assert_gone(&lv, &paths, &vm, &net);
+    cleanup.close();
 }

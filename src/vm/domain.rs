@@ -64,8 +64,13 @@ fn describe(dom: &Domain, record: VmRecord) -> Result<VmInfo> {
 pub fn list(conn: &Connect) -> Result<Vec<VmInfo>> {
     let mut vms = Vec::new();
     for dom in conn.list_all_domains(0)? {
-        if let Some(rec) = record(&dom)? {
-            vms.push(describe(&dom, rec)?);
+        let described = record(&dom).and_then(|rec| rec.map(|rec| describe(&dom, rec)).transpose());
+        match described {
+            Ok(Some(vm)) => vms.push(vm),
+            Ok(None) => {}
+            // Undefined by someone else between listing and reading it: not there any more.
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
         }
     }
     vms.sort_by(|a, b| a.name.cmp(&b.name));
