@@ -30,24 +30,30 @@ impl Paths {
                 .unwrap_or_else(|| home.join(fallback))
                 .join("strata")
         };
-        let state = std::env::var_os("STRATA_STATE_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                if is_root {
-                    "/var/lib/strata".into()
-                } else {
-                    xdg("XDG_STATE_HOME", ".local/state")
-                }
-            });
-        let cache = std::env::var_os("STRATA_CACHE_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                if is_root {
-                    "/var/cache/strata".into()
-                } else {
-                    xdg("XDG_CACHE_HOME", ".cache")
-                }
-            });
+        // An explicit override, else the system location for root, else the XDG one.
+        let choose = |override_var: &str, system: &str, xdg_var: &str, fallback: &str| {
+            std::env::var_os(override_var)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    if is_root {
+                        system.into()
+                    } else {
+                        xdg(xdg_var, fallback)
+                    }
+                })
+        };
+        let state = choose(
+            "STRATA_STATE_DIR",
+            "/var/lib/strata",
+            "XDG_STATE_HOME",
+            ".local/state",
+        );
+        let cache = choose(
+            "STRATA_CACHE_DIR",
+            "/var/cache/strata",
+            "XDG_CACHE_HOME",
+            ".cache",
+        );
         Paths { state, cache }
     }
 

@@ -137,7 +137,11 @@ pub fn build(
     progress.stage("sha256 + register");
     let sha256 = sha256_file(&qcow2)?;
     let file_size = std::fs::metadata(&qcow2)?.len();
-    register(lv, paths, &volume_name, &qcow2)?;
+    // The previous build's volume is replaced (no VM is cloned from it: checked above).
+    if let Some(old) = pool::find_volume(&pool_handle, &volume_name) {
+        old.delete(0)?;
+    }
+    pool::register_template_image(&pool_handle, &paths.pool_dir(), &volume_name, &qcow2)?;
     remove_dir_if_present(&work)?;
 
     let record = BuildRecord {
@@ -404,24 +408,6 @@ fn keep_kernel(rootfs: &Path, out_dir: &Path) -> Result<(PathBuf, PathBuf)> {
         std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644))?;
     }
     Ok((kernel, initrd))
-}
-
-/// Put the image into the pool as a read-only volume (replacing an older build).
-fn register(lv: &Libvirt, paths: &Paths, volume: &str, qcow2: &Path) -> Result<()> {
-    let pool_handle = pool::ensure(&lv.conn, &paths.pool_dir())?;
-    if let Some(old) = pool::find_volume(&pool_handle, volume) {
-        old.delete(0)?;
-    }
-    let target = paths.pool_dir().join(volume);
-    std::fs::set_permissions(qcow2, std::fs::Permissions::from_mode(0o444))?;
-    std::fs::rename(qcow2, &target).context(format!("moving the image to {}", target.display()))?;
-    pool_handle.refresh(0)?;
-    if pool::find_volume(&pool_handle, volume).is_none() {
-        return Err(Error::failed(format!(
-            "the pool does not show {volume} after refresh"
-        )));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

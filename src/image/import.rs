@@ -9,7 +9,6 @@ use crate::state::{remove_dir_if_present, Paths};
 use crate::template;
 use crate::vm::{pool, Libvirt};
 use serde::Deserialize;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 const TEMPLATE_TOML: &str = include_str!("../../libvirt-templates/imported-template.toml.j2");
@@ -121,9 +120,7 @@ pub fn import(lv: &Libvirt, paths: &Paths, req: &ImportRequest) -> Result<BuildR
         std::fs::copy(&req.from, &staging).context(format!("copying {}", req.from.display()))?;
         let sha256 = sha256_file(&staging)?;
         let file_size = std::fs::metadata(&staging)?.len();
-        std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o444))?;
-        std::fs::rename(&staging, &target)?;
-        pool_handle.refresh(0)?;
+        pool::register_template_image(&pool_handle, &paths.pool_dir(), &volume, &staging)?;
 
         let manifest = crate::template::render_str(
             "template.toml.j2",

@@ -85,6 +85,28 @@ pub fn clone_volume(
     Ok(StorageVol::create_xml(pool, &xml_text, 0)?)
 }
 
+/// Move a finished qcow2 image into the pool directory as the read-only (0444) template
+/// volume `volume` (same filesystem: a rename), and have libvirt pick it up.
+pub fn register_template_image(
+    pool: &StoragePool,
+    pool_dir: &Path,
+    volume: &str,
+    image: &Path,
+) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let target = pool_dir.join(volume);
+    std::fs::set_permissions(image, std::fs::Permissions::from_mode(0o444))?;
+    std::fs::rename(image, &target)
+        .map_err(|e| Error::from(e).context(format!("moving the image to {}", target.display())))?;
+    pool.refresh(0)?;
+    if find_volume(pool, volume).is_none() {
+        return Err(Error::failed(format!(
+            "the pool does not show {volume} after refresh"
+        )));
+    }
+    Ok(())
+}
+
 /// Delete a VM's volume if it exists; refuses template volumes.
 pub fn delete_vm_volume(pool: &StoragePool, name: &str) -> Result<()> {
     if name.starts_with("template-") {
