@@ -1,7 +1,13 @@
 //! Human sizes ("512M", "1G", "10GiB", "2048") for memory and disks: parse and print.
-//! Suffixes are binary (K = 1024), as in libvirt's and qemu-img's own units.
+//! Suffixes are binary (K = 1024), as in libvirt's and qemu-img's own units. Also the one
+//! timestamp format strata writes into records.
 
 use crate::error::{Error, Result};
+
+/// Now, as RFC 3339 UTC seconds: the format of every timestamp strata records.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
 
 /// Parse a size like `10G`, `512M`, `1.5G`, `2048K` or a plain byte count.
 /// `field` names the flag or manifest field, so the error can say where the bad value was.

@@ -153,7 +153,7 @@ pub fn build(
         file_size,
         kernel,
         initrd,
-        built: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        built: crate::units::now_rfc3339(),
         build_seconds: started.elapsed().as_secs_f64(),
     };
     write_record(&out_dir, &record)?;

@@ -145,7 +145,7 @@ pub fn import(lv: &Libvirt, paths: &Paths, req: &ImportRequest) -> Result<BuildR
             file_size,
             kernel,
             initrd,
-            built: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            built: crate::units::now_rfc3339(),
             build_seconds: 0.0,
         };
         write_record(&template_dir, &record)?;

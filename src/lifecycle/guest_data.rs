@@ -51,7 +51,7 @@ pub(super) fn render_domain(
         "uuid": uuid,
         "template": plan.template.name(),
         "metadata_ns": VM_METADATA_NS,
-        "created": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        "created": crate::units::now_rfc3339(),
         "accel": plan.accel.as_str(),
         "virt_type": plan.accel.domain_type(),
         "network": req.network,

@@ -260,7 +260,7 @@ pub fn create(
         &serde_json::json!({
             "name": name,
             "metadata_ns": NETWORK_METADATA_NS,
-            "created": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            "created": crate::units::now_rfc3339(),
             "mode": match mode { NetworkMode::Isolated => "isolated", NetworkMode::Nat => "nat" },
             "gateway": gateway.to_string(),
             "prefix": subnet.prefix_len(),
