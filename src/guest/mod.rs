@@ -2,6 +2,8 @@
 //! host key is pinned before first contact), sessions that refuse a changed host key, command
 //! execution with streamed output and exit codes, and readiness (TCP 22, then a handshake).
 
+pub mod docker;
 pub mod keys;
 pub mod readiness;
 pub mod ssh;
+pub mod tunnel;

@@ -1,0 +1,273 @@
+//! Unix-socket forwarding over SSH: each `connect()` hands out the local end of a socket pair
+//! whose other end is pumped to a fresh ssh2 direct-streamlocal channel on a socket inside the
+//! guest (Docker's /var/run/docker.sock). Nothing listens on the host and nothing goes over
+//! TCP except the SSH connection itself.
+//!
+//! One thread owns the SSH session, because ssh2 serialises everything on a session anyway; it
+//! pumps all open connections without blocking. When opening a channel fails because the
+//! session died (the guest rebooted, the connection was cut), the thread logs in again and
+//! retries once, so a long-lived client heals on its next request instead of failing silently.
+
+use crate::error::{Error, Result};
+use crate::guest::ssh::{self, Target};
+use ssh2::{Channel, Session};
+use std::io::{ErrorKind as IoKind, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::Duration;
+
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A running tunnel to one socket in one guest. Dropping it closes the connections still
+/// open and waits for the pump thread: libssh2 must not be used after the process starts to
+/// exit (it is torn down at exit, and a session freed after that crashes).
+pub struct SocketTunnel {
+    requests: Option<mpsc::Sender<Request>>,
+    stop: Arc<AtomicBool>,
+    pump: Option<thread::JoinHandle<()>>,
+    remote_socket: String,
+    addr: String,
+}
+
+struct Request {
+    local: UnixStream,
+    reply: mpsc::Sender<Result<()>>,
+}
+
+impl SocketTunnel {
+    /// Log in now (so a wrong key or an unreachable guest is reported here, not on the first
+    /// request) and start the pump thread.
+    pub fn open(target: &Target, remote_socket: &str) -> Result<SocketTunnel> {
+        let session = ssh::connect(target, LOGIN_TIMEOUT)?;
+        SocketTunnel::over(target, session, remote_socket)
+    }
+
+    /// Start the pump on a session the caller has finished with (saves a login).
+    pub fn over(target: &Target, session: Session, remote_socket: &str) -> Result<SocketTunnel> {
+        let (requests, incoming) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let pump = Pump {
+            target: target.clone(),
+            remote_socket: remote_socket.to_string(),
+            session,
+            pipes: Vec::new(),
+            stop: Arc::clone(&stop),
+        };
+        let pump = thread::Builder::new()
+            .name(format!("tunnel {}", target.addr))
+            .spawn(move || pump.run(incoming))?;
+        Ok(SocketTunnel {
+            requests: Some(requests),
+            stop,
+            pump: Some(pump),
+            remote_socket: remote_socket.to_string(),
+            addr: target.addr.to_string(),
+        })
+    }
+
+    /// A new connection to the guest's socket.
+    pub fn connect(&self) -> Result<UnixStream> {
+        let (ours, theirs) = UnixStream::pair()?;
+        let (reply, answer) = mpsc::channel();
+        let gone = || Error::failed(format!("the SSH tunnel to {} has stopped", self.addr));
+        self.requests
+            .as_ref()
+            .ok_or_else(gone)?
+            .send(Request {
+                local: theirs,
+                reply,
+            })
+            .map_err(|_| gone())?;
+        answer.recv().map_err(|_| gone())?.map_err(|e| {
+            e.context(format!(
+                "opening {} in the guest at {}",
+                self.remote_socket, self.addr
+            ))
+        })?;
+        Ok(ours)
+    }
+}
+
+impl Drop for SocketTunnel {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Closing the request channel wakes a pump that waits for work.
+        self.requests.take();
+        if let Some(pump) = self.pump.take() {
+            let _ = pump.join();
+        }
+    }
+}
+
+/// One forwarded connection: bytes waiting in each direction and who has finished sending.
+struct Pipe {
+    local: UnixStream,
+    channel: Channel,
+    to_guest: Vec<u8>,
+    to_local: Vec<u8>,
+    local_done: bool,
+    eof_sent: bool,
+    guest_done: bool,
+    broken: bool,
+}
+
+struct Pump {
+    target: Target,
+    remote_socket: String,
+    session: Session,
+    pipes: Vec<Pipe>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Pump {
+    fn run(mut self, incoming: mpsc::Receiver<Request>) {
+        let mut idle = Duration::from_micros(100);
+        while !self.stop.load(Ordering::SeqCst) {
+            // With nothing to pump, sleep until someone asks for a connection; the tunnel is
+            // dropped when the sender side is, and then the thread ends.
+            if self.pipes.is_empty() {
+                match incoming.recv() {
+                    Ok(request) => self.accept(request),
+                    Err(_) => return,
+                }
+            }
+            while let Ok(request) = incoming.try_recv() {
+                self.accept(request);
+            }
+            self.session.set_blocking(false);
+            let mut progressed = false;
+            for pipe in &mut self.pipes {
+                progressed |= pipe.pump();
+            }
+            self.session.set_blocking(true);
+            self.pipes.retain_mut(|pipe| {
+                let finished =
+                    pipe.broken || (pipe.eof_sent && pipe.guest_done && pipe.to_local.is_empty());
+                if finished {
+                    let _ = pipe.channel.close();
+                }
+                !finished
+            });
+            // Sleep a little when nothing moved, more the longer nothing moves, so an open but
+            // quiet connection (a log stream) does not spin a core.
+            if progressed {
+                idle = Duration::from_micros(100);
+            } else {
+                thread::sleep(idle);
+                idle = (idle * 2).min(Duration::from_millis(20));
+            }
+        }
+    }
+
+    fn accept(&mut self, request: Request) {
+        let result = self.open_pipe(request.local);
+        let _ = request.reply.send(result);
+    }
+
+    fn open_pipe(&mut self, local: UnixStream) -> Result<()> {
+        local.set_nonblocking(true)?;
+        let channel = match self
+            .session
+            .channel_direct_streamlocal(&self.remote_socket, None)
+        {
+            Ok(channel) => channel,
+            Err(first) => {
+                // A refused socket (Docker not running) is not a dead session: only log in
+                // again when the session itself no longer answers.
+                if self.session_alive() {
+                    return Err(Error::from(first).with_hint(
+                        "is the service listening on that socket in the guest? (strata engine install)",
+                    ));
+                }
+                tracing::info!(addr = %self.target.addr, "SSH session lost; logging in again");
+                self.session = ssh::connect(&self.target, LOGIN_TIMEOUT)?;
+                // Channels of the old session died with it.
+                self.pipes.clear();
+                self.session
+                    .channel_direct_streamlocal(&self.remote_socket, None)?
+            }
+        };
+        self.pipes.push(Pipe {
+            local,
+            channel,
+            to_guest: Vec::new(),
+            to_local: Vec::new(),
+            local_done: false,
+            eof_sent: false,
+            guest_done: false,
+            broken: false,
+        });
+        Ok(())
+    }
+
+    fn session_alive(&self) -> bool {
+        self.session.keepalive_send().is_ok()
+    }
+}
+
+impl Pipe {
+    /// Move what can move without blocking; true when any byte moved.
+    fn pump(&mut self) -> bool {
+        let mut buf = [0u8; 64 * 1024];
+        let mut progressed = false;
+        if self.to_guest.is_empty() && !self.local_done {
+            match self.local.read(&mut buf) {
+                Ok(0) => self.local_done = true,
+                Ok(n) => {
+                    self.to_guest.extend_from_slice(&buf[..n]);
+                    progressed = true;
+                }
+                Err(e) if e.kind() == IoKind::WouldBlock => {}
+                Err(_) => self.broken = true,
+            }
+        }
+        if !self.to_guest.is_empty() {
+            match self.channel.write(&self.to_guest) {
+                Ok(n) => {
+                    self.to_guest.drain(..n);
+                    progressed |= n > 0;
+                }
+                Err(e) if e.kind() == IoKind::WouldBlock => {}
+                Err(_) => self.broken = true,
+            }
+        }
+        if self.local_done && self.to_guest.is_empty() && !self.eof_sent {
+            match self.channel.send_eof() {
+                Ok(()) => self.eof_sent = true,
+                Err(e) => {
+                    if std::io::Error::from(e).kind() != IoKind::WouldBlock {
+                        self.broken = true;
+                    }
+                }
+            }
+        }
+        if self.to_local.is_empty() && !self.guest_done {
+            match self.channel.read(&mut buf) {
+                Ok(0) => self.guest_done = self.channel.eof(),
+                Ok(n) => {
+                    self.to_local.extend_from_slice(&buf[..n]);
+                    progressed = true;
+                }
+                Err(e) if e.kind() == IoKind::WouldBlock => {}
+                Err(_) => self.broken = true,
+            }
+        }
+        if !self.to_local.is_empty() {
+            match self.local.write(&self.to_local) {
+                Ok(n) => {
+                    self.to_local.drain(..n);
+                    progressed |= n > 0;
+                }
+                Err(e) if e.kind() == IoKind::WouldBlock => {}
+                // The client went away: nothing more to deliver.
+                Err(_) => self.broken = true,
+            }
+        }
+        if self.guest_done && self.to_local.is_empty() {
+            let _ = self.local.shutdown(std::net::Shutdown::Write);
+        }
+        progressed
+    }
+}
