@@ -16,7 +16,7 @@ use crate::interrupt;
 use crate::progress::Progress;
 use crate::state::{remove_dir_if_present, write_private, Paths};
 use crate::vm::network::DhcpHost;
-use crate::vm::{alloc, domain, network, pool, Libvirt};
+use crate::vm::{alloc, data_disk, domain, network, pool, Libvirt};
 use guest_data::{render_domain, seed_file_name, uuid_v4, write_seed};
 use journal::{remove_pool_file, Journal, Undo};
 use plan::{plan_create, CreatePlan};
@@ -288,6 +288,7 @@ pub fn destroy(lv: &Libvirt, paths: &Paths, name: &str) -> Result<()> {
     domain::undefine(&lv.conn, name)?;
     let pool_handle = pool::ensure(&lv.conn, &paths.pool_dir())?;
     pool::delete_vm_volume(&pool_handle, &info.record.volume)?;
+    data_disk::delete(&pool_handle, name)?;
     let host = DhcpHost {
         mac: info.record.mac.clone(),
         name: name.to_string(),

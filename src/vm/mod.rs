@@ -4,6 +4,7 @@
 
 pub mod alloc;
 pub mod connect;
+pub mod data_disk;
 pub mod domain;
 pub mod metadata;
 pub mod network;

@@ -1,4 +1,4 @@
-//! The small XML fragments strata hands to libvirt (pool, network, volume, DHCP host): data
+//! The small XML fragments strata hands to libvirt (pool, network, volumes, a data disk, DHCP host): data
 //! files under libvirt-templates/, compiled in, rendered strictly.
 
 use crate::error::Result;
@@ -15,6 +15,14 @@ pub const POOL: (&str, &str) = (
 pub const CLONE_VOLUME: (&str, &str) = (
     "clone-volume.xml.j2",
     include_str!("../../libvirt-templates/clone-volume.xml.j2"),
+);
+pub const DATA_VOLUME: (&str, &str) = (
+    "data-volume.xml.j2",
+    include_str!("../../libvirt-templates/data-volume.xml.j2"),
+);
+pub const DATA_DISK: (&str, &str) = (
+    "data-disk.xml.j2",
+    include_str!("../../libvirt-templates/data-disk.xml.j2"),
 );
 pub const DHCP_HOST: (&str, &str) = (
     "dhcp-host.xml.j2",
