@@ -1,5 +1,7 @@
 //! The template.toml schema (plain serde data) and its parser, whose errors name the file,
-//! the line and the field.
+//! the line and the field. A manifest may `extends = "other"`: it then starts from that
+//! sibling template's manifest and changes only what it names (the golden-image variant
+//! debian-12-docker is debian-12 plus Docker baked in).
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -8,6 +10,9 @@ use std::path::Path;
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateManifest {
+    /// The sibling template this one starts from (resolved at load time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extends: Option<String>,
     pub name: String,
     pub description: String,
     /// How to build the image from packages; absent for imported images.
@@ -38,6 +43,26 @@ pub struct BuildRecipe {
     pub enable: Vec<String>,
     #[serde(default)]
     pub mask: Vec<String>,
+    /// Docker installed into the image at build time (a golden image), as `engine install`
+    /// would install it. Left out of the serialised recipe when absent, so recipes without
+    /// it keep their hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineBake>,
+}
+
+/// `[build.engine]`: which docker.io and which log driver to bake in.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EngineBake {
+    /// docker.io version, exact or an upstream prefix; empty: the release's.
+    #[serde(default)]
+    pub version: String,
+    #[serde(default = "default_log_driver")]
+    pub log_driver: String,
+}
+
+fn default_log_driver() -> String {
+    "local".into()
 }
 
 fn default_variant() -> String {
@@ -95,7 +120,20 @@ impl TemplateManifest {
     pub fn load(path: &Path) -> Result<TemplateManifest> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::from(e).context(format!("reading {}", path.display())))?;
-        let manifest: TemplateManifest = parse_toml(path, &text)?;
+        let table: toml::Table = parse_toml(path, &text)?;
+        let manifest: TemplateManifest = match table.get("extends").cloned() {
+            None => parse_toml(path, &text)?,
+            Some(parent) => {
+                let parent = parent.as_str().ok_or_else(|| {
+                    Error::bad_input(format!(
+                        "{}: extends must be a template name",
+                        path.display()
+                    ))
+                    .with_hint("e.g. extends = \"debian-12\"")
+                })?;
+                extend(path, parent, table)?
+            }
+        };
         for (field, value) in [
             ("vm.memory", &manifest.vm.memory),
             ("vm.disk", &manifest.vm.disk),
@@ -116,6 +154,64 @@ impl TemplateManifest {
             ));
         }
         Ok(manifest)
+    }
+}
+
+/// The manifest `path` (already parsed as `child`) laid over its sibling `parent`: tables
+/// merge key by key, anything else in the child replaces the parent's value. The parent's
+/// overlay folder stays the parent's (its path is made relative to the child).
+fn extend(path: &Path, parent: &str, mut child: toml::Table) -> Result<TemplateManifest> {
+    let parent_path = path
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join(parent).join("template.toml"))
+        .unwrap_or_default();
+    let parent_text = std::fs::read_to_string(&parent_path).map_err(|e| {
+        Error::from(e)
+            .context(format!(
+                "{}: extends = \"{parent}\": reading {}",
+                path.display(),
+                parent_path.display()
+            ))
+            .with_hint("extends names a template in the same folder as this one")
+    })?;
+    let mut base: toml::Table = parse_toml(&parent_path, &parent_text)?;
+    if base.contains_key("extends") {
+        return Err(Error::bad_input(format!(
+            "{}: extends = \"{parent}\", which extends another template",
+            path.display()
+        ))
+        .with_hint("extend a template that stands on its own (one level only)"));
+    }
+    if let Some(toml::Value::String(overlay)) = base
+        .get_mut("build")
+        .and_then(|b| b.as_table_mut())
+        .and_then(|b| b.get_mut("overlay"))
+    {
+        *overlay = format!("../{parent}/{overlay}");
+    }
+    child.insert("extends".into(), toml::Value::String(parent.to_string()));
+    merge(&mut base, child);
+    toml::Value::Table(base)
+        .try_into()
+        .map_err(|e: toml::de::Error| {
+            Error::bad_input(format!(
+                "{} (extending {parent}): {}",
+                path.display(),
+                e.message()
+            ))
+            .with_hint("fix the field named above; nothing was changed")
+        })
+}
+
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
     }
 }
 
@@ -175,6 +271,60 @@ inject = "smbios"
         assert_eq!(m.build.unwrap().variant, "minbase");
         assert_eq!(m.boot.mode, BootMode::DirectKernel);
         assert_eq!(m.guest.inject, InjectMethod::Smbios);
+    }
+
+    #[test]
+    fn extends_starts_from_the_sibling_and_keeps_its_overlay() {
+        let dir = std::env::temp_dir().join(format!("strata-extends-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("t")).unwrap();
+        std::fs::create_dir_all(dir.join("t-docker")).unwrap();
+        let parent = GOOD.replace("size = \"2G\"", "size = \"2G\"\noverlay = \"rootfs\"");
+        std::fs::write(dir.join("t/template.toml"), parent).unwrap();
+        let child = "extends = \"t\"\nname = \"t-docker\"\ndescription = \"t with Docker\"\n[build]\nsize = \"3G\"\n[build.engine]\nversion = \"20.10\"\n";
+        std::fs::write(dir.join("t-docker/template.toml"), child).unwrap();
+        let m = TemplateManifest::load(&dir.join("t-docker/template.toml")).unwrap();
+        assert_eq!(m.name, "t-docker");
+        assert_eq!(m.extends.as_deref(), Some("t"));
+        let build = m.build.unwrap();
+        assert_eq!(build.size, "3G");
+        assert_eq!(build.packages, vec!["systemd"]);
+        assert_eq!(build.overlay.as_deref(), Some("../t/rootfs"));
+        let engine = build.engine.unwrap();
+        assert_eq!(
+            (engine.version.as_str(), engine.log_driver.as_str()),
+            ("20.10", "local")
+        );
+        assert_eq!(m.vm.memory, "512M");
+
+        // A chain, a missing parent and a bad field are refused, naming the file.
+        std::fs::write(
+            dir.join("t/template.toml"),
+            format!("extends = \"x\"\n{GOOD}"),
+        )
+        .unwrap();
+        let err = TemplateManifest::load(&dir.join("t-docker/template.toml")).unwrap_err();
+        assert!(err.message().contains("extends another template"), "{err}");
+        std::fs::write(
+            dir.join("t-docker/template.toml"),
+            child.replace("\"t\"", "\"nope\""),
+        )
+        .unwrap();
+        let err = TemplateManifest::load(&dir.join("t-docker/template.toml")).unwrap_err();
+        assert!(err.message().contains("nope"), "{err}");
+        std::fs::write(dir.join("t/template.toml"), GOOD).unwrap();
+        std::fs::write(
+            dir.join("t-docker/template.toml"),
+            child.replace("version", "verison"),
+        )
+        .unwrap();
+        let err = TemplateManifest::load(&dir.join("t-docker/template.toml")).unwrap_err();
+        assert!(
+            err.message()
+                .contains("t-docker/template.toml (extending t)")
+                && err.message().contains("verison"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -6,7 +6,9 @@
 mod manifest;
 mod render;
 
-pub use manifest::{BootMode, BootSpec, BuildRecipe, InjectMethod, TemplateManifest, VmDefaults};
+pub use manifest::{
+    BootMode, BootSpec, BuildRecipe, EngineBake, InjectMethod, TemplateManifest, VmDefaults,
+};
 pub use render::{render_file, render_str};
 
 use crate::error::{Error, Result};
@@ -23,8 +25,13 @@ impl Template {
     pub fn name(&self) -> &str {
         &self.manifest.name
     }
+    /// The template's domain.xml.j2, or the one of the template it extends.
     pub fn domain_xml_template(&self) -> PathBuf {
-        self.dir.join("domain.xml.j2")
+        let own = self.dir.join("domain.xml.j2");
+        match (&self.manifest.extends, own.exists()) {
+            (Some(parent), false) => self.dir.join("..").join(parent).join("domain.xml.j2"),
+            _ => own,
+        }
     }
     /// Load the template in `dir`, checking that the folder name and manifest name agree.
     pub fn load(dir: &Path) -> Result<Template> {
