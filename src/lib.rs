@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod command;
+pub mod engine;
 pub mod error;
 pub mod guest;
 pub mod host;

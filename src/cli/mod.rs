@@ -1,6 +1,7 @@
 //! Command-line grammar (clap) and dispatch to one file per command group. No logic here
 //! beyond turning flags into requests and results into output.
 
+mod engine;
 mod net;
 mod output;
 mod template;
@@ -36,6 +37,9 @@ pub enum Command {
     /// Create, list, log into, stop, start and destroy VMs
     #[command(subcommand)]
     Vm(vm::VmCommand),
+    /// Install Docker in a VM and show how it is configured
+    #[command(subcommand)]
+    Engine(engine::EngineCommand),
     /// Register a standard cloud image (with cloud-init) as a template
     ImportImage(template::ImportArgs),
 }
@@ -69,6 +73,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Template(cmd) => template::run(&env, cmd),
         Command::Net(cmd) => net::run(&env, cmd),
         Command::Vm(cmd) => vm::run(&env, cmd),
+        Command::Engine(cmd) => engine::run(&env, cmd),
         Command::ImportImage(args) => template::import(&env, args),
     }
 }

@@ -105,6 +105,11 @@ pub fn build(
     }
     progress.stage("customise");
     customise(template, recipe, &rootfs, &log)?;
+    if let Some(engine) = &recipe.engine {
+        progress.stage("bake Docker");
+        let kernel = kernel_versions(&rootfs)?.pop().unwrap_or_default();
+        crate::engine::bake::bake(paths, &rootfs, &recipe.suite, &kernel, engine, &log)?;
+    }
     let (kernel, initrd) = if template.manifest.boot.mode == BootMode::DirectKernel {
         let (k, i) = keep_kernel(&rootfs, &out_dir)?;
         (Some(k), Some(i))
@@ -227,6 +232,17 @@ fn recipe_hash(template: &Template, mirror: &str) -> Result<String> {
     hasher.update(PIPELINE_VERSION);
     hasher.update(mirror);
     hasher.update(serde_json::to_vec(&template.manifest.build)?);
+    if template
+        .manifest
+        .build
+        .as_ref()
+        .is_some_and(|b| b.engine.is_some())
+    {
+        for (name, text) in crate::engine::scripts::BAKE_INPUTS {
+            hasher.update(name);
+            hasher.update(text);
+        }
+    }
     if let Some(overlay) = template
         .manifest
         .build

@@ -29,3 +29,9 @@ pub fn sha256_file(path: &std::path::Path) -> crate::error::Result<String> {
     }
     Ok(format!("{:x}", hasher.finalize()))
 }
+
+/// sha256 of bytes in memory, lowercase hex (as `sha256sum` prints it).
+pub fn sha256_bytes(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    format!("{:x}", Sha256::digest(bytes))
+}

@@ -1,0 +1,170 @@
+//! What strata reads from a guest before it decides anything: release, kernel, the installed
+//! engine, what lies under Docker's data-root, the data disk, the NIC's MTU and the guest's
+//! own networks. One read-only script (engine-templates/facts.sh) prints key=value lines;
+//! parsing them is pure.
+
+use crate::engine::decision::{Backing, EngineVersion, KernelVersion};
+use crate::engine::scripts;
+use crate::error::{Error, Result};
+use crate::guest::ssh;
+use ipnet::Ipv4Net;
+use ssh2::Session;
+
+/// The guest as the facts script saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestFacts {
+    pub release: String,
+    pub kernel: KernelVersion,
+    pub kernel_release: String,
+    /// docker.io's Debian version when installed.
+    pub engine_package: Option<String>,
+    pub docker_active: bool,
+    /// "2" on a unified cgroup hierarchy, "1" otherwise: what `docker info` must report.
+    pub cgroup_version: String,
+    pub data_root_backing: Backing,
+    pub data_root_source: String,
+    pub data_root_mount: String,
+    /// The kernel's name for the data disk, once it is attached.
+    pub data_disk: Option<String>,
+    pub nic: String,
+    pub nic_mtu: u32,
+    pub guest_networks: Vec<Ipv4Net>,
+    pub daemon_json_sha256: Option<String>,
+    /// Which of the packages an install may need are installed.
+    pub installed: Vec<String>,
+}
+
+impl GuestFacts {
+    pub fn engine_version(&self) -> Option<EngineVersion> {
+        self.engine_package
+            .as_deref()
+            .and_then(EngineVersion::parse)
+    }
+}
+
+/// Run the facts script in the guest.
+pub fn gather(session: &Session) -> Result<GuestFacts> {
+    let out = ssh::run_checked(session, &scripts::sh_c(scripts::FACTS))
+        .map_err(|e| e.context("reading the guest's facts"))?;
+    parse(&out)
+}
+
+/// Parse the script's key=value lines (pure).
+pub fn parse(text: &str) -> Result<GuestFacts> {
+    let mut values: Vec<(&str, &str)> = Vec::new();
+    for line in text.lines() {
+        if let Some((k, v)) = line.split_once('=') {
+            values.push((k.trim(), v.trim()));
+        }
+    }
+    let get = |key: &str| values.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+    let need = |key: &str| {
+        get(key)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| Error::failed(format!("the guest's facts lack '{key}'")))
+    };
+    let kernel_release = need("kernel")?.to_string();
+    let kernel = KernelVersion::parse(&kernel_release).ok_or_else(|| {
+        Error::failed(format!("cannot read the kernel version '{kernel_release}'"))
+    })?;
+    let fs = need("data_root_fs")?;
+    let dtype = match fs {
+        "xfs" => Some(get("xfs_ftype") == Some("1")),
+        "ext2/ext3" => get("ext_filetype").map(|v| v == "1"),
+        _ => None,
+    };
+    let guest_networks = values
+        .iter()
+        .filter(|(k, _)| *k == "guest_net")
+        .filter_map(|(_, v)| v.parse::<Ipv4Net>().ok().map(|n| n.trunc()))
+        .fold(Vec::new(), |mut nets, net| {
+            if !nets.contains(&net) {
+                nets.push(net);
+            }
+            nets
+        });
+    Ok(GuestFacts {
+        release: need("release")?.to_string(),
+        kernel,
+        kernel_release,
+        engine_package: get("engine").filter(|v| !v.is_empty()).map(str::to_string),
+        docker_active: get("docker_active") == Some("active"),
+        cgroup_version: if get("cgroup_fs") == Some("cgroup2fs") {
+            "2"
+        } else {
+            "1"
+        }
+        .to_string(),
+        data_root_backing: Backing::from_statfs(fs, dtype),
+        data_root_source: need("data_root_source")?.to_string(),
+        data_root_mount: need("data_root_mount")?.to_string(),
+        data_disk: get("data_disk")
+            .filter(|v| !v.is_empty())
+            .map(str::to_string),
+        nic: need("nic")?.to_string(),
+        nic_mtu: need("nic_mtu")?
+            .parse()
+            .map_err(|_| Error::failed("the guest's NIC MTU is not a number"))?,
+        guest_networks,
+        daemon_json_sha256: get("daemon_json_sha256").map(str::to_string),
+        installed: values
+            .iter()
+            .filter(|(k, _)| *k == "installed")
+            .map(|(_, v)| v.to_string())
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Captured from a fresh debian-12 clone (engine-templates/facts.sh, TCG guest on this project's
+    /// CI machine).
+    const FRESH: &str = "release=bookworm\nkernel=6.1.0-50-cloud-amd64\ninstalled=apparmor\ninstalled=btrfs-progs\ninstalled=e2fsprogs\ninstalled=lvm2\ninstalled=thin-provisioning-tools\ninstalled=xfsprogs\ndocker_active=inactive\ncgroup_fs=cgroup2fs\ndata_root_fs=ext2/ext3\ndata_root_source=/dev/vda\ndata_root_mount=/\next_filetype=1\nnic=enp1s0\nnic_mtu=1500\nguest_net=10.250.9.4/24\nguest_net=10.250.9.0/24\n";
+
+    #[test]
+    fn reads_a_fresh_clone() {
+        let f = parse(FRESH).unwrap();
+        assert_eq!(f.release, "bookworm");
+        assert_eq!(f.kernel, KernelVersion::parse("6.1.0").unwrap());
+        assert_eq!(f.engine_package, None);
+        assert!(!f.docker_active);
+        assert_eq!(f.cgroup_version, "2");
+        assert_eq!(f.data_root_backing, Backing::Ext4 { filetype: true });
+        assert_eq!(f.data_disk, None);
+        assert_eq!(f.nic_mtu, 1500);
+        assert_eq!(f.installed.len(), 6);
+        assert!(!f.installed.iter().any(|p| p == "docker.io"));
+        // The address and its route are one network.
+        assert_eq!(
+            f.guest_networks,
+            vec!["10.250.9.0/24".parse::<Ipv4Net>().unwrap()]
+        );
+        assert_eq!(f.daemon_json_sha256, None);
+    }
+
+    #[test]
+    fn reads_an_installed_engine_on_xfs_without_ftype() {
+        let text = FRESH
+            .replace(
+                "installed=apparmor\n",
+                "installed=apparmor\ninstalled=docker.io\nengine=20.10.24+dfsg1-1+deb12u1\n",
+            )
+            .replace("docker_active=inactive", "docker_active=active")
+            .replace("data_root_fs=ext2/ext3", "data_root_fs=xfs")
+            .replace("ext_filetype=1", "xfs_ftype=0")
+            + "data_disk=/dev/vdb\n";
+        let f = parse(&text).unwrap();
+        assert_eq!(f.engine_version().unwrap().major, 20);
+        assert!(f.docker_active);
+        assert_eq!(f.data_root_backing, Backing::Xfs { ftype: false });
+        assert_eq!(f.data_disk.as_deref(), Some("/dev/vdb"));
+    }
+
+    #[test]
+    fn missing_facts_are_named() {
+        let err = parse("release=bookworm\n").unwrap_err();
+        assert!(err.message().contains("'kernel'"), "{err}");
+    }
+}

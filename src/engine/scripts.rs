@@ -1,0 +1,37 @@
+//! The shell scripts strata runs in guests (and in a template's chroot), as data files under
+//! engine-templates/, compiled in and rendered strictly.
+
+use crate::error::Result;
+use serde::Serialize;
+
+pub type Script = (&'static str, &'static str);
+
+macro_rules! script {
+    ($name:literal) => {
+        (
+            $name,
+            include_str!(concat!("../../engine-templates/", $name)),
+        )
+    };
+}
+
+/// Read-only facts (not a template: it takes no parameters).
+pub const FACTS: &str = include_str!("../../engine-templates/facts.sh");
+pub const PREPARE_STORAGE: Script = script!("prepare-storage.sh.j2");
+pub const PREPARE_THIN_POOL: Script = script!("prepare-thin-pool.sh.j2");
+pub const INSTALL_BUNDLE: Script = script!("install-bundle.sh.j2");
+pub const INSTALL_ONLINE: Script = script!("install-online.sh.j2");
+pub const APPLY_DAEMON_JSON: Script = script!("apply-daemon-json.sh.j2");
+pub const DAEMON_JSON: Script = script!("daemon.json.j2");
+
+/// Everything that decides what a baked engine looks like (part of a template's recipe hash).
+pub const BAKE_INPUTS: [Script; 2] = [INSTALL_BUNDLE, DAEMON_JSON];
+
+pub fn render(script: Script, context: &impl Serialize) -> Result<String> {
+    crate::template::render_str(script.0, script.1, context)
+}
+
+/// `script` as one argument for `sh -c`, quoted for the remote shell.
+pub fn sh_c(script: &str) -> String {
+    format!("sh -c '{}'", script.replace('\'', "'\\''"))
+}
