@@ -42,13 +42,18 @@ pub fn run(env: &Env, cmd: NetCommand) -> Result<i32> {
                 Error::bad_input(format!("--subnet '{subnet}' is not an IPv4 CIDR"))
                     .with_hint("write it like 10.77.0.0/24")
             })?;
-            let (taken, unchecked) = network::subnets_in_use(&lv.conn)?;
             let mode = if nat {
                 NetworkMode::Nat
             } else {
                 NetworkMode::Isolated
             };
-            let info = network::create(&lv.conn, &name, parsed, mode, &taken)?;
+            // Check and create under strata's lock: two creates of the same free subnet at
+            // once must not both pass the overlap check.
+            let (info, unchecked) = env.paths.with_lock(|| {
+                let (taken, unchecked) = network::subnets_in_use(&lv.conn)?;
+                let info = network::create(&lv.conn, &name, parsed, mode, &taken)?;
+                Ok((info, unchecked))
+            })?;
             for what in unchecked {
                 eprintln!("note: not checked for overlap: {what}");
             }
