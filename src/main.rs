@@ -1,4 +1,4 @@
-//! The strata command: parse, set up logging and signal handling, dispatch, report errors.
+//! The strata command: parse, set up logging, dispatch, report errors.
 
 use clap::Parser;
 
@@ -11,7 +11,6 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    strata::interrupt::install();
     match strata::cli::run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {

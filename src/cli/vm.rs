@@ -82,6 +82,8 @@ pub fn run(env: &Env, cmd: VmCommand) -> Result<i32> {
             no_wait,
             output: format,
         } => {
+            // The create polls for Ctrl-C so that it can roll back.
+            crate::interrupt::install();
             let req = CreateRequest {
                 name: name.clone(),
                 template,
@@ -163,6 +165,7 @@ pub fn run(env: &Env, cmd: VmCommand) -> Result<i32> {
             Ok(0)
         }
         VmCommand::Start { name, ssh_timeout } => {
+            crate::interrupt::install();
             let (dom, _) = domain::lookup(&lv.conn, &name)?;
             domain::start(&dom)?;
             let target = lifecycle::ssh_target(&lv, &env.paths, &name)?;
