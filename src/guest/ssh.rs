@@ -30,6 +30,7 @@ pub fn connect(target: &Target, timeout: Duration) -> Result<Session> {
     let tcp = TcpStream::connect_timeout(&target.addr, timeout)
         .context(format!("connecting to {}", target.addr))?;
     tcp.set_read_timeout(Some(timeout.max(Duration::from_secs(10))))?;
+    detect_dead_peer(&tcp)?;
     let mut session = Session::new()?;
     session.set_tcp_stream(tcp);
     session.set_timeout(timeout.as_millis().min(u32::MAX as u128) as u32);
@@ -62,6 +63,20 @@ pub fn connect(target: &Target, timeout: Duration) -> Result<Session> {
     // Commands may run for minutes (package installs); only the handshake is bounded.
     session.set_timeout(0);
     Ok(session)
+}
+
+/// Commands run with no timeout (package installs take minutes and print nothing), so a guest
+/// that vanishes mid-command would leave us waiting forever: TCP keepalive probes notice a
+/// silent peer after ~35 s and the next read fails instead.
+fn detect_dead_peer(tcp: &TcpStream) -> Result<()> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let set =
+        |r: nix::Result<()>| r.map_err(|e| Error::failed(format!("setting TCP keepalive: {e}")));
+    set(setsockopt(tcp, sockopt::KeepAlive, &true))?;
+    set(setsockopt(tcp, sockopt::TcpKeepIdle, &15))?;
+    set(setsockopt(tcp, sockopt::TcpKeepInterval, &5))?;
+    set(setsockopt(tcp, sockopt::TcpKeepCount, &4))?;
+    Ok(())
 }
 
 /// What a command printed and how it ended.
@@ -107,7 +122,11 @@ pub fn exec(session: &Session, command: &str, stream: bool) -> Result<Output> {
                         }
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(Error::from(e).context("reading command output")),
+                    Err(e) => {
+                        return Err(Error::from(e)
+                            .context("the connection to the guest broke while a command ran")
+                            .with_hint("is the VM still running (`strata vm list`)? The command may have finished in the guest or not"))
+                    }
                 }
             }
             if !progressed {
