@@ -6,6 +6,13 @@ use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// How long one stage took, as commands report it (`--output json` too).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StageTime {
+    pub stage: String,
+    pub seconds: f64,
+}
+
 pub struct Progress {
     bar: Option<ProgressBar>,
     prefix: String,
@@ -60,6 +67,17 @@ impl Progress {
             bar.finish_and_clear();
         }
         self.done.lock().map(|d| d.clone()).unwrap_or_default()
+    }
+
+    /// `finish`, as report rows.
+    pub fn stage_times(&self) -> Vec<StageTime> {
+        self.finish()
+            .into_iter()
+            .map(|(stage, took)| StageTime {
+                stage,
+                seconds: took.as_secs_f64(),
+            })
+            .collect()
     }
 
     /// Print a line without tearing the spinner.

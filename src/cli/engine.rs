@@ -74,7 +74,6 @@ pub fn run(env: &Env, cmd: EngineCommand) -> Result<i32> {
             let lv = env.libvirt()?;
             let progress = Progress::new(&format!("engine {vm}"));
             let report = install::install(&lv, &env.paths, &vm, &request, &progress)?;
-            let stages = progress.finish();
             if output == OutputFormat::Json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
                 return Ok(0);
@@ -99,8 +98,8 @@ pub fn run(env: &Env, cmd: EngineCommand) -> Result<i32> {
                 report.observed.root_dir,
                 report.observed.logging_driver
             );
-            for (stage, time) in stages {
-                println!("  {stage:<28} {:>6.2}s", time.as_secs_f64());
+            for s in &report.stages {
+                println!("  {:<34} {:>6.2}s", s.stage, s.seconds);
             }
             Ok(0)
         }

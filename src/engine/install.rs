@@ -15,7 +15,7 @@ use crate::engine::verify::{self, Observed};
 use crate::error::{Error, Result};
 use crate::guest::docker::GuestDocker;
 use crate::guest::ssh;
-use crate::progress::Progress;
+use crate::progress::{Progress, StageTime};
 use crate::state::Paths;
 use crate::vm::{data_disk, network, pool, Libvirt};
 use serde::Serialize;
@@ -65,6 +65,9 @@ pub struct InstallReport {
     pub observed: Observed,
     /// One line per step that changed something; empty when everything was in place.
     pub changes: Vec<String>,
+    /// The .debs pushed from the host's bundle cache (absolute paths); empty when none were.
+    pub bundle_debs: Vec<String>,
+    pub stages: Vec<StageTime>,
 }
 
 /// Install (or converge, or only verify) Docker in `vm`.
@@ -149,6 +152,10 @@ pub fn install(
             changes.push(summary.to_string());
         }
     }
+    let bundle_debs = match &plan {
+        PackagePlan::Bundle(b) => b.debs.iter().map(|d| d.display().to_string()).collect(),
+        _ => Vec::new(),
+    };
     if let Some(change) = plan.carry_out(&session, progress)? {
         changes.push(change);
     }
@@ -194,6 +201,8 @@ pub fn install(
         intent,
         observed,
         changes,
+        bundle_debs,
+        stages: progress.stage_times(),
     })
 }
 
@@ -437,7 +446,9 @@ fn prepare_storage(session: &Session, decided: &Decision) -> Result<String> {
     )
 }
 
-fn apply_daemon_json(
+/// Put `daemon_json` in place and restart dockerd; when dockerd rejects it, the previous file
+/// is restored, Docker started again, and the error quotes dockerd.
+pub fn apply_daemon_json(
     session: &Session,
     daemon_json: &str,
     engine: decision::EngineVersion,

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::guest::{keys, readiness, ssh};
 use crate::host::accel::{Accel, AccelRequest};
 use crate::interrupt;
-use crate::progress::Progress;
+use crate::progress::{Progress, StageTime};
 use crate::state::{remove_dir_if_present, write_private, Paths};
 use crate::vm::network::DhcpHost;
 use crate::vm::{alloc, data_disk, domain, network, pool, Libvirt};
@@ -47,13 +47,6 @@ pub struct Created {
     pub accel: Accel,
     pub accel_reason: String,
     pub stages: Vec<StageTime>,
-}
-
-/// How long one stage of a create took.
-#[derive(Debug, Clone, Serialize)]
-pub struct StageTime {
-    pub stage: String,
-    pub seconds: f64,
 }
 
 /// Create a VM from a template and wait until SSH answers with the pinned host key.
@@ -231,14 +224,7 @@ fn carry_out(
         // definition (which `virsh dumpxml` shows to anyone with libvirt access).
         domain::define(&lv.conn, &domain_xml(false)?)?;
     }
-    let stages = progress
-        .finish()
-        .into_iter()
-        .map(|(stage, d)| StageTime {
-            stage,
-            seconds: d.as_secs_f64(),
-        })
-        .collect();
+    let stages = progress.stage_times();
     Ok(Created {
         name: name.to_string(),
         ip: host.ip,
