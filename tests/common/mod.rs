@@ -1,0 +1,198 @@
+//! Shared by the end-to-end tests: running the strata binary, libvirt, and a Cleanup guard
+//! that removes the VMs and the isolated network a test made, even when it fails halfway.
+#![allow(dead_code)]
+
+use std::process::{Child, Command, Output, Stdio};
+use strata::state::Paths;
+use strata::vm::{data_disk, network, pool, Libvirt};
+
+pub const TEMPLATE: &str = "debian-12";
+
+pub fn strata(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running strata")
+}
+
+pub fn ok(args: &[&str]) -> String {
+    let out = strata(args);
+    assert!(
+        out.status.success(),
+        "strata {args:?} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn system() -> Libvirt {
+    Libvirt::open("qemu:///system")
+        .expect("libvirtd must be running for the end-to-end tests (./scripts/setup starts it)")
+}
+
+/// Destroys what the test made, even when an assertion failed halfway.
+pub struct Cleanup {
+    pub vms: Vec<String>,
+    pub network: Option<String>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let lv = system();
+        for vm in &self.vms {
+            if lv.conn.lookup_domain_by_name(vm).is_ok() {
+                let out = strata(&["vm", "destroy", vm]);
+                if !out.status.success() {
+                    eprintln!(
+                        "cleanup: vm destroy {vm}: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+            }
+        }
+        if let Some(net) = &self.network {
+            if lv.conn.lookup_network_by_name(net).is_err() {
+                return;
+            }
+            let out = strata(&["net", "destroy", net]);
+            if !out.status.success() {
+                eprintln!(
+                    "cleanup: net destroy {net}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
+}
+
+impl Cleanup {
+    /// The test's normal end: its network goes, and that it went is checked.
+    pub fn close(mut self) {
+        if let Some(net) = self.network.take() {
+            ok(&["net", "destroy", &net]);
+            assert!(
+                system().conn.lookup_network_by_name(&net).is_err(),
+                "network {net} left behind"
+            );
+        }
+    }
+}
+
+/// Create an isolated network on a free 10.x subnet; returns its name and subnet prefix.
+pub fn make_network(cleanup: &mut Cleanup, tag: &str) -> (String, String) {
+    let name = format!("strata-e2e-{tag}-{}", std::process::id());
+    for third in (std::process::id() % 150 + 50)..250 {
+        let subnet = format!("10.251.{third}.0/24");
+        let out = strata(&["net", "create", &name, "--subnet", &subnet, "--isolated"]);
+        if out.status.success() {
+            cleanup.network = Some(name.clone());
+            return (name, format!("10.251.{third}."));
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("overlaps"),
+            "net create failed for another reason: {err}"
+        );
+    }
+    panic!("no free 10.251.x.0/24 subnet");
+}
+
+/// The start of a VM scenario: libvirt, strata's paths, the template built, an isolated
+/// network of its own (in `cleanup`) and a VM name to use on it.
+pub fn scenario(tag: &str) -> (Libvirt, Paths, Cleanup, String, String) {
+    let lv = system();
+    let paths = Paths::discover();
+    ok(&["template", "build", TEMPLATE]);
+    let mut cleanup = Cleanup {
+        vms: vec![],
+        network: None,
+    };
+    let (net, _) = make_network(&mut cleanup, tag);
+    let vm = format!("e2e-{tag}-{}", std::process::id());
+    cleanup.vms = vec![vm.clone()];
+    (lv, paths, cleanup, net, vm)
+}
+
+pub fn spawn_create(name: &str, net: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args([
+            "vm",
+            "create",
+            name,
+            "--template",
+            TEMPLATE,
+            "--net",
+            net,
+            "--memory",
+            "768M",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+pub fn wait_output(child: Child) -> Output {
+    child.wait_with_output().unwrap()
+}
+
+/// Nothing of `vm` is left: domain, volume, reservation, keys, journal.
+pub fn assert_gone(lv: &Libvirt, paths: &Paths, vm: &str, net: &str) {
+    assert!(
+        lv.conn.lookup_domain_by_name(vm).is_err(),
+        "domain {vm} left behind"
+    );
+    let pool_handle = pool::ensure(&lv.conn, &paths.pool_dir()).unwrap();
+    pool_handle.refresh(0).unwrap();
+    assert!(
+        pool::find_volume(&pool_handle, &pool::vm_volume_name(vm)).is_none(),
+        "volume of {vm} left behind"
+    );
+    assert!(
+        pool::find_volume(&pool_handle, &data_disk::volume_name(vm)).is_none(),
+        "data disk of {vm} left behind"
+    );
+    let (_, info) = network::lookup(&lv.conn, net).unwrap();
+    assert!(
+        !info.hosts.iter().any(|h| h.name == vm),
+        "DHCP reservation of {vm} left behind"
+    );
+    assert!(!paths.vm_dir(vm).exists(), "keys of {vm} left behind");
+    assert!(
+        !paths
+            .state
+            .join("journal")
+            .join(format!("{vm}.json"))
+            .exists(),
+        "journal of {vm} left behind"
+    );
+}
+
+/// A child strata process that is killed when the test ends before waiting for it (a failed
+/// assertion must not leave an install running against VMs the cleanup removes).
+pub struct Spawned(Option<Child>);
+
+impl Spawned {
+    pub fn new(child: Child) -> Spawned {
+        Spawned(Some(child))
+    }
+    pub fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("not waited for yet")
+    }
+    pub fn output(mut self) -> Output {
+        wait_output(self.0.take().expect("not waited for yet"))
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
