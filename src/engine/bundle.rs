@@ -211,23 +211,26 @@ fn resolve_engine(release: &str, wanted: &str) -> Result<String> {
         })
 }
 
-/// `available` is newest first (madison's order), so the newest match wins. "20.10.24" matches
-/// "20.10.24+dfsg1-1+deb12u1+b6"; "20.10.2" does not.
+/// `available` is newest first (madison's order), so the newest match wins.
 fn match_version<'a>(wanted: &str, available: &'a [String]) -> Option<&'a str> {
-    let upstream = |v: &'a str| {
-        let v = v.split_once(':').map_or(v, |(_, v)| v);
-        v.rsplit_once('-').map_or(v, |(u, _)| u)
-    };
     let exact = available.iter().find(|v| *v == wanted);
     exact
-        .or_else(|| {
-            available.iter().find(|v| {
-                upstream(v)
-                    .strip_prefix(wanted)
-                    .is_some_and(|rest| !rest.starts_with(|c: char| c.is_ascii_alphanumeric()))
-            })
-        })
+        .or_else(|| available.iter().find(|v| version_matches(wanted, v)))
         .map(String::as_str)
+}
+
+/// Does the Debian version `candidate` answer a user's `wanted`: equal, or its upstream part
+/// starts with `wanted` at a component boundary? "20.10.24" matches
+/// "20.10.24+dfsg1-1+deb12u1+b6"; "20.10.2" does not.
+pub fn version_matches(wanted: &str, candidate: &str) -> bool {
+    let without_epoch = candidate.split_once(':').map_or(candidate, |(_, v)| v);
+    let upstream = without_epoch
+        .rsplit_once('-')
+        .map_or(without_epoch, |(u, _)| u);
+    candidate == wanted
+        || upstream
+            .strip_prefix(wanted)
+            .is_some_and(|rest| !rest.starts_with(|c: char| c.is_ascii_alphanumeric()))
 }
 
 fn os_release_codename(text: &str) -> Option<String> {

@@ -114,7 +114,6 @@ pub fn install(
             root_fs: guest.data_root_backing.clone(),
         },
     )?;
-    // The storage tools follow the layout; a decision may need fewer than asked for above.
     let mut taken = guest.guest_networks.clone();
     taken.extend(
         network::list(&lv.conn)?
@@ -311,7 +310,7 @@ fn plan_packages(
 ) -> Result<PackagePlan> {
     if let Some(installed) = &guest.engine_package {
         if let Some(wanted) = &req.version {
-            if !installed.starts_with(wanted.as_str()) {
+            if !bundle::version_matches(wanted, installed) {
                 return Err(Error::bad_input(format!(
                     "--version {wanted}: the guest already runs docker.io {installed}"
                 ))
@@ -355,7 +354,7 @@ fn plan_packages(
                 .filter_map(|l| l.split('|').nth(1).map(str::trim))
                 .collect();
             let engine_package = match &req.version {
-                Some(v) => versions.iter().find(|c| c.starts_with(v.as_str())),
+                Some(v) => versions.iter().find(|c| bundle::version_matches(v, c)),
                 None => versions.first(),
             }
             .map(|s| s.to_string())
