@@ -6,6 +6,7 @@ pub mod alloc;
 pub mod connect;
 pub mod data_disk;
 pub mod domain;
+pub mod hotplug;
 pub mod metadata;
 pub mod network;
 pub mod pool;

@@ -1,4 +1,4 @@
-//! The small XML fragments strata hands to libvirt (pool, network, volumes, a data disk, DHCP host): data
+//! The small XML fragments strata hands to libvirt (pool, network, volumes, data and read-only disks, DHCP host): data
 //! files under libvirt-templates/, compiled in, rendered strictly.
 
 use crate::error::Result;
@@ -23,6 +23,10 @@ pub const DATA_VOLUME: (&str, &str) = (
 pub const DATA_DISK: (&str, &str) = (
     "data-disk.xml.j2",
     include_str!("../../libvirt-templates/data-disk.xml.j2"),
+);
+pub const READONLY_DISK: (&str, &str) = (
+    "readonly-disk.xml.j2",
+    include_str!("../../libvirt-templates/readonly-disk.xml.j2"),
 );
 pub const DHCP_HOST: (&str, &str) = (
     "dhcp-host.xml.j2",
