@@ -95,7 +95,7 @@ pub fn bake(
         }
         let script = scripts::render(
             scripts::INSTALL_BUNDLE,
-            &serde_json::json!({ "dir": ROOTFS_BUNDLE_DIR, "debs": names }),
+            &serde_json::json!({ "device": "", "dir": ROOTFS_BUNDLE_DIR, "debs": names }),
         )?;
         run_logged(
             Command::new("chroot")

@@ -36,6 +36,75 @@ pub struct Bundle {
     pub bytes: u64,
 }
 
+impl Bundle {
+    /// The bundle's .debs as a small read-only ext4 image in `dir`, made once per set of debs
+    /// (its name carries their hash) and shared by every guest that needs the same set:
+    /// plugged in as a disk, the files reach the guest without SSH's encryption, which costs
+    /// most in an emulated guest. World-readable, so qemu reads it without relabelling.
+    pub fn disk_image(&self, dir: &Path) -> Result<PathBuf> {
+        use sha2::{Digest, Sha256};
+        use std::os::unix::fs::PermissionsExt;
+        let mut hasher = Sha256::new();
+        for deb in &self.debs {
+            hasher.update(deb.file_name().unwrap_or_default().as_encoded_bytes());
+            hasher.update(b"\n");
+        }
+        let hash = format!("{:x}", hasher.finalize());
+        let image = dir.join(format!("bundle-{}.img", &hash[..16]));
+        if image.is_file() {
+            return Ok(image);
+        }
+        // Concurrent installs of one bundle each build under their own name; the renames
+        // that finish last replace an identical image.
+        let unique = unique_suffix();
+        let staging = dir.join(format!(".bundle-{unique}.d"));
+        let partial = dir.join(format!(".bundle-{unique}.img"));
+        std::fs::create_dir_all(&staging)?;
+        let built = (|| -> Result<()> {
+            for deb in &self.debs {
+                let name = staging.join(deb.file_name().unwrap_or_default());
+                if std::fs::hard_link(deb, &name).is_err() {
+                    std::fs::copy(deb, &name).context(format!("copying {}", deb.display()))?;
+                }
+            }
+            // Room for the files, their metadata and ext4's own (no journal: read-only).
+            let kib = self.bytes / 1024 + self.bytes / 1024 / 10 + 8 * 1024;
+            let out = Command::new("mke2fs")
+                .args(["-q", "-F", "-t", "ext4", "-O", "^has_journal", "-m", "0"])
+                .args(["-L", "strata-bundle", "-d"])
+                .arg(&staging)
+                .arg(&partial)
+                .arg(format!("{kib}k"))
+                .stdin(Stdio::null())
+                .output()
+                .context("running mke2fs")?;
+            if !out.status.success() {
+                return Err(Error::failed(format!(
+                    "mke2fs could not make the bundle image: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+            std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o644))?;
+            std::fs::rename(&partial, &image)?;
+            Ok(())
+        })();
+        let _ = std::fs::remove_dir_all(&staging);
+        let _ = std::fs::remove_file(&partial);
+        built.map(|()| image)
+    }
+}
+
+/// "PID-N", different for every call in every process: names of scratch files and folders
+/// that concurrent strata runs must not share.
+fn unique_suffix() -> String {
+    static COUNT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        COUNT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// The host's VERSION_CODENAME from /etc/os-release.
 pub fn host_release() -> Result<String> {
     let text = std::fs::read_to_string("/etc/os-release").context("reading /etc/os-release")?;
@@ -150,12 +219,7 @@ struct AdminDir(PathBuf);
 
 impl AdminDir {
     fn create(status: &str) -> Result<AdminDir> {
-        static COUNT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "strata-bundle-{}-{}",
-            std::process::id(),
-            COUNT.fetch_add(1, Ordering::Relaxed)
-        ));
+        let dir = std::env::temp_dir().join(format!("strata-bundle-{}", unique_suffix()));
         std::fs::create_dir_all(&dir).context(format!("creating {}", dir.display()))?;
         let admin = AdminDir(dir);
         std::fs::write(admin.0.join("status"), status)

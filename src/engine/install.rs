@@ -17,13 +17,14 @@ use crate::guest::docker::GuestDocker;
 use crate::guest::ssh;
 use crate::progress::{Progress, StageTime};
 use crate::state::Paths;
-use crate::vm::{data_disk, network, pool, Libvirt};
+use crate::vm::{data_disk, hotplug, network, pool, Libvirt};
 use serde::Serialize;
 use ssh2::Session;
 use std::time::Duration;
 
-/// Where pushed .debs wait in the guest: apt's sandbox user cannot read them under /root.
-const GUEST_BUNDLE_DIR: &str = "/var/tmp/strata-bundle";
+/// The bundle's disk as the guest sees it.
+const BUNDLE_SERIAL: &str = "strata-bundle";
+const BUNDLE_DEVICE: &str = "/dev/disk/by-id/virtio-strata-bundle";
 const ENGINE_PACKAGE: &str = "docker.io";
 
 /// Where the packages come from.
@@ -155,7 +156,8 @@ pub fn install(
         PackagePlan::Bundle(b) => b.debs.iter().map(|d| d.display().to_string()).collect(),
         _ => Vec::new(),
     };
-    if let Some(change) = plan.carry_out(&session, progress)? {
+    let ctx = Ctx { lv, paths, vm };
+    if let Some(change) = plan.carry_out(&ctx, &session, progress)? {
         changes.push(change);
     }
 
@@ -224,6 +226,13 @@ fn packages_for(storage: &StorageRequest) -> Vec<&'static str> {
     packages
 }
 
+/// Which VM, on which libvirt, with which files.
+struct Ctx<'a> {
+    lv: &'a Libvirt,
+    paths: &'a Paths,
+    vm: &'a str,
+}
+
 /// How the missing packages will get into the guest.
 enum PackagePlan {
     /// Everything is installed already.
@@ -246,36 +255,40 @@ impl PackagePlan {
         }
     }
 
-    fn carry_out(&self, session: &Session, progress: &Progress) -> Result<Option<String>> {
+    fn carry_out(
+        &self,
+        ctx: &Ctx,
+        session: &Session,
+        progress: &Progress,
+    ) -> Result<Option<String>> {
         match self {
             PackagePlan::Installed { .. } => Ok(None),
             PackagePlan::Bundle(b) if b.debs.is_empty() => Ok(None),
             PackagePlan::Bundle(b) => {
-                progress.stage(&format!("pushing {} packages", b.debs.len()));
-                ssh::run_checked(session, &format!("mkdir -p {GUEST_BUNDLE_DIR}"))?;
-                let mut names = Vec::new();
-                for deb in &b.debs {
-                    let name = deb
-                        .file_name()
-                        .and_then(|n| n.to_str())
-                        .ok_or_else(|| Error::failed(format!("odd file name {}", deb.display())))?
-                        .to_string();
-                    let remote = format!("{GUEST_BUNDLE_DIR}/{name}");
-                    let size = std::fs::metadata(deb)?.len();
-                    // A re-run after a dropped connection does not push again what arrived.
-                    if ssh::file_size(session, &remote)? != Some(size) {
-                        let mut file = std::fs::File::open(deb)?;
-                        ssh::upload(session, &mut file, &remote, 0o644)?;
-                    }
-                    names.push(name);
-                }
+                progress.stage(&format!("plugging in {} packages", b.debs.len()));
+                let image = b.disk_image(&ctx.paths.pool_dir())?;
+                hotplug::attach_readonly(&ctx.lv.conn, ctx.vm, &image, BUNDLE_SERIAL)?;
                 progress.stage(&format!("installing {} packages", b.debs.len()));
-                run_script(
+                let names: Vec<String> = b
+                    .debs
+                    .iter()
+                    .map(|d| {
+                        d.file_name()
+                            .unwrap_or_default()
+                            .to_string_lossy()
+                            .into_owned()
+                    })
+                    .collect();
+                let installed = run_script(
                     session,
                     scripts::INSTALL_BUNDLE,
-                    &serde_json::json!({ "dir": GUEST_BUNDLE_DIR, "debs": names }),
+                    &serde_json::json!({ "device": BUNDLE_DEVICE, "dir": "", "debs": names }),
                     "installing the bundle",
-                )?;
+                );
+                // Unplugged whatever happened: a re-run plugs it in again.
+                let unplugged = hotplug::detach(&ctx.lv.conn, ctx.vm, &image, BUNDLE_SERIAL);
+                installed?;
+                unplugged?;
                 Ok(Some(format!(
                     "installed {} packages from the host's bundle ({})",
                     b.debs.len(),

@@ -236,15 +236,6 @@ pub fn read_file(session: &Session, remote: &str) -> Result<Option<Vec<u8>>> {
     Ok(Some(contents))
 }
 
-/// The size of a file in the guest, or None when it does not exist.
-pub fn file_size(session: &Session, remote: &str) -> Result<Option<u64>> {
-    match session.sftp()?.stat(Path::new(remote)) {
-        Ok(stat) => Ok(stat.size),
-        Err(e) if e.code() == ssh2::ErrorCode::SFTP(2) => Ok(None),
-        Err(e) => Err(Error::from(e).context(format!("looking at {remote} in the guest"))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
