@@ -40,4 +40,6 @@ ip -4 route show | while read -r dst _ dev _; do
   case "$dst" in */*) echo "guest_net=$dst" ;; esac
 done
 [ -f /etc/docker/daemon.json ] && echo "daemon_json_sha256=$(sha256sum /etc/docker/daemon.json | cut -d' ' -f1)"
+# strata's record of the engine, on one line (JSON strings hold no raw newlines).
+[ -f /etc/strata/engine.json ] && echo "record=$(tr -d '\n' < /etc/strata/engine.json)"
 exit 0

@@ -3,6 +3,7 @@
 //! own networks. One read-only script (engine-templates/facts.sh) prints key=value lines;
 //! parsing them is pure.
 
+use crate::engine::config::EngineRecord;
 use crate::engine::decision::{Backing, EngineVersion, KernelVersion};
 use crate::engine::scripts;
 use crate::error::{Error, Result};
@@ -11,7 +12,7 @@ use ipnet::Ipv4Net;
 use ssh2::Session;
 
 /// The guest as the facts script saw it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct GuestFacts {
     pub release: String,
     pub kernel: KernelVersion,
@@ -30,6 +31,8 @@ pub struct GuestFacts {
     pub nic_mtu: u32,
     pub guest_networks: Vec<Ipv4Net>,
     pub daemon_json_sha256: Option<String>,
+    /// strata's record (/etc/strata/engine.json), when there is one.
+    pub record: Option<EngineRecord>,
     /// Which of the packages an install may need are installed.
     pub installed: Vec<String>,
 }
@@ -107,6 +110,8 @@ pub fn parse(text: &str) -> Result<GuestFacts> {
             .map_err(|_| Error::failed("the guest's NIC MTU is not a number"))?,
         guest_networks,
         daemon_json_sha256: get("daemon_json_sha256").map(str::to_string),
+        // A record strata cannot read is treated as none: the next install rewrites it.
+        record: get("record").and_then(|json| serde_json::from_str(json).ok()),
         installed: values
             .iter()
             .filter(|(k, _)| *k == "installed")
@@ -142,6 +147,7 @@ mod tests {
             vec!["10.250.9.0/24".parse::<Ipv4Net>().unwrap()]
         );
         assert_eq!(f.daemon_json_sha256, None);
+        assert!(f.record.is_none());
     }
 
     #[test]

@@ -23,20 +23,14 @@ pub struct EngineInfo {
 pub fn read(lv: &Libvirt, paths: &Paths, vm: &str) -> Result<EngineInfo> {
     let target = crate::lifecycle::ssh_target(lv, paths, vm)?;
     let session = ssh::connect(&target, Duration::from_secs(15))?;
-    let record: EngineRecord = match ssh::read_file(&session, RECORD_PATH)? {
-        Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-            Error::failed(format!(
-                "{RECORD_PATH} in '{vm}' is not strata's record: {e}"
-            ))
-        })?,
-        None => {
-            return Err(Error::not_found(format!(
-                "Docker in '{vm}' was not installed by strata ({RECORD_PATH} is missing)"
-            ))
-            .with_hint(format!("install it with `strata engine install {vm}`")))
-        }
-    };
-    let backing = crate::engine::facts::gather(&session)?.data_root_backing;
+    let facts = crate::engine::facts::gather(&session)?;
+    let record = facts.record.ok_or_else(|| {
+        Error::not_found(format!(
+            "Docker in '{vm}' was not installed by strata ({RECORD_PATH} is missing or unreadable)"
+        ))
+        .with_hint(format!("install it with `strata engine install {vm}`"))
+    })?;
+    let backing = facts.data_root_backing;
     let docker = GuestDocker::over(&target, session)?;
     let observed = verify::observe(&docker)?;
     let mismatches = verify::compare(&record.intent, &backing, &observed);

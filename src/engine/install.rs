@@ -186,7 +186,7 @@ pub fn install(
         source.unwrap_or("found installed"),
         &engine_package,
     );
-    write_record_if_changed(&session, record, source.is_none())?;
+    write_record_if_changed(&session, guest.record.as_ref(), record, source.is_none())?;
 
     progress.stage("verifying through the Docker API");
     let docker = GuestDocker::over(&target, session)?;
@@ -485,12 +485,11 @@ pub fn apply_daemon_json(
 /// Keep the guest's record of the install, stamped with the time it last changed.
 fn write_record_if_changed(
     session: &Session,
+    old: Option<&EngineRecord>,
     mut record: EngineRecord,
     keep_source: bool,
 ) -> Result<()> {
-    let old: Option<EngineRecord> =
-        ssh::read_file(session, RECORD_PATH)?.and_then(|bytes| serde_json::from_slice(&bytes).ok());
-    if let Some(old) = &old {
+    if let Some(old) = old {
         if keep_source {
             record.source = old.source.clone();
         }
