@@ -213,26 +213,13 @@ impl Pipe {
         let mut buf = [0u8; 64 * 1024];
         let mut progressed = false;
         if self.to_guest.is_empty() && !self.local_done {
-            match self.local.read(&mut buf) {
-                Ok(0) => self.local_done = true,
-                Ok(n) => {
-                    self.to_guest.extend_from_slice(&buf[..n]);
-                    progressed = true;
-                }
-                Err(e) if e.kind() == IoKind::WouldBlock => {}
-                Err(_) => self.broken = true,
+            match fill(&mut self.local, &mut self.to_guest, &mut buf) {
+                Moved::End => self.local_done = true,
+                other => progressed |= self.note(other),
             }
         }
-        if !self.to_guest.is_empty() {
-            match self.channel.write(&self.to_guest) {
-                Ok(n) => {
-                    self.to_guest.drain(..n);
-                    progressed |= n > 0;
-                }
-                Err(e) if e.kind() == IoKind::WouldBlock => {}
-                Err(_) => self.broken = true,
-            }
-        }
+        let moved = drain(&mut self.channel, &mut self.to_guest);
+        progressed |= self.note(moved);
         if self.local_done && self.to_guest.is_empty() && !self.eof_sent {
             match self.channel.send_eof() {
                 Ok(()) => self.eof_sent = true,
@@ -244,30 +231,67 @@ impl Pipe {
             }
         }
         if self.to_local.is_empty() && !self.guest_done {
-            match self.channel.read(&mut buf) {
-                Ok(0) => self.guest_done = self.channel.eof(),
-                Ok(n) => {
-                    self.to_local.extend_from_slice(&buf[..n]);
-                    progressed = true;
-                }
-                Err(e) if e.kind() == IoKind::WouldBlock => {}
-                Err(_) => self.broken = true,
+            match fill(&mut self.channel, &mut self.to_local, &mut buf) {
+                Moved::End => self.guest_done = self.channel.eof(),
+                other => progressed |= self.note(other),
             }
         }
-        if !self.to_local.is_empty() {
-            match self.local.write(&self.to_local) {
-                Ok(n) => {
-                    self.to_local.drain(..n);
-                    progressed |= n > 0;
-                }
-                Err(e) if e.kind() == IoKind::WouldBlock => {}
-                // The client went away: nothing more to deliver.
-                Err(_) => self.broken = true,
-            }
-        }
+        // A failed write to the local side means the client went away: nothing more to do.
+        let moved = drain(&mut self.local, &mut self.to_local);
+        progressed |= self.note(moved);
         if self.guest_done && self.to_local.is_empty() {
             let _ = self.local.shutdown(std::net::Shutdown::Write);
         }
         progressed
     }
+
+    /// Record a broken side; true when bytes moved.
+    fn note(&mut self, moved: Moved) -> bool {
+        match moved {
+            Moved::Bytes(n) => n > 0,
+            Moved::Broken => {
+                self.broken = true;
+                false
+            }
+            Moved::Nothing | Moved::End => false,
+        }
+    }
+}
+
+/// What one non-blocking read or write did.
+enum Moved {
+    Bytes(usize),
+    Nothing,
+    End,
+    Broken,
+}
+
+fn moved(result: std::io::Result<usize>) -> Moved {
+    match result {
+        Ok(0) => Moved::End,
+        Ok(n) => Moved::Bytes(n),
+        Err(e) if e.kind() == IoKind::WouldBlock => Moved::Nothing,
+        Err(_) => Moved::Broken,
+    }
+}
+
+/// Read what `from` has into the empty `pending`.
+fn fill(from: &mut impl Read, pending: &mut Vec<u8>, buf: &mut [u8]) -> Moved {
+    let result = moved(from.read(buf));
+    if let Moved::Bytes(n) = result {
+        pending.extend_from_slice(&buf[..n]);
+    }
+    result
+}
+
+/// Write as much of `pending` as `to` takes.
+fn drain(to: &mut impl Write, pending: &mut Vec<u8>) -> Moved {
+    if pending.is_empty() {
+        return Moved::Nothing;
+    }
+    let result = moved(to.write(pending));
+    if let Moved::Bytes(n) = result {
+        pending.drain(..n);
+    }
+    result
 }
