@@ -124,17 +124,6 @@ fn spawn_install(vm: &str, extra: &[&str]) -> Spawned {
     )
 }
 
-fn assert_success(what: &str, out: &std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Bad input on a fresh VM: one clear error each, and the guest and the pool unchanged.
 fn refuses_bad_input(lv: &Libvirt, paths: &Paths, vm: &str) {
     let cases: &[(&[&str], &str)] = &[

@@ -17,10 +17,14 @@ pub fn strata(args: &[&str]) -> Output {
 }
 
 pub fn ok(args: &[&str]) -> String {
-    let out = strata(args);
+    assert_success(&format!("strata {args:?}"), &strata(args))
+}
+
+/// The stdout of a run that must have succeeded; otherwise fail showing both streams.
+pub fn assert_success(what: &str, out: &Output) -> String {
     assert!(
         out.status.success(),
-        "strata {args:?} failed ({}):\n{}\n{}",
+        "{what} failed ({}):\n{}\n{}",
         out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
