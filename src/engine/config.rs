@@ -171,21 +171,28 @@ mod tests {
         }
     }
 
-    fn ranges() -> DockerRanges {
-        crate::engine::addresses::choose(&[]).unwrap()
+    /// daemon.json for an intent with Docker's default ranges, parsed back.
+    fn rendered(
+        driver: Driver,
+        layout: Layout,
+        engine: EngineVersion,
+        log: LogDriver,
+        mtu: u32,
+    ) -> serde_json::Value {
+        let ranges = crate::engine::addresses::choose(&[]).unwrap();
+        let intent = EngineIntent::new(&decision(driver, layout), engine, log, ranges, mtu, "2");
+        serde_json::from_str(&intent.daemon_json().unwrap()).unwrap()
     }
 
     #[test]
     fn daemon_json_is_json_with_every_key_explicit() {
-        let intent = EngineIntent::new(
-            &decision(Driver::Overlay2, Layout::RootFs),
+        let json = rendered(
+            Driver::Overlay2,
+            Layout::RootFs,
             EngineVersion::new(20, 10, 24),
             LogDriver::Local,
-            ranges(),
             1450,
-            "2",
         );
-        let json: serde_json::Value = serde_json::from_str(&intent.daemon_json().unwrap()).unwrap();
         assert_eq!(json["storage-driver"], "overlay2");
         assert_eq!(json["data-root"], "/var/lib/docker");
         assert_eq!(json["log-driver"], "local");
@@ -202,28 +209,24 @@ mod tests {
 
     #[test]
     fn new_engines_keep_the_graphdriver_and_thin_pools_get_their_options() {
-        let intent = EngineIntent::new(
-            &decision(Driver::Overlay2, Layout::LvmXfs),
+        let json = rendered(
+            Driver::Overlay2,
+            Layout::LvmXfs,
             EngineVersion::new(29, 0, 1),
             LogDriver::JsonFile,
-            ranges(),
             1500,
-            "2",
         );
-        let json: serde_json::Value = serde_json::from_str(&intent.daemon_json().unwrap()).unwrap();
         assert_eq!(json["features"]["containerd-snapshotter"], false);
         assert_eq!(json["log-driver"], "json-file");
         assert_eq!(json["log-opts"]["max-file"], "5");
 
-        let dm = EngineIntent::new(
-            &decision(Driver::Devicemapper, Layout::LvmThinPool),
+        let json = rendered(
+            Driver::Devicemapper,
+            Layout::LvmThinPool,
             EngineVersion::new(20, 10, 24),
             LogDriver::Local,
-            ranges(),
             1500,
-            "2",
         );
-        let json: serde_json::Value = serde_json::from_str(&dm.daemon_json().unwrap()).unwrap();
         assert_eq!(json["storage-driver"], "devicemapper");
         assert_eq!(
             json["storage-opts"][0],
