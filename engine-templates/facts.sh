@@ -20,19 +20,16 @@ dir=/var/lib/docker
 fs=$(stat -f -c %T "$dir")
 echo "data_root_fs=$fs"
 findmnt -n -o SOURCE,TARGET --target "$dir" | { read -r source target
-  echo "data_root_source=$source"
-  echo "data_root_mount=$target"
   case "$fs" in
     xfs) echo "xfs_ftype=$(xfs_info "$target" 2>/dev/null | grep -o 'ftype=[01]' | cut -d= -f2)" ;;
     ext2/ext3) tune2fs -l "$source" 2>/dev/null | grep -qw filetype && echo ext_filetype=1 || echo ext_filetype=0 ;;
   esac
 }
-[ -e /dev/disk/by-id/virtio-strata-data ] && echo "data_disk=$(readlink -f /dev/disk/by-id/virtio-strata-data)"
 # The guest's own networks; Docker's bridges (docker0, br-*) are left out so that a re-run
 # does not see Docker's current ranges as taken and move them.
 ip -o -4 addr show scope global | while read -r _ dev _ net _; do
   case "$dev" in docker0|br-*) continue ;; esac
-  [ -n "${nic:-}" ] || { nic=$dev; echo "nic=$dev"; echo "nic_mtu=$(cat /sys/class/net/$dev/mtu)"; }
+  [ -n "${nic:-}" ] || { nic=$dev; echo "nic_mtu=$(cat /sys/class/net/$dev/mtu)"; }
   echo "guest_net=$net"
 done
 ip -4 route show | while read -r dst _ dev _; do

@@ -47,12 +47,7 @@ pub fn bake(
             engine_version: (!spec.version.is_empty()).then_some(spec.version.as_str()),
         },
     )?;
-    let engine = EngineVersion::parse(&bundle.engine_version).ok_or_else(|| {
-        Error::failed(format!(
-            "cannot read the engine version '{}'",
-            bundle.engine_version
-        ))
-    })?;
+    let engine = EngineVersion::parse_required(&bundle.engine_version)?;
     let kernel = KernelVersion::parse(kernel)
         .ok_or_else(|| Error::failed(format!("cannot read the kernel version '{kernel}'")))?;
     // The image's root is ext4 made by mke2fs, whose filetype feature gives d_type.

@@ -28,6 +28,11 @@ impl EngineVersion {
         }
     }
 
+    /// `parse`, for a version strata must understand to go on (a package's own version).
+    pub fn parse_required(s: &str) -> Result<Self> {
+        Self::parse(s).ok_or_else(|| Error::failed(format!("cannot read the engine version '{s}'")))
+    }
+
     /// Reads upstream versions ("29.0.1", "24.0") and Debian package versions
     /// ("5:27.3.1-1~debian.12~bookworm", "20.10.24+dfsg1-1+deb12u1"). Packaging suffixes are
     /// dropped: they never change which drivers the engine has.

@@ -1,10 +1,9 @@
 //! What strata reads from a guest before it decides anything: release, kernel, the installed
-//! engine, what lies under Docker's data-root, the data disk, the NIC's MTU and the guest's
-//! own networks. One read-only script (engine-templates/facts.sh) prints key=value lines;
+//! engine, what lies under Docker's data-root, the NIC's MTU and the guest's own networks. One read-only script (engine-templates/facts.sh) prints key=value lines;
 //! parsing them is pure.
 
 use crate::engine::config::EngineRecord;
-use crate::engine::decision::{Backing, EngineVersion, KernelVersion};
+use crate::engine::decision::{Backing, KernelVersion};
 use crate::engine::scripts;
 use crate::error::{Error, Result};
 use crate::guest::ssh;
@@ -16,18 +15,12 @@ use ssh2::Session;
 pub struct GuestFacts {
     pub release: String,
     pub kernel: KernelVersion,
-    pub kernel_release: String,
     /// docker.io's Debian version when installed.
     pub engine_package: Option<String>,
     pub docker_active: bool,
     /// "2" on a unified cgroup hierarchy, "1" otherwise: what `docker info` must report.
     pub cgroup_version: String,
     pub data_root_backing: Backing,
-    pub data_root_source: String,
-    pub data_root_mount: String,
-    /// The kernel's name for the data disk, once it is attached.
-    pub data_disk: Option<String>,
-    pub nic: String,
     pub nic_mtu: u32,
     pub guest_networks: Vec<Ipv4Net>,
     pub daemon_json_sha256: Option<String>,
@@ -35,14 +28,6 @@ pub struct GuestFacts {
     pub record: Option<EngineRecord>,
     /// Which of the packages an install may need are installed.
     pub installed: Vec<String>,
-}
-
-impl GuestFacts {
-    pub fn engine_version(&self) -> Option<EngineVersion> {
-        self.engine_package
-            .as_deref()
-            .and_then(EngineVersion::parse)
-    }
 }
 
 /// Run the facts script in the guest.
@@ -89,7 +74,6 @@ pub fn parse(text: &str) -> Result<GuestFacts> {
     Ok(GuestFacts {
         release: need("release")?.to_string(),
         kernel,
-        kernel_release,
         engine_package: get("engine").filter(|v| !v.is_empty()).map(str::to_string),
         docker_active: get("docker_active") == Some("active"),
         cgroup_version: if get("cgroup_fs") == Some("cgroup2fs") {
@@ -99,12 +83,6 @@ pub fn parse(text: &str) -> Result<GuestFacts> {
         }
         .to_string(),
         data_root_backing: Backing::from_statfs(fs, dtype),
-        data_root_source: need("data_root_source")?.to_string(),
-        data_root_mount: need("data_root_mount")?.to_string(),
-        data_disk: get("data_disk")
-            .filter(|v| !v.is_empty())
-            .map(str::to_string),
-        nic: need("nic")?.to_string(),
         nic_mtu: need("nic_mtu")?
             .parse()
             .map_err(|_| Error::failed("the guest's NIC MTU is not a number"))?,
@@ -126,7 +104,7 @@ mod tests {
 
     /// Captured from a fresh debian-12 clone (engine-templates/facts.sh, TCG guest on this project's
     /// CI machine).
-    const FRESH: &str = "release=bookworm\nkernel=6.1.0-50-cloud-amd64\ninstalled=apparmor\ninstalled=btrfs-progs\ninstalled=e2fsprogs\ninstalled=lvm2\ninstalled=thin-provisioning-tools\ninstalled=xfsprogs\ndocker_active=inactive\ncgroup_fs=cgroup2fs\ndata_root_fs=ext2/ext3\ndata_root_source=/dev/vda\ndata_root_mount=/\next_filetype=1\nnic=enp1s0\nnic_mtu=1500\nguest_net=10.250.9.4/24\nguest_net=10.250.9.0/24\n";
+    const FRESH: &str = "release=bookworm\nkernel=6.1.0-50-cloud-amd64\ninstalled=apparmor\ninstalled=btrfs-progs\ninstalled=e2fsprogs\ninstalled=lvm2\ninstalled=thin-provisioning-tools\ninstalled=xfsprogs\ndocker_active=inactive\ncgroup_fs=cgroup2fs\ndata_root_fs=ext2/ext3\next_filetype=1\nnic_mtu=1500\nguest_net=10.250.9.4/24\nguest_net=10.250.9.0/24\n";
 
     #[test]
     fn reads_a_fresh_clone() {
@@ -137,7 +115,6 @@ mod tests {
         assert!(!f.docker_active);
         assert_eq!(f.cgroup_version, "2");
         assert_eq!(f.data_root_backing, Backing::Ext4 { filetype: true });
-        assert_eq!(f.data_disk, None);
         assert_eq!(f.nic_mtu, 1500);
         assert_eq!(f.installed.len(), 6);
         assert!(!f.installed.iter().any(|p| p == "docker.io"));
@@ -159,13 +136,14 @@ mod tests {
             )
             .replace("docker_active=inactive", "docker_active=active")
             .replace("data_root_fs=ext2/ext3", "data_root_fs=xfs")
-            .replace("ext_filetype=1", "xfs_ftype=0")
-            + "data_disk=/dev/vdb\n";
+            .replace("ext_filetype=1", "xfs_ftype=0");
         let f = parse(&text).unwrap();
-        assert_eq!(f.engine_version().unwrap().major, 20);
+        assert_eq!(
+            f.engine_package.as_deref(),
+            Some("20.10.24+dfsg1-1+deb12u1")
+        );
         assert!(f.docker_active);
         assert_eq!(f.data_root_backing, Backing::Xfs { ftype: false });
-        assert_eq!(f.data_disk.as_deref(), Some("/dev/vdb"));
     }
 
     #[test]

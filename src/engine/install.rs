@@ -104,9 +104,7 @@ pub fn install(
         .collect();
     let plan = plan_packages(paths, &session, &guest, req, &missing)?;
     let engine_package = plan.engine_package().to_string();
-    let engine = decision::EngineVersion::parse(&engine_package).ok_or_else(|| {
-        Error::failed(format!("cannot read the engine version '{engine_package}'"))
-    })?;
+    let engine = decision::EngineVersion::parse_required(&engine_package)?;
     let decided = decision::decide(
         &storage,
         &GuestStorageFacts {
