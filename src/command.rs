@@ -52,3 +52,23 @@ pub fn on_path(program: &str) -> bool {
         .map(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
         .unwrap_or(false)
 }
+
+/// Run a read-only host tool and return its standard output, or one line saying why not
+/// (not installed, or it failed and what it printed): checks report that line as the reason
+/// they could not look.
+pub fn capture(program: &str, args: &[&str]) -> std::result::Result<String, String> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{program} {}` failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

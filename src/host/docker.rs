@@ -1,19 +1,41 @@
-//! Docker networks on this host, through the Docker API (bollard on the local socket), as
-//! subnets a new libvirt network must not overlap.
+//! The host's own Docker daemon, through the Docker API (bollard on the local socket): its
+//! networks as subnets a new libvirt network must not overlap, and what the checks need to
+//! know about it (version, configured address pools, daemon.json).
 
 use ipnet::Ipv4Net;
+use std::future::Future;
 use std::time::Duration;
 
-/// A Docker network's name and IPv4 subnets.
+/// A Docker network's name, bridge device and IPv4 subnets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DockerNetwork {
     pub name: String,
+    /// The Linux bridge of a bridge network (docker0, br-<id>), when it has one.
+    pub bridge: Option<String>,
     pub subnets: Vec<Ipv4Net>,
 }
 
-/// Docker's networks, or why they could not be read (no daemon, an API error, no answer
-/// within 5 s): the caller then says what it did not check instead of failing.
-pub fn networks() -> std::result::Result<Vec<DockerNetwork>, String> {
+/// What the checks read about the host's Docker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostDocker {
+    /// As the daemon reports it, e.g. "20.10.24+dfsg1".
+    pub server_version: String,
+    pub networks: Vec<DockerNetwork>,
+    /// `default-address-pools` as configured; empty means Docker's built-in pools.
+    pub address_pools: Vec<(Ipv4Net, u32)>,
+    /// /etc/docker/daemon.json, when there is one and it is JSON.
+    pub daemon_json: Option<serde_json::Value>,
+}
+
+pub const DAEMON_JSON: &str = "/etc/docker/daemon.json";
+
+/// Run one conversation with the local daemon, or say why it could not be had (no daemon, an
+/// API error, no answer within 5 s): callers then report what they did not check.
+fn with_docker<T, F, Fut>(talk: F) -> std::result::Result<T, String>
+where
+    F: FnOnce(bollard::Docker) -> Fut,
+    Fut: Future<Output = std::result::Result<T, bollard::errors::Error>>,
+{
     if !std::path::Path::new("/var/run/docker.sock").exists() {
         return Err("no Docker daemon: /var/run/docker.sock does not exist".into());
     }
@@ -24,22 +46,66 @@ pub fn networks() -> std::result::Result<Vec<DockerNetwork>, String> {
     runtime.block_on(async {
         let docker = bollard::Docker::connect_with_socket_defaults()
             .map_err(|e| format!("cannot connect to Docker: {e}"))?;
-        let listed = tokio::time::timeout(Duration::from_secs(5), docker.list_networks(None))
+        tokio::time::timeout(Duration::from_secs(5), talk(docker))
             .await
             .map_err(|_| "Docker did not answer within 5 s".to_string())?
-            .map_err(|e| format!("Docker refused to list networks: {e}"))?;
-        Ok(listed
+            .map_err(|e| format!("Docker refused: {e}"))
+    })
+}
+
+fn network_of(n: bollard::models::Network) -> DockerNetwork {
+    let bridge = n
+        .options
+        .as_ref()
+        .and_then(|o| o.get("com.docker.network.bridge.name").cloned())
+        .or_else(|| {
+            // Docker names a user bridge network's device br-<first 12 hex of its id>.
+            (n.driver.as_deref() == Some("bridge"))
+                .then(|| {
+                    n.id.as_ref()
+                        .map(|id| format!("br-{}", &id[..id.len().min(12)]))
+                })
+                .flatten()
+        });
+    DockerNetwork {
+        name: n.name.unwrap_or_default(),
+        bridge,
+        subnets: n
+            .ipam
+            .and_then(|ipam| ipam.config)
+            .unwrap_or_default()
             .into_iter()
-            .map(|n| DockerNetwork {
-                name: n.name.unwrap_or_default(),
-                subnets: n
-                    .ipam
-                    .and_then(|ipam| ipam.config)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|c| c.subnet?.parse().ok())
-                    .collect(),
-            })
-            .collect())
+            .filter_map(|c| c.subnet?.parse().ok())
+            .collect(),
+    }
+}
+
+/// Docker's networks, or why they could not be read.
+pub fn networks() -> std::result::Result<Vec<DockerNetwork>, String> {
+    with_docker(|docker| async move { docker.list_networks(None).await })
+        .map(|nets| nets.into_iter().map(network_of).collect())
+}
+
+/// Version, networks, pools and daemon.json of the host's Docker, or why not.
+pub fn read() -> std::result::Result<HostDocker, String> {
+    let (info, nets) = with_docker(|docker| async move {
+        let info = docker.info().await?;
+        let nets = docker.list_networks(None).await?;
+        Ok((info, nets))
+    })?;
+    let address_pools = info
+        .default_address_pools
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|p| Some((p.base?.parse().ok()?, u32::try_from(p.size?).ok()?)))
+        .collect();
+    let daemon_json = std::fs::read_to_string(DAEMON_JSON)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok());
+    Ok(HostDocker {
+        server_version: info.server_version.unwrap_or_default(),
+        networks: nets.into_iter().map(network_of).collect(),
+        address_pools,
+        daemon_json,
     })
 }

@@ -4,5 +4,6 @@
 
 pub mod accel;
 pub mod docker;
+pub mod listeners;
 pub mod qemu_user;
 pub mod routes;
