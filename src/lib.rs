@@ -2,6 +2,7 @@
 //! libvirtd/Docker conflicts, and run service stacks. The layers, bottom up:
 //! host <- vm <- guest <- lifecycle <- cli (see DESIGN.md).
 
+pub mod check;
 pub mod cli;
 pub mod command;
 pub mod engine;

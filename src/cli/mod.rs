@@ -1,6 +1,7 @@
 //! Command-line grammar (clap) and dispatch to one file per command group. No logic here
 //! beyond turning flags into requests and results into output.
 
+mod check;
 mod engine;
 mod net;
 mod output;
@@ -40,6 +41,8 @@ pub enum Command {
     /// Install Docker in a VM and show how it is configured
     #[command(subcommand)]
     Engine(engine::EngineCommand),
+    /// Check the host and VMs for libvirtd/Docker conflicts, and fix what can be fixed safely
+    Check(check::CheckArgs),
     /// Register a standard cloud image (with cloud-init) as a template
     ImportImage(template::ImportArgs),
 }
@@ -74,6 +77,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Net(cmd) => net::run(&env, cmd),
         Command::Vm(cmd) => vm::run(&env, cmd),
         Command::Engine(cmd) => engine::run(&env, cmd),
+        Command::Check(args) => check::run(&env, args),
         Command::ImportImage(args) => template::import(&env, args),
     }
 }

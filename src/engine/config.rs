@@ -124,6 +124,36 @@ impl EngineIntent {
     }
 }
 
+/// An existing daemon.json with log rotation for json-file (max-size/max-file, the values
+/// strata installs with) and live-restore on; every other key stays as the user wrote it.
+/// Returns the JSON with live-restore only (what to reload first) and the full result.
+pub fn with_log_rotation(
+    current: &serde_json::Value,
+) -> Result<(serde_json::Value, serde_json::Value)> {
+    let mut staged = current.clone();
+    let map = staged.as_object_mut().ok_or_else(|| {
+        Error::failed(format!("{DAEMON_JSON_PATH} is not a JSON object"))
+            .with_hint("fix it by hand, or let `strata engine install VM` rewrite it")
+    })?;
+    map.insert("live-restore".into(), serde_json::Value::Bool(true));
+    let mut full = staged.clone();
+    let driver = full
+        .get("log-driver")
+        .and_then(|d| d.as_str())
+        .unwrap_or("json-file");
+    if driver == "json-file" {
+        let opts = full
+            .as_object_mut()
+            .map(|m| m.entry("log-opts").or_insert_with(|| serde_json::json!({})));
+        if let Some(serde_json::Value::Object(opts)) = opts {
+            // log-opts values must be strings; Docker refuses numbers.
+            opts.entry("max-size").or_insert_with(|| "20m".into());
+            opts.entry("max-file").or_insert_with(|| "5".into());
+        }
+    }
+    Ok((staged, full))
+}
+
 /// What the guest keeps in /etc/strata/engine.json: the intent, the decision with its reasons,
 /// and how the engine got there.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -169,6 +199,23 @@ mod tests {
             backing: Backing::Ext4 { filetype: true },
             reasons: vec![],
         }
+    }
+
+    #[test]
+    fn log_rotation_keeps_the_users_keys() {
+        let current = serde_json::json!({"log-driver": "json-file", "bip": "10.9.0.1/24", "log-opts": {"max-file": "2"}});
+        let (staged, full) = with_log_rotation(&current).unwrap();
+        assert_eq!(staged["live-restore"], true);
+        assert!(staged.get("log-opts").unwrap().get("max-size").is_none());
+        assert_eq!(full["bip"], "10.9.0.1/24");
+        assert_eq!(full["log-opts"]["max-size"], "20m");
+        assert_eq!(full["log-opts"]["max-file"], "2");
+        // No log-driver key means json-file, Docker's default.
+        let (_, full) = with_log_rotation(&serde_json::json!({})).unwrap();
+        assert_eq!(full["log-opts"]["max-size"], "20m");
+        let (_, full) = with_log_rotation(&serde_json::json!({"log-driver": "local"})).unwrap();
+        assert!(full.get("log-opts").is_none());
+        assert!(with_log_rotation(&serde_json::json!([1])).is_err());
     }
 
     /// daemon.json for an intent with Docker's default ranges, parsed back.

@@ -17,6 +17,8 @@ macro_rules! script {
 
 /// Read-only facts (not a template: it takes no parameters).
 pub const FACTS: &str = include_str!("../../engine-templates/facts.sh");
+/// Read-only facts only `strata check` needs (driver folders, daemon.json validity).
+pub const CHECK_FACTS: &str = include_str!("../../engine-templates/check-facts.sh");
 pub const PREPARE_STORAGE: Script = script!("prepare-storage.sh.j2");
 pub const PREPARE_THIN_POOL: Script = script!("prepare-thin-pool.sh.j2");
 /// Prepended to the install scripts: policy-rc.d, finishing an interrupted dpkg run.
@@ -25,6 +27,8 @@ pub const INSTALL_BUNDLE: Script = script!("install-bundle.sh.j2");
 pub const INSTALL_ONLINE: Script = script!("install-online.sh.j2");
 pub const APPLY_DAEMON_JSON: Script = script!("apply-daemon-json.sh.j2");
 pub const DAEMON_JSON: Script = script!("daemon.json.j2");
+/// Not a template: swaps in daemon.json.strata-new and reloads dockerd.
+pub const RELOAD_DAEMON_JSON: &str = include_str!("../../engine-templates/reload-daemon-json.sh");
 
 /// Everything that decides what a baked engine looks like (part of a template's recipe hash).
 pub const BAKE_INPUTS: [Script; 3] = [

@@ -1,0 +1,134 @@
+//! guest.logging (LOG-1, the paper's log lesson): json-file without max-size keeps every
+//! line a container writes until the disk is full. The fix gives json-file rotation in
+//! daemon.json and turns live-restore on before restarting Docker so containers keep
+//! running; containers made before keep their old log settings until they are recreated.
+
+use super::{engine, subject};
+use crate::check::guest_facts::GuestCheckFacts;
+use crate::check::{Finding, Fix, FixAction, GuestCheck, Verdict};
+
+const ID: &str = "guest.logging";
+
+pub const CHECK: GuestCheck = GuestCheck {
+    id: ID,
+    reads: "docker info LoggingDriver (API), log-driver and log-opts in /etc/docker/daemon.json, each running container's HostConfig.LogConfig (API)",
+    verdict,
+};
+
+/// json-file with a max-size rotates; every other driver strata knows rotates or keeps
+/// nothing on disk.
+fn rotates(driver: &str, opts: Option<&serde_json::Value>) -> bool {
+    driver != "json-file" || opts.and_then(|o| o.get("max-size")).is_some()
+}
+
+fn verdict(facts: &GuestCheckFacts) -> Vec<Finding> {
+    let who = subject(facts);
+    let state = match engine(ID, facts) {
+        Ok(s) => s,
+        Err(skip) => return skip,
+    };
+    let driver = state.info.logging_driver.clone().unwrap_or_default();
+    let daemon = state.daemon_json.as_ref().and_then(|d| d.as_ref().ok());
+    let opts = daemon.and_then(|d| d.get("log-opts"));
+    let unrotated_containers: Vec<String> = state
+        .containers
+        .iter()
+        .filter(|c| c.log_driver == "json-file" && !c.log_opts.contains_key("max-size"))
+        .map(|c| c.name.clone())
+        .collect();
+    let mut evidence = vec![format!(
+        "log driver {driver}; daemon.json log-opts {}",
+        opts.map(|o| o.to_string())
+            .unwrap_or_else(|| "(none)".into())
+    )];
+    if !unrotated_containers.is_empty() {
+        evidence.push(format!(
+            "containers writing unrotated json-file logs: {}",
+            unrotated_containers.join(", ")
+        ));
+    }
+    if rotates(&driver, opts) {
+        if unrotated_containers.is_empty() {
+            return vec![Finding::new(
+                ID,
+                who,
+                Verdict::Ok,
+                format!("container logs are rotated ({driver})"),
+            )
+            .evidence(evidence)];
+        }
+        return vec![Finding::new(
+            ID,
+            who,
+            Verdict::Warn,
+            "some containers were created before rotation was configured and still log without it"
+                .into(),
+        )
+        .evidence(evidence)
+        .with_fix(Fix::manual(
+            "recreate those containers (log settings are fixed when a container is created)",
+        ))];
+    }
+    vec![Finding::new(
+        ID,
+        who,
+        Verdict::Warn,
+        "json-file logs without rotation grow until the disk is full".into(),
+    )
+    .evidence(evidence)
+    .with_fix(Fix::automatic(
+        format!(
+            "set log-opts max-size=20m, max-file=5 and live-restore in /etc/docker/daemon.json, reload then restart Docker in {} (running containers keep running; they keep their old log settings until recreated)",
+            facts.vm
+        ),
+        FixAction::GuestLogRotation { vm: facts.vm.clone() },
+    ))]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_facts::*;
+    use super::*;
+    use crate::check::guest_facts::ContainerView;
+
+    #[test]
+    fn local_driver_passes() {
+        assert_eq!(verdict(&guest_facts())[0].verdict, Verdict::Ok);
+    }
+
+    #[test]
+    fn json_file_without_max_size_warns_with_the_fix() {
+        let mut f = guest_facts();
+        let d = docker_mut(&mut f);
+        d.info.logging_driver = Some("json-file".into());
+        d.daemon_json = Some(Ok(serde_json::json!({"log-driver": "json-file"})));
+        d.containers.push(ContainerView {
+            name: "chatty".into(),
+            memory_limit: 0,
+            log_driver: "json-file".into(),
+            log_opts: Default::default(),
+        });
+        let found = verdict(&f);
+        assert_eq!(found[0].verdict, Verdict::Warn);
+        assert!(found[0].evidence[1].contains("chatty"));
+        assert_eq!(
+            found[0].fix.as_ref().unwrap().action,
+            Some(FixAction::GuestLogRotation { vm: "web1".into() })
+        );
+        // After the fix: daemon rotates, the old container still does not.
+        let d = docker_mut(&mut f);
+        d.daemon_json = Some(Ok(
+            serde_json::json!({"log-driver": "json-file", "log-opts": {"max-size": "20m"}}),
+        ));
+        let found = verdict(&f);
+        assert_eq!(found[0].verdict, Verdict::Warn);
+        assert!(found[0].fix.as_ref().unwrap().action.is_none());
+    }
+
+    #[test]
+    fn no_docker_skips() {
+        let mut f = guest_facts();
+        f.docker = Err("Docker is not installed".into());
+        assert_eq!(verdict(&f)[0].verdict, Verdict::Skip);
+    }
+}

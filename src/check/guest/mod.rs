@@ -1,0 +1,101 @@
+//! The guest checks, one file each, and the facts-reading helpers they share.
+
+mod cgroup;
+mod daemon_json;
+mod logging;
+mod memory_limits;
+mod mtu;
+mod storage;
+mod subnets;
+
+use crate::check::guest_facts::{GuestCheckFacts, GuestDockerState};
+use crate::check::{Finding, GuestCheck, Subject};
+use crate::engine::decision::EngineVersion;
+
+/// Every guest check, in the order the table shows them.
+pub const ALL: &[GuestCheck] = &[
+    storage::CHECK,
+    logging::CHECK,
+    cgroup::CHECK,
+    daemon_json::CHECK,
+    memory_limits::CHECK,
+    mtu::CHECK,
+    subnets::CHECK,
+];
+
+pub(crate) fn subject(facts: &GuestCheckFacts) -> Subject {
+    Subject::Vm(facts.vm.clone())
+}
+
+/// The engine's state, or the findings to return: the one saying why this check could not
+/// look.
+pub(crate) fn engine<'a>(
+    id: &'static str,
+    facts: &'a GuestCheckFacts,
+) -> std::result::Result<&'a GuestDockerState, Vec<Finding>> {
+    facts
+        .docker
+        .as_ref()
+        .map_err(|why| vec![Finding::skipped(id, subject(facts), why)])
+}
+
+/// The engine's version from `docker info`.
+pub(crate) fn engine_version(state: &GuestDockerState) -> Option<EngineVersion> {
+    state
+        .info
+        .server_version
+        .as_deref()
+        .and_then(EngineVersion::parse)
+}
+
+/// Guest facts for the checks' unit tests.
+#[cfg(test)]
+pub(crate) mod test_facts {
+    use super::*;
+    use crate::check::guest_facts::CheckScriptFacts;
+
+    /// engine-templates/facts.sh output captured from a debian-12 clone with docker.io
+    /// installed by `strata engine install` (TCG guest on this project's machine).
+    pub const FACTS_WITH_DOCKER: &str = "release=bookworm\nkernel=6.1.0-50-cloud-amd64\ninstalled=apparmor\ninstalled=docker.io\nengine=20.10.24+dfsg1-1+deb12u1\ninstalled=e2fsprogs\ninstalled=xfsprogs\ndocker_active=active\ncgroup_fs=cgroup2fs\ndata_root_fs=ext2/ext3\next_filetype=1\nnic_mtu=1500\nguest_net=10.250.9.4/24\nguest_net=10.250.9.0/24\n";
+
+    pub fn info(json: serde_json::Value) -> bollard::models::SystemInfo {
+        serde_json::from_value(json).unwrap()
+    }
+
+    /// A guest running Docker 20.10 as strata installs it: overlay2 on ext4, local logs.
+    pub fn guest_facts() -> GuestCheckFacts {
+        GuestCheckFacts {
+            vm: "web1".into(),
+            facts: crate::engine::facts::parse(FACTS_WITH_DOCKER).map_err(|e| e.to_string()),
+            script: Ok(CheckScriptFacts {
+                driver_dirs: vec!["overlay2".into()],
+                daemon_json_newer_than_dockerd: false,
+                daemon_json_valid: None,
+            }),
+            docker: Ok(GuestDockerState {
+                info: info(serde_json::json!({
+                    "ServerVersion": "20.10.24+dfsg1",
+                    "Driver": "overlay2",
+                    "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"], ["Native Overlay Diff", "true"]],
+                    "LoggingDriver": "local",
+                    "CgroupVersion": "2",
+                    "MemoryLimit": true,
+                    "SwapLimit": true,
+                    "LiveRestoreEnabled": true,
+                    "DockerRootDir": "/var/lib/docker"
+                })),
+                networks: Vec::new(),
+                containers: Vec::new(),
+                daemon_json: Some(Ok(serde_json::json!({
+                    "log-driver": "local",
+                    "log-opts": {"max-size": "20m", "max-file": "5"},
+                    "live-restore": true
+                }))),
+            }),
+        }
+    }
+
+    pub fn docker_mut(f: &mut GuestCheckFacts) -> &mut GuestDockerState {
+        f.docker.as_mut().unwrap()
+    }
+}

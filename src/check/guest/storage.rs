@@ -1,0 +1,172 @@
+//! guest.storage (STO-1, STO-2, STO-5, STO-6): the filesystem under Docker's data-root must
+//! give overlay2 d_type (xfs ftype=1, ext4 filetype) and be a real block filesystem; the driver
+//! in use must be the one the decision function picks for these facts (never vfs); and no
+//! other driver's folder may be left under data-root (Docker then refuses to start or sticks
+//! to the old driver).
+
+use super::subject;
+use crate::check::guest_facts::GuestCheckFacts;
+use crate::check::{Finding, Fix, GuestCheck, Verdict};
+use crate::engine::decision::{self, Driver, EngineVersion, GuestStorageFacts};
+
+const ID: &str = "guest.storage";
+
+pub const CHECK: GuestCheck = GuestCheck {
+    id: ID,
+    reads: "filesystem type under /var/lib/docker (stat -f), xfs_info ftype / tune2fs filetype, driver folders under /var/lib/docker, docker info Driver and DriverStatus (API)",
+    verdict,
+};
+
+fn verdict(facts: &GuestCheckFacts) -> Vec<Finding> {
+    let who = subject(facts);
+    let guest = match &facts.facts {
+        Ok(f) => f,
+        Err(why) => return vec![Finding::skipped(ID, who, why)],
+    };
+    let backing = &guest.data_root_backing;
+    let mut evidence = vec![format!("/var/lib/docker is on {}", backing.describe())];
+    let running = facts.docker.as_ref().ok();
+    let in_use = running.and_then(|d| d.info.driver.clone());
+    let version = running
+        .and_then(super::engine_version)
+        .or_else(|| {
+            guest
+                .engine_package
+                .as_deref()
+                .and_then(EngineVersion::parse)
+        })
+        // Not installed yet: judge for the engine an install would bring (Debian 12's).
+        .unwrap_or(EngineVersion::new(20, 10, 24));
+    let storage_facts = GuestStorageFacts {
+        engine: version,
+        kernel: guest.kernel,
+        root_fs: backing.clone(),
+    };
+    if let Some(driver) = &in_use {
+        evidence.push(format!("Docker {version} uses the {driver} driver"));
+    }
+    let mut problems: Vec<(Verdict, String, Option<Fix>)> = Vec::new();
+    // overlay2 is what every layout but btrfs/devicemapper needs; judge the filesystem for it
+    // unless another driver is deliberately in use.
+    let judged = match in_use.as_deref() {
+        Some("btrfs") => Driver::Btrfs,
+        Some("devicemapper") => Driver::Devicemapper,
+        _ => Driver::Overlay2,
+    };
+    if let Err(why) = decision::supports(judged, backing, version, guest.kernel) {
+        problems.push((
+            Verdict::Fail,
+            format!("{} cannot work here: {why}", judged.as_str()),
+            Fix::manual("give Docker a data disk: `strata engine install VM --data-disk 20G` (ext4, or LVM with xfs ftype=1), or reformat with `mkfs.xfs -n ftype=1`"),
+        ));
+    }
+    match in_use.as_deref() {
+        Some("vfs") => problems.push((
+            Verdict::Fail,
+            "Docker fell back to vfs (a full copy per layer)".into(),
+            Fix::manual("set \"storage-driver\" explicitly on a filesystem that supports it (`strata engine install` does)"),
+        )),
+        Some(_) => {
+            let dtype = running
+                .and_then(|d| d.info.driver_status.as_ref())
+                .and_then(|s| s.iter().find(|p| p.first().map(String::as_str) == Some("Supports d_type")))
+                .and_then(|p| p.get(1).cloned());
+            if dtype.as_deref() == Some("false") {
+                problems.push((Verdict::Fail, "Docker reports no d_type support under data-root".into(), None));
+            }
+        }
+        None => {}
+    }
+    if in_use.is_none() {
+        if let Ok(d) = decision::decide(
+            &decision::StorageRequest {
+                policy: decision::StoragePolicy::Auto,
+                data_disk: false,
+                devicemapper: false,
+            },
+            &storage_facts,
+        ) {
+            evidence.push(format!(
+                "an install would choose {} {}",
+                d.driver.as_str(),
+                d.layout.describe()
+            ));
+        }
+    }
+    if let Ok(script) = &facts.script {
+        let current = in_use.as_deref().unwrap_or("");
+        let leftovers: Vec<&String> = script
+            .driver_dirs
+            .iter()
+            .filter(|d| d.as_str() != current && !(current.is_empty() && d.as_str() == "overlay2"))
+            .collect();
+        if !leftovers.is_empty() {
+            let names: Vec<&str> = leftovers.iter().map(|s| s.as_str()).collect();
+            problems.push((
+                Verdict::Warn,
+                format!("folders of other drivers under /var/lib/docker: {}", names.join(", ")),
+                Fix::manual("with Docker stopped and its images saved, move those folders aside; Docker refuses to start when several hold data, and removed drivers (aufs, overlay, devicemapper) no longer load"),
+            ));
+        }
+    }
+    if problems.is_empty() {
+        return vec![Finding::new(
+            ID,
+            who,
+            Verdict::Ok,
+            format!("{} suits overlay2", backing.describe()),
+        )
+        .evidence(evidence)];
+    }
+    problems
+        .into_iter()
+        .map(|(v, summary, fix)| {
+            Finding::new(ID, who.clone(), v, summary)
+                .evidence(evidence.clone())
+                .with_fix(fix)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_facts::*;
+    use super::*;
+
+    #[test]
+    fn strata_installed_engine_passes() {
+        let found = verdict(&guest_facts());
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].verdict, Verdict::Ok, "{found:?}");
+    }
+
+    #[test]
+    fn xfs_without_ftype_fails_even_before_docker_is_installed() {
+        let mut f = guest_facts();
+        f.facts = crate::engine::facts::parse(
+            &FACTS_WITH_DOCKER
+                .replace("data_root_fs=ext2/ext3", "data_root_fs=xfs")
+                .replace("ext_filetype=1", "xfs_ftype=0"),
+        )
+        .map_err(|e| e.to_string());
+        f.docker = Err("Docker is not installed".into());
+        f.script = Ok(Default::default());
+        let found = verdict(&f);
+        assert_eq!(found[0].verdict, Verdict::Fail);
+        assert!(found[0].summary.contains("ftype"), "{}", found[0].summary);
+    }
+
+    #[test]
+    fn vfs_and_leftover_folders_are_reported() {
+        let mut f = guest_facts();
+        docker_mut(&mut f).info.driver = Some("vfs".into());
+        f.script.as_mut().unwrap().driver_dirs = vec!["vfs".into(), "devicemapper".into()];
+        let found = verdict(&f);
+        assert!(found
+            .iter()
+            .any(|x| x.verdict == Verdict::Fail && x.summary.contains("vfs")));
+        assert!(found
+            .iter()
+            .any(|x| x.verdict == Verdict::Warn && x.summary.contains("devicemapper")));
+    }
+}

@@ -1,0 +1,228 @@
+//! How a check run is shown: a table for people (verdicts coloured only on a terminal, and
+//! never when NO_COLOR is set) and JSON with stable field names for programs
+//! (docs/checks.md documents them). With --fix both show the verdict before the fixes next to
+//! the one after, and what each fix did.
+
+use crate::check::fix::Applied;
+use crate::check::{exit_code, Finding, Subject, Verdict};
+use comfy_table::{presets::UTF8_BORDERS_ONLY, Cell, Color, ContentArrangement, Table};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// One finding as reported, with the verdict it had before --fix when fixes ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reported {
+    #[serde(flatten)]
+    pub finding: Finding,
+    /// The verdict before `--fix`; absent without --fix.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<Verdict>,
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub findings: Vec<Reported>,
+    /// What each fix did; absent without --fix.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fixes: Option<Vec<Applied>>,
+    pub counts: BTreeMap<&'static str, usize>,
+    pub exit_code: i32,
+}
+
+impl Report {
+    /// A report of one pass, or of two (before and after fixes).
+    pub fn new(after: Vec<Finding>, before: Option<(Vec<Finding>, Vec<Applied>)>) -> Report {
+        let mut counts: BTreeMap<&'static str, usize> =
+            [Verdict::Ok, Verdict::Skip, Verdict::Warn, Verdict::Fail]
+                .iter()
+                .map(|v| (v.as_str(), 0))
+                .collect();
+        for f in &after {
+            *counts.entry(f.verdict.as_str()).or_default() += 1;
+        }
+        let code = exit_code(&after);
+        let (before_findings, fixes) = match before {
+            Some((b, applied)) => (Some(b), Some(applied)),
+            None => (None, None),
+        };
+        let findings = after
+            .iter()
+            .enumerate()
+            .map(|(i, f)| Reported {
+                before: before_findings
+                    .as_ref()
+                    .map(|b| verdict_before(b, &after, i)),
+                finding: f.clone(),
+            })
+            .collect();
+        Report {
+            findings,
+            fixes,
+            counts,
+            exit_code: code,
+        }
+    }
+}
+
+/// The same check on the same subject at the same position among that pair's findings;
+/// when the first pass had fewer, the finding is new and "before" is what it is now.
+fn verdict_before(before: &[Finding], after: &[Finding], index: usize) -> Verdict {
+    let f = &after[index];
+    let same = |x: &&Finding| x.check == f.check && x.subject == f.subject;
+    let ordinal = after[..index].iter().filter(same).count();
+    before
+        .iter()
+        .filter(same)
+        .nth(ordinal)
+        .map(|b| b.verdict)
+        .unwrap_or(f.verdict)
+}
+
+fn verdict_cell(v: Verdict) -> Cell {
+    let cell = Cell::new(v.as_str());
+    match v {
+        Verdict::Ok => cell.fg(Color::Green),
+        Verdict::Skip => cell.fg(Color::Grey),
+        Verdict::Warn => cell.fg(Color::Yellow),
+        Verdict::Fail => cell.fg(Color::Red),
+    }
+}
+
+fn subject_text(s: &Subject) -> String {
+    s.to_string()
+}
+
+/// The table; `color` is decided by the caller (terminal and NO_COLOR).
+pub fn render_table(report: &Report, color: bool) -> String {
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_BORDERS_ONLY)
+        .set_content_arrangement(ContentArrangement::Dynamic);
+    if color {
+        table.enforce_styling();
+    } else {
+        table.force_no_tty();
+    }
+    // Piped output has no terminal width to wrap to; this keeps it readable in a log.
+    if !table.is_tty() {
+        table.set_width(150);
+    }
+    let with_before = report.fixes.is_some();
+    let mut header = vec!["CHECK", "SUBJECT"];
+    if with_before {
+        header.push("BEFORE");
+    }
+    header.extend(["VERDICT", "WHAT STRATA SAW", "FIX"]);
+    table.set_header(header);
+    for r in &report.findings {
+        let f = &r.finding;
+        let mut seen = f.summary.clone();
+        for line in &f.evidence {
+            seen.push_str("\n· ");
+            seen.push_str(line);
+        }
+        let fix = f
+            .fix
+            .as_ref()
+            .map(|fix| {
+                if fix.action.is_some() {
+                    format!("{} [--fix applies]", fix.description)
+                } else {
+                    fix.description.clone()
+                }
+            })
+            .unwrap_or_default();
+        let mut row = vec![Cell::new(f.check), Cell::new(subject_text(&f.subject))];
+        if let Some(before) = r.before {
+            row.push(verdict_cell(before));
+        }
+        row.extend([verdict_cell(f.verdict), Cell::new(seen), Cell::new(fix)]);
+        table.add_row(row);
+    }
+    let mut out = String::new();
+    if let Some(fixes) = &report.fixes {
+        if fixes.is_empty() {
+            out.push_str("no fix strata can apply was needed\n");
+        }
+        for a in fixes {
+            out.push_str(&format!("fix {}: {}\n", describe_action(a), a.result));
+        }
+    }
+    out.push_str(&table.to_string());
+    out.push('\n');
+    let c = &report.counts;
+    out.push_str(&format!(
+        "{} ok, {} warn, {} fail, {} not checked\n",
+        c["ok"], c["warn"], c["fail"], c["skip"]
+    ));
+    out
+}
+
+fn describe_action(a: &Applied) -> String {
+    use crate::check::FixAction::*;
+    match &a.action {
+        AcceptWithinBridge { chain, bridge } => format!("accept {bridge}→{bridge} in {chain}"),
+        AcceptRoutedBridge { chain, bridge } => {
+            format!("accept traffic out of {bridge} in {chain}")
+        }
+        KvmGroupAccess => "/dev/kvm for group kvm".into(),
+        GuestLogRotation { vm } => format!("log rotation in {vm}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::{Fix, FixAction};
+
+    fn finding(check: &'static str, verdict: Verdict) -> Finding {
+        Finding::new(check, Subject::Host, verdict, format!("{check} said"))
+            .evidence(["saw this".to_string()])
+    }
+
+    #[test]
+    fn json_fields_are_stable() {
+        let f = finding("kvm.device", Verdict::Fail)
+            .with_fix(Fix::automatic("chmod", FixAction::KvmGroupAccess));
+        let r = Report::new(vec![f], None);
+        let json = serde_json::to_value(&r).unwrap();
+        let first = &json["findings"][0];
+        assert_eq!(first["check"], "kvm.device");
+        assert_eq!(first["subject"]["kind"], "host");
+        assert_eq!(first["verdict"], "fail");
+        assert_eq!(first["fix"]["action"]["action"], "kvm_group_access");
+        assert!(first.get("before").is_none());
+        assert!(json.get("fixes").is_none());
+        assert_eq!(json["counts"]["fail"], 1);
+        assert_eq!(json["exit_code"], 2);
+        let vm = serde_json::to_value(Subject::Vm("web1".into())).unwrap();
+        assert_eq!(vm, serde_json::json!({"kind": "vm", "name": "web1"}));
+    }
+
+    #[test]
+    fn before_and_after_pair_by_check_subject_and_position() {
+        let before = vec![
+            finding("net.bridge-netfilter", Verdict::Fail),
+            finding("net.bridge-netfilter", Verdict::Ok),
+        ];
+        let after = vec![
+            finding("net.bridge-netfilter", Verdict::Ok),
+            finding("net.bridge-netfilter", Verdict::Ok),
+            finding("kvm.device", Verdict::Warn),
+        ];
+        let r = Report::new(after, Some((before, vec![])));
+        let b: Vec<Option<Verdict>> = r.findings.iter().map(|f| f.before).collect();
+        assert_eq!(
+            b,
+            vec![Some(Verdict::Fail), Some(Verdict::Ok), Some(Verdict::Warn)]
+        );
+        let table = render_table(&r, false);
+        assert!(table.contains("BEFORE"));
+        assert!(
+            !table.contains('\u{1b}'),
+            "no colour codes without a terminal"
+        );
+        assert!(table.contains("2 ok, 1 warn, 0 fail"));
+    }
+}

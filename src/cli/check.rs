@@ -1,0 +1,68 @@
+//! `strata check [--host] [VM...] [--fix] [--output json]`: the preflight checks.
+
+use crate::check::report::render_table;
+use crate::check::run::{run as run_checks, CheckRequest};
+use crate::cli::{Env, OutputFormat};
+use crate::error::Result;
+use std::io::IsTerminal;
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// VMs to check (default with no --host: the host and every running strata VM)
+    vms: Vec<String>,
+    /// Check the host
+    #[arg(long)]
+    host: bool,
+    /// Apply the fixes marked [--fix applies], then check again and show before and after
+    #[arg(long)]
+    fix: bool,
+    /// List the checks and what each reads, then exit
+    #[arg(long)]
+    list: bool,
+    #[arg(long, value_enum, default_value = "table")]
+    output: OutputFormat,
+}
+
+/// Exit code 0 when everything is ok, 1 on a warning, 2 on a failure.
+pub fn run(env: &Env, args: CheckArgs) -> Result<i32> {
+    if args.list {
+        for (scope, id, reads) in crate::check::catalogue() {
+            println!("{id:<24} {scope:<5} reads {reads}");
+        }
+        return Ok(0);
+    }
+    let (libvirt, vms) = if args.vms.is_empty() {
+        // The host checks still run without libvirt; they say what they could not read.
+        let libvirt = env.libvirt().ok();
+        let vms = match (&libvirt, args.host) {
+            (Some(lv), false) => crate::vm::domain::list(&lv.conn)?
+                .into_iter()
+                .filter(|vm| vm.state == "running")
+                .map(|vm| vm.name)
+                .collect(),
+            _ => Vec::new(),
+        };
+        (libvirt, vms)
+    } else {
+        // Named VMs must exist before anything is read or changed.
+        let lv = env.libvirt()?;
+        for vm in &args.vms {
+            crate::vm::domain::lookup(&lv.conn, vm)?;
+        }
+        (Some(lv), args.vms.clone())
+    };
+    let request = CheckRequest {
+        host: args.host || args.vms.is_empty(),
+        vms,
+        fix: args.fix,
+    };
+    let report = run_checks(libvirt.as_ref(), &env.paths, &request);
+    match args.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        OutputFormat::Table => {
+            let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            print!("{}", render_table(&report, color));
+        }
+    }
+    Ok(report.exit_code)
+}
