@@ -10,8 +10,7 @@ mod common;
 
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, LogsOptions, RemoveContainerOptions,
-    WaitContainerOptions,
+    CreateContainerOptions, LogsOptions, RemoveContainerOptions, WaitContainerOptions,
 };
 use common::*;
 use futures_util::StreamExt;
@@ -21,45 +20,14 @@ use strata::guest::docker::GuestDocker;
 use strata::state::Paths;
 use strata::vm::{pool, Libvirt};
 
-/// A root filesystem with Debian's static busybox as /bin/busybox and /bin/sh, as a tar.
-fn busybox_rootfs_tar() -> Vec<u8> {
-    let dir = std::env::temp_dir().join(format!("strata-e2e-busybox-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("bin")).unwrap();
-    std::fs::copy("/bin/busybox", dir.join("bin/busybox"))
-        .expect("/bin/busybox (busybox-static, installed by scripts/setup) must exist");
-    std::os::unix::fs::symlink("busybox", dir.join("bin/sh")).unwrap();
-    let out = Command::new("tar")
-        .arg("-C")
-        .arg(&dir)
-        .args(["-cf", "-", "."])
-        .output()
-        .unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
-    assert!(out.status.success(), "tar failed");
-    out.stdout
-}
-
 /// Load the busybox image into the VM's Docker over the API, run a container that echoes
 /// `message`, and return what it printed (the container is removed).
 fn run_busybox(lv: &Libvirt, paths: &Paths, vm: &str, tar: &[u8], message: &str) -> String {
     let target = strata::lifecycle::ssh_target(lv, paths, vm).unwrap();
     let client = GuestDocker::connect(&target).unwrap();
     let docker = &client.docker;
+    load_busybox(&client, tar);
     client.run(async {
-        let mut import = docker.create_image(
-            Some(CreateImageOptions {
-                from_src: Some("-".into()),
-                repo: Some("strata-e2e/busybox".into()),
-                tag: Some("1".into()),
-                ..Default::default()
-            }),
-            Some(bollard::body_full(tar.to_vec().into())),
-            None,
-        );
-        while let Some(step) = import.next().await {
-            step.expect("importing the busybox image");
-        }
         let name = format!("strata-e2e-{}", std::process::id());
         let created = docker
             .create_container(
@@ -68,7 +36,7 @@ fn run_busybox(lv: &Libvirt, paths: &Paths, vm: &str, tar: &[u8], message: &str)
                     ..Default::default()
                 }),
                 ContainerCreateBody {
-                    image: Some("strata-e2e/busybox:1".into()),
+                    image: Some(BUSYBOX_IMAGE.into()),
                     cmd: Some(vec![
                         "/bin/sh".into(),
                         "-c".into(),

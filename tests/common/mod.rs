@@ -2,7 +2,9 @@
 //! that removes the VMs and the isolated network a test made, even when it fails halfway.
 #![allow(dead_code)]
 
+use futures_util::StreamExt;
 use std::process::{Child, Command, Output, Stdio};
+use strata::guest::docker::GuestDocker;
 use strata::state::Paths;
 use strata::vm::{data_disk, network, pool, Libvirt};
 
@@ -199,4 +201,46 @@ impl Drop for Spawned {
             let _ = child.wait();
         }
     }
+}
+
+/// A root filesystem with Debian's static busybox as /bin/busybox and /bin/sh, as a tar.
+pub fn busybox_rootfs_tar() -> Vec<u8> {
+    let dir = std::env::temp_dir().join(format!("strata-e2e-busybox-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", dir.join("bin/busybox"))
+        .expect("/bin/busybox (busybox-static, installed by scripts/setup) must exist");
+    std::os::unix::fs::symlink("busybox", dir.join("bin/sh")).unwrap();
+    let out = Command::new("tar")
+        .arg("-C")
+        .arg(&dir)
+        .args(["-cf", "-", "."])
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(out.status.success(), "tar failed");
+    out.stdout
+}
+
+/// The image name `load_busybox` gives the rootfs.
+pub const BUSYBOX_IMAGE: &str = "strata-e2e/busybox:1";
+
+/// Import the busybox rootfs as BUSYBOX_IMAGE into a guest's Docker over the API.
+pub fn load_busybox(client: &GuestDocker, tar: &[u8]) {
+    use bollard::query_parameters::CreateImageOptions;
+    client.run(async {
+        let mut import = client.docker.create_image(
+            Some(CreateImageOptions {
+                from_src: Some("-".into()),
+                repo: Some("strata-e2e/busybox".into()),
+                tag: Some("1".into()),
+                ..Default::default()
+            }),
+            Some(bollard::body_full(tar.to_vec().into())),
+            None,
+        );
+        while let Some(step) = import.next().await {
+            step.expect("importing the busybox image");
+        }
+    })
 }
