@@ -3,7 +3,8 @@
 //! apply, then read and judge everything again so the report shows before and after.
 
 use crate::check::report::Report;
-use crate::check::{fix, guest_facts, Finding, FixAction};
+use crate::check::{fix, guest_facts, Finding, FixAction, Verdict};
+use crate::error::{Error, Result};
 use crate::state::Paths;
 use crate::vm::Libvirt;
 
@@ -25,6 +26,54 @@ pub fn run(lv: Option<&Libvirt>, paths: &Paths, request: &CheckRequest) -> Repor
     let applied = fix::apply_all(lv, paths, &actions);
     let second = judge(lv, paths, request);
     Report::new(second, Some((first, applied)))
+}
+
+/// Before containers are launched in `vm`: check the host and that VM, and refuse (naming
+/// each failure and its fix) unless `force`. Warnings never stop a launch.
+pub fn preflight(lv: &Libvirt, paths: &Paths, vm: &str, force: bool) -> Result<Report> {
+    let report = run(
+        Some(lv),
+        paths,
+        &CheckRequest {
+            host: true,
+            vms: vec![vm.to_string()],
+            fix: false,
+        },
+    );
+    match refusal(&report, vm) {
+        Some(err) if !force => Err(err),
+        _ => Ok(report),
+    }
+}
+
+/// The error a launch gets when the report holds failures (pure).
+pub fn refusal(report: &Report, vm: &str) -> Option<Error> {
+    let failures: Vec<String> = report
+        .findings
+        .iter()
+        .map(|r| &r.finding)
+        .filter(|f| f.verdict == Verdict::Fail)
+        .map(|f| {
+            let fix = f
+                .fix
+                .as_ref()
+                .map(|x| format!(" (fix: {})", x.description))
+                .unwrap_or_default();
+            format!("{} on {}: {}{fix}", f.check, f.subject, f.summary)
+        })
+        .collect();
+    if failures.is_empty() {
+        return None;
+    }
+    Some(
+        Error::failed(format!(
+            "preflight checks for '{vm}' failed:\n  {}",
+            failures.join("\n  ")
+        ))
+        .with_hint(format!(
+            "`strata check --host {vm} --fix` applies the fixes strata can; --force launches anyway"
+        )),
+    )
 }
 
 /// The distinct actions of the findings that are not ok, in finding order.
@@ -68,7 +117,7 @@ fn judge(lv: Option<&Libvirt>, paths: &Paths, request: &CheckRequest) -> Vec<Fin
                 Err(_) => findings.push(Finding::new(
                     "guest.facts",
                     crate::check::Subject::Host,
-                    crate::check::Verdict::Fail,
+                    Verdict::Fail,
                     "reading a guest's facts panicked".into(),
                 )),
             }
@@ -80,7 +129,32 @@ fn judge(lv: Option<&Libvirt>, paths: &Paths, request: &CheckRequest) -> Vec<Fin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::{Fix, Subject, Verdict};
+    use crate::check::{Fix, Subject};
+
+    #[test]
+    fn failures_refuse_a_launch_and_warnings_do_not() {
+        let f = |v| {
+            Finding::new(
+                "guest.storage",
+                Subject::Vm("web1".into()),
+                v,
+                "xfs ftype=0".into(),
+            )
+        };
+        let warn_only = Report::new(vec![f(Verdict::Warn)], None);
+        assert!(refusal(&warn_only, "web1").is_none());
+        let failing = Report::new(
+            vec![f(Verdict::Fail).with_fix(Fix::manual("reformat"))],
+            None,
+        );
+        let err = refusal(&failing, "web1").unwrap();
+        assert!(
+            err.message()
+                .contains("guest.storage on vm web1: xfs ftype=0 (fix: reformat)"),
+            "{err}"
+        );
+        assert!(err.hint().unwrap().contains("--force"));
+    }
 
     #[test]
     fn each_action_once_and_only_for_problems() {
