@@ -58,9 +58,9 @@ pub(crate) mod test_facts {
     /// installed by `strata engine install` (TCG guest on this project's machine).
     pub const FACTS_WITH_DOCKER: &str = "release=bookworm\nkernel=6.1.0-50-cloud-amd64\ninstalled=apparmor\ninstalled=docker.io\nengine=20.10.24+dfsg1-1+deb12u1\ninstalled=e2fsprogs\ninstalled=xfsprogs\ndocker_active=active\ncgroup_fs=cgroup2fs\ndata_root_fs=ext2/ext3\next_filetype=1\nnic_mtu=1500\nguest_net=10.250.9.4/24\nguest_net=10.250.9.0/24\n";
 
-    pub fn info(json: serde_json::Value) -> bollard::models::SystemInfo {
-        serde_json::from_value(json).unwrap()
-    }
+    /// `docker info --format '{{json .}}'` (ClientInfo left out) in a clone of
+    /// debian-12-docker on this project's machine: Docker 20.10.24, overlay2 on ext4, local logs.
+    pub const DOCKER_INFO: &str = include_str!("../testdata/docker-info-guest-20.10.json");
 
     /// A guest running Docker 20.10 as strata installs it: overlay2 on ext4, local logs.
     pub fn guest_facts() -> GuestCheckFacts {
@@ -73,17 +73,7 @@ pub(crate) mod test_facts {
                 daemon_json_valid: None,
             }),
             docker: Ok(GuestDockerState {
-                info: info(serde_json::json!({
-                    "ServerVersion": "20.10.24+dfsg1",
-                    "Driver": "overlay2",
-                    "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"], ["Native Overlay Diff", "true"]],
-                    "LoggingDriver": "local",
-                    "CgroupVersion": "2",
-                    "MemoryLimit": true,
-                    "SwapLimit": true,
-                    "LiveRestoreEnabled": true,
-                    "DockerRootDir": "/var/lib/docker"
-                })),
+                info: serde_json::from_str(DOCKER_INFO).unwrap(),
                 networks: Vec::new(),
                 containers: Vec::new(),
                 daemon_json: Some(Ok(serde_json::json!({
