@@ -98,6 +98,8 @@ pub struct HostFacts {
     /// Lines of the kernel log with AppArmor denials for libvirt/qemu profiles; Err when the
     /// log could not be read; None when AppArmor is not enabled.
     pub apparmor_denials: Option<Fact<Vec<String>>>,
+    /// AVC denials of sVirt/qemu in the audit log; None when SELinux is not enforcing.
+    pub selinux_denials: Option<Fact<Vec<String>>>,
 }
 
 fn read_trimmed(path: &str) -> Fact<String> {
@@ -137,6 +139,7 @@ pub fn gather(lv: Option<&Libvirt>, paths: &Paths) -> HostFacts {
         pool_access: pool_access(paths),
         templates: template_images(paths),
         apparmor_denials: apparmor_denials(),
+        selinux_denials: selinux_denials(),
     }
 }
 
@@ -340,6 +343,27 @@ fn apparmor_denials() -> Option<Fact<Vec<String>>> {
     )
 }
 
+fn selinux_denials() -> Option<Fact<Vec<String>>> {
+    if read_trimmed("/sys/fs/selinux/enforce").ok()? != "1" {
+        return None;
+    }
+    Some(
+        std::fs::read_to_string("/var/log/audit/audit.log")
+            .map(|log| svirt_denials(&log))
+            .map_err(|e| format!("cannot read /var/log/audit/audit.log: {e}")),
+    )
+}
+
+/// SELinux AVC denials of sVirt's domains or qemu in an audit log (pure).
+pub fn svirt_denials(audit_log: &str) -> Vec<String> {
+    audit_log
+        .lines()
+        .filter(|l| l.contains("avc:") && l.contains("denied"))
+        .filter(|l| l.contains("svirt") || l.contains("qemu"))
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
 /// AppArmor denials of libvirt's and qemu's profiles in a kernel log (pure).
 pub fn libvirt_denials(kernel_log: &str) -> Vec<String> {
     kernel_log
@@ -395,5 +419,7 @@ mod tests {
         let d = libvirt_denials(log);
         assert_eq!(d.len(), 1);
         assert!(d[0].contains("libvirt-2f1e"));
+        let audit = "type=AVC msg=audit(1700000000.1:42): avc:  denied  { read } for pid=901 comm=\"qemu-kvm\" name=\"disk.qcow2\" scontext=system_u:system_r:svirt_t:s0:c1,c2 tcontext=unconfined_u:object_r:user_home_t:s0 tclass=file\ntype=AVC msg=audit(1.2:3): avc:  denied  { write } for comm=\"httpd\" scontext=system_u:system_r:httpd_t:s0\n";
+        assert_eq!(svirt_denials(audit).len(), 1);
     }
 }

@@ -77,21 +77,35 @@ fn verdict(facts: &GuestCheckFacts) -> Vec<Finding> {
         }
         None => {}
     }
-    if in_use.is_none() {
-        if let Ok(d) = decision::decide(
-            &decision::StorageRequest {
-                policy: decision::StoragePolicy::Auto,
-                data_disk: false,
-                devicemapper: false,
-            },
-            &storage_facts,
-        ) {
-            evidence.push(format!(
-                "an install would choose {} {}",
-                d.driver.as_str(),
-                d.layout.describe()
-            ));
-        }
+    // What the driver should be: strata's record when strata installed the engine, else what
+    // the decision function picks for these facts.
+    let decided = decision::decide(
+        &decision::StorageRequest {
+            policy: decision::StoragePolicy::Auto,
+            data_disk: false,
+            devicemapper: false,
+        },
+        &storage_facts,
+    )
+    .ok()
+    .map(|d| d.driver.as_str().to_string());
+    let recorded = guest
+        .record
+        .as_ref()
+        .map(|r| r.intent.storage_driver.clone());
+    match (&in_use, &recorded, &decided) {
+        (Some(used), Some(want), _) if used != want => problems.push((
+            Verdict::Fail,
+            format!("Docker uses {used}, but strata configured {want}"),
+            Fix::manual("re-run `strata engine install VM` to converge"),
+        )),
+        (Some(used), None, Some(want)) if used != want && used != "vfs" => problems.push((
+            Verdict::Warn,
+            format!("Docker uses {used}; for these facts strata's storage decision is {want}"),
+            Fix::manual("pin \"storage-driver\" in daemon.json (or let `strata engine install VM` decide and verify it)"),
+        )),
+        (None, _, Some(want)) => evidence.push(format!("an install would choose {want}")),
+        _ => {}
     }
     if let Ok(script) = &facts.script {
         let current = in_use.as_deref().unwrap_or("");
@@ -154,6 +168,20 @@ mod tests {
         let found = verdict(&f);
         assert_eq!(found[0].verdict, Verdict::Fail);
         assert!(found[0].summary.contains("ftype"), "{}", found[0].summary);
+    }
+
+    #[test]
+    fn driver_other_than_intended_is_reported() {
+        let mut f = guest_facts();
+        docker_mut(&mut f).info.driver = Some("btrfs".into());
+        // No record: strata's decision for ext4 is overlay2.
+        let found = verdict(&f);
+        assert!(
+            found
+                .iter()
+                .any(|x| x.verdict == Verdict::Warn && x.summary.contains("decision is overlay2")),
+            "{found:?}"
+        );
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! The host checks, one file each, and what several of them share: the bridges that carry VM
 //! traffic and how to name a packet flow through them.
 
-mod apparmor;
 mod bridge_netfilter;
 mod dns_listeners;
 mod firewall_backends;
@@ -9,6 +8,7 @@ mod firewalld;
 mod forward_policy;
 mod kvm_device;
 mod pool_access;
+mod security_denials;
 mod subnet_overlap;
 mod template_integrity;
 
@@ -28,7 +28,7 @@ pub const ALL: &[HostCheck] = &[
     dns_listeners::CHECK,
     kvm_device::CHECK,
     pool_access::CHECK,
-    apparmor::CHECK,
+    security_denials::CHECK,
     template_integrity::CHECK,
 ];
 
@@ -221,6 +221,7 @@ pub(crate) mod test_facts {
             pool_access: Err("not asked".into()),
             templates: Ok(Vec::new()),
             apparmor_denials: None,
+            selinux_denials: None,
         }
     }
 
