@@ -15,7 +15,7 @@ use crate::host::routes::HostRoute;
 use crate::state::Paths;
 use crate::vm::network::NetworkInfo;
 use crate::vm::Libvirt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A fact, or why it could not be read.
 pub type Fact<T> = std::result::Result<T, String>;
@@ -68,6 +68,8 @@ pub struct TemplateImage {
     pub recorded_sha256: String,
     /// The volume's checksum now, or why it could not be computed.
     pub actual_sha256: Fact<String>,
+    /// Whether the volume file exists at all (a missing one breaks every clone).
+    pub volume_present: bool,
 }
 
 /// Everything the host checks read.
@@ -323,12 +325,41 @@ fn template_images(paths: &Paths) -> Fact<Vec<TemplateImage>> {
         let volume = paths.pool_dir().join(&record.volume);
         images.push(TemplateImage {
             template: t.name().to_string(),
-            actual_sha256: crate::image::sha256_file(&volume).map_err(|e| e.to_string()),
+            actual_sha256: volume_sha256(&paths.template_dir(t.name()), &volume),
+            volume_present: volume.exists(),
             volume,
             recorded_sha256: record.sha256,
         });
     }
     Ok(images)
+}
+
+/// The volume's sha256, hashed again only when its inode, size, mtime or ctime changed since
+/// the last check: every write to the file (and every `touch`) moves ctime, and hashing the
+/// templates on every run would cost seconds per GiB.
+fn volume_sha256(template_dir: &Path, volume: &Path) -> Fact<String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(volume).map_err(|e| format!("{}: {e}", volume.display()))?;
+    let stamp = format!(
+        "{} {} {}.{} {}.{}",
+        meta.ino(),
+        meta.size(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ctime(),
+        meta.ctime_nsec()
+    );
+    let cache = template_dir.join("verified");
+    if let Some(sum) = std::fs::read_to_string(&cache)
+        .ok()
+        .and_then(|text| text.strip_prefix(&format!("{stamp} ")).map(str::to_string))
+    {
+        return Ok(sum.trim().to_string());
+    }
+    let sum = crate::image::sha256_file(volume).map_err(|e| e.to_string())?;
+    // A cache that cannot be written only costs the next run a rehash.
+    let _ = std::fs::write(&cache, format!("{stamp} {sum}\n"));
+    Ok(sum)
 }
 
 fn apparmor_denials() -> Option<Fact<Vec<String>>> {

@@ -52,9 +52,11 @@ fn apply(lv: Option<&Libvirt>, paths: &Paths, action: &FixAction) -> Result<Stri
         FixAction::AcceptWithinBridge { chain, bridge } => {
             insert_rules(chain, &[within_bridge_rule(bridge)])
         }
-        FixAction::AcceptRoutedBridge { chain, bridge } => {
-            insert_rules(chain, &routed_bridge_rules(bridge))
-        }
+        FixAction::AcceptRoutedBridge {
+            chain,
+            bridge,
+            subnet,
+        } => insert_rules(chain, &routed_bridge_rules(bridge, subnet.as_deref())),
         FixAction::KvmGroupAccess => kvm_group_access(),
         FixAction::GuestLogRotation { vm } => {
             let lv = lv.ok_or_else(|| Error::failed("libvirt is not reachable"))?;
@@ -76,19 +78,16 @@ pub fn within_bridge_rule(bridge: &str) -> Vec<String> {
     with_comment(&["-i", bridge, "-o", bridge])
 }
 
-/// Out of the bridge, and replies back into it.
-pub fn routed_bridge_rules(bridge: &str) -> Vec<Vec<String>> {
-    vec![
-        with_comment(&["-i", bridge]),
-        with_comment(&[
-            "-o",
-            bridge,
-            "-m",
-            "conntrack",
-            "--ctstate",
-            "RELATED,ESTABLISHED",
-        ]),
-    ]
+/// Out of the bridge from its subnet, and replies back into it: the same scope as libvirt's
+/// LIBVIRT_FWO/LIBVIRT_FWI rules, so nothing else on the bridge gets through.
+pub fn routed_bridge_rules(bridge: &str, subnet: Option<&str>) -> Vec<Vec<String>> {
+    let (mut out, mut back) = (vec!["-i", bridge], vec!["-o", bridge]);
+    if let Some(net) = subnet {
+        out.extend(["-s", net]);
+        back.extend(["-d", net]);
+    }
+    back.extend(["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"]);
+    vec![with_comment(&out), with_comment(&back)]
 }
 
 /// Insert each rule at the top of `chain` unless `iptables -C` finds it there already.
@@ -129,17 +128,29 @@ fn kvm_group_access() -> Result<String> {
         })?;
     let meta =
         std::fs::metadata("/dev/kvm").map_err(|e| Error::from(e).context("reading /dev/kvm"))?;
-    if meta.gid() == group.gid.as_raw() && meta.mode() & 0o060 == 0o060 {
-        return Ok("already in place".into());
+    let done = if meta.gid() == group.gid.as_raw() && meta.mode() & 0o060 == 0o060 {
+        "already in place".to_string()
+    } else {
+        nix::unistd::chown("/dev/kvm", None, Some(group.gid))
+            .map_err(|e| Error::failed(format!("chgrp kvm /dev/kvm: {e}")))?;
+        let mode = (meta.mode() & 0o7777) | 0o060;
+        std::fs::set_permissions("/dev/kvm", std::fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::from(e).context("chmod /dev/kvm"))?;
+        format!("applied: chgrp kvm /dev/kvm; chmod {mode:04o} /dev/kvm")
+    };
+    // Group access helps only when qemu's user is in the group: say so rather than claim a fix.
+    let after = crate::host::accel::KvmFacts::read()?;
+    if !after.usable_by_qemu {
+        return Err(Error::failed(format!(
+            "{done}, but qemu's user '{}' still cannot open /dev/kvm",
+            after.qemu_user
+        ))
+        .with_hint(format!(
+            "add it to group kvm: `usermod -aG kvm {}`, then restart libvirtd",
+            after.qemu_user
+        )));
     }
-    nix::unistd::chown("/dev/kvm", None, Some(group.gid))
-        .map_err(|e| Error::failed(format!("chgrp kvm /dev/kvm: {e}")))?;
-    let mode = (meta.mode() & 0o7777) | 0o060;
-    std::fs::set_permissions("/dev/kvm", std::fs::Permissions::from_mode(mode))
-        .map_err(|e| Error::from(e).context("chmod /dev/kvm"))?;
-    Ok(format!(
-        "applied: chgrp kvm /dev/kvm; chmod {mode:04o} /dev/kvm"
-    ))
+    Ok(done)
 }
 
 /// Rotation for json-file logs in the guest without stopping its containers: live-restore
@@ -175,9 +186,27 @@ fn guest_log_rotation(lv: &Libvirt, paths: &Paths, vm: &str) -> Result<String> {
             "/etc/docker/daemon.json.strata-new",
             0o644,
         )?;
-        ssh::run_checked(&session, &scripts::sh_c(scripts::RELOAD_DAEMON_JSON))
-            .map_err(|e| e.context("reloading Docker with live-restore"))?;
-        wait_for_live_restore(&docker, vm)?;
+        let reload = |step: &str| {
+            let command = format!(
+                "{} strata-reload {step}",
+                scripts::sh_c(scripts::RELOAD_DAEMON_JSON)
+            );
+            ssh::run_checked(&session, &command)
+        };
+        reload("apply").map_err(|e| e.context("reloading Docker with live-restore"))?;
+        // The previous daemon.json is kept until Docker shows live-restore on; otherwise it
+        // goes back, so a failed fix leaves the guest as it was.
+        if let Err(e) = wait_for_live_restore(&docker, vm) {
+            return Err(match reload("revert") {
+                Ok(_) => e.with_hint(
+                    "the previous daemon.json is back in place; see `journalctl -u docker` in the VM",
+                ),
+                Err(back) => e.with_hint(format!(
+                    "putting the previous daemon.json back also failed ({back}): restore /etc/docker/daemon.json.strata-prev by hand"
+                )),
+            });
+        }
+        reload("keep")?;
         steps.push("live-restore on (reloaded)");
     }
     let text = serde_json::to_string_pretty(&full)? + "\n";
@@ -214,10 +243,13 @@ mod tests {
             rule,
             "-i stbr0 -o stbr0 -m comment --comment strata check --fix -j ACCEPT"
         );
-        let routed = routed_bridge_rules("virbr2");
+        let routed = routed_bridge_rules("virbr2", Some("10.250.78.0/24"));
         assert_eq!(routed.len(), 2);
+        assert!(routed[0]
+            .join(" ")
+            .starts_with("-i virbr2 -s 10.250.78.0/24 -m comment"));
         assert!(routed[1]
             .join(" ")
-            .contains("--ctstate RELATED,ESTABLISHED"));
+            .starts_with("-o virbr2 -d 10.250.78.0/24 -m conntrack --ctstate RELATED,ESTABLISHED"));
     }
 }

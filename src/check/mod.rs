@@ -66,8 +66,13 @@ pub enum FixAction {
     /// Accept forwarding within `bridge` (VM to VM) at the top of `chain` (DOCKER-USER when
     /// Docker made it, else FORWARD).
     AcceptWithinBridge { chain: String, bridge: String },
-    /// Accept traffic leaving `bridge`, and replies coming back to it, at the top of `chain`.
-    AcceptRoutedBridge { chain: String, bridge: String },
+    /// Accept traffic leaving `bridge` from its `subnet` (when known), and replies coming
+    /// back to it, at the top of `chain`: what libvirt's own rules for the network accept.
+    AcceptRoutedBridge {
+        chain: String,
+        bridge: String,
+        subnet: Option<String>,
+    },
     /// `chgrp kvm /dev/kvm; chmod 0660 /dev/kvm`.
     KvmGroupAccess,
     /// Give json-file logs max-size/max-file and turn live-restore on first (SIGHUP), then

@@ -163,9 +163,14 @@ fn describe_action(a: &Applied) -> String {
     use crate::check::FixAction::*;
     match &a.action {
         AcceptWithinBridge { chain, bridge } => format!("accept {bridge}→{bridge} in {chain}"),
-        AcceptRoutedBridge { chain, bridge } => {
-            format!("accept traffic out of {bridge} in {chain}")
-        }
+        AcceptRoutedBridge {
+            chain,
+            bridge,
+            subnet,
+        } => match subnet {
+            Some(net) => format!("accept {net} out of {bridge} in {chain}"),
+            None => format!("accept traffic out of {bridge} in {chain}"),
+        },
         KvmGroupAccess => "/dev/kvm for group kvm".into(),
         GuestLogRotation { vm } => format!("log rotation in {vm}"),
     }

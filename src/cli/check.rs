@@ -23,8 +23,17 @@ pub struct CheckArgs {
     output: OutputFormat,
 }
 
-/// Exit code 0 when everything is ok, 1 on a warning, 2 on a failure.
+/// Exit code 0 when everything is ok, 1 on a warning, 2 on a failure. An error that stops
+/// the check also exits 2 (or 130 when interrupted): for a script calling `strata check`,
+/// exit 1 must keep meaning "ran, with warnings", never "could not check".
 pub fn run(env: &Env, args: CheckArgs) -> Result<i32> {
+    check(env, args).or_else(|e| {
+        eprintln!("error: {e}");
+        Ok(e.exit_code().max(2))
+    })
+}
+
+fn check(env: &Env, args: CheckArgs) -> Result<i32> {
     if args.list {
         for (scope, id, reads) in crate::check::catalogue() {
             println!("{id:<24} {scope:<5} reads {reads}");

@@ -45,10 +45,30 @@ fn verdict(facts: &GuestCheckFacts) -> Vec<Finding> {
     if let Some(driver) = &in_use {
         evidence.push(format!("Docker {version} uses the {driver} driver"));
     }
+    // What the driver should be: strata's record when strata installed the engine, else what
+    // the decision function picks for these facts.
+    let decided = decision::decide(
+        &decision::StorageRequest {
+            policy: decision::StoragePolicy::Auto,
+            data_disk: false,
+            devicemapper: false,
+        },
+        &storage_facts,
+    )
+    .ok()
+    .map(|d| d.driver.as_str().to_string());
+    let recorded = guest
+        .record
+        .as_ref()
+        .map(|r| r.intent.storage_driver.clone());
     let mut problems: Vec<(Verdict, String, Option<Fix>)> = Vec::new();
-    // overlay2 is what every layout but btrfs/devicemapper needs; judge the filesystem for it
-    // unless another driver is deliberately in use.
-    let judged = match in_use.as_deref() {
+    // Judge the filesystem for the driver in use; with Docker stopped, for the one strata
+    // configured, else the one it would choose (overlay2 on every layout but btrfs/LVM).
+    let judged = match in_use
+        .as_deref()
+        .or(recorded.as_deref())
+        .or(decided.as_deref())
+    {
         Some("btrfs") => Driver::Btrfs,
         Some("devicemapper") => Driver::Devicemapper,
         _ => Driver::Overlay2,
@@ -77,29 +97,13 @@ fn verdict(facts: &GuestCheckFacts) -> Vec<Finding> {
         }
         None => {}
     }
-    // What the driver should be: strata's record when strata installed the engine, else what
-    // the decision function picks for these facts.
-    let decided = decision::decide(
-        &decision::StorageRequest {
-            policy: decision::StoragePolicy::Auto,
-            data_disk: false,
-            devicemapper: false,
-        },
-        &storage_facts,
-    )
-    .ok()
-    .map(|d| d.driver.as_str().to_string());
-    let recorded = guest
-        .record
-        .as_ref()
-        .map(|r| r.intent.storage_driver.clone());
     match (&in_use, &recorded, &decided) {
-        (Some(used), Some(want), _) if used != want => problems.push((
+        (Some(used), Some(want), _) if !same_driver(used, want) => problems.push((
             Verdict::Fail,
             format!("Docker uses {used}, but strata configured {want}"),
             Fix::manual("re-run `strata engine install VM` to converge"),
         )),
-        (Some(used), None, Some(want)) if used != want && used != "vfs" => problems.push((
+        (Some(used), None, Some(want)) if !same_driver(used, want) && used != "vfs" => problems.push((
             Verdict::Warn,
             format!("Docker uses {used}; for these facts strata's storage decision is {want}"),
             Fix::manual("pin \"storage-driver\" in daemon.json (or let `strata engine install VM` decide and verify it)"),
@@ -109,11 +113,10 @@ fn verdict(facts: &GuestCheckFacts) -> Vec<Finding> {
     }
     if let Ok(script) = &facts.script {
         let current = in_use.as_deref().unwrap_or("");
-        let leftovers: Vec<&String> = script
-            .driver_dirs
-            .iter()
-            .filter(|d| d.as_str() != current && !(current.is_empty() && d.as_str() == "overlay2"))
-            .collect();
+        // The folder of the driver in use is expected; with Docker stopped, overlay2's is.
+        let expected =
+            |dir: &str| same_driver(current, dir) || (current.is_empty() && dir == "overlay2");
+        let leftovers: Vec<&String> = script.driver_dirs.iter().filter(|d| !expected(d)).collect();
         if !leftovers.is_empty() {
             let names: Vec<&str> = leftovers.iter().map(|s| s.as_str()).collect();
             problems.push((
@@ -140,6 +143,12 @@ fn verdict(facts: &GuestCheckFacts) -> Vec<Finding> {
                 .with_fix(fix)
         })
         .collect()
+}
+
+/// Docker 29's containerd image store reports its overlay snapshotter as "overlayfs"; it sits
+/// on the same kernel overlay filesystem that strata chose as "overlay2".
+fn same_driver(used: &str, configured: &str) -> bool {
+    used == configured || (used == "overlayfs" && configured == "overlay2")
 }
 
 #[cfg(test)]
@@ -182,6 +191,54 @@ mod tests {
                 .any(|x| x.verdict == Verdict::Warn && x.summary.contains("decision is overlay2")),
             "{found:?}"
         );
+    }
+
+    #[test]
+    fn stopped_docker_is_judged_for_the_recorded_driver() {
+        let mut f = guest_facts();
+        f.facts = crate::engine::facts::parse(
+            &FACTS_WITH_DOCKER.replace("data_root_fs=ext2/ext3", "data_root_fs=btrfs"),
+        )
+        .map_err(|e| e.to_string());
+        f.docker = Err("Docker is not running".into());
+        f.script = Ok(Default::default());
+        let guest = f.facts.as_mut().unwrap();
+        let storage = GuestStorageFacts {
+            engine: EngineVersion::new(20, 10, 24),
+            kernel: guest.kernel,
+            root_fs: guest.data_root_backing.clone(),
+        };
+        let request = decision::StorageRequest {
+            policy: decision::StoragePolicy::Btrfs,
+            data_disk: false,
+            devicemapper: false,
+        };
+        let decided = decision::decide(&request, &storage).unwrap();
+        let intent = crate::engine::config::EngineIntent::new(
+            &decided,
+            storage.engine,
+            crate::engine::config::LogDriver::Local,
+            crate::engine::addresses::choose(&[]).unwrap(),
+            1500,
+            "2",
+        );
+        guest.record = Some(crate::engine::config::EngineRecord::new(
+            intent, &decided, "test", "20.10.24",
+        ));
+        // strata configured btrfs: with Docker stopped the filesystem is judged for btrfs,
+        // not for overlay2 (which strata refuses on btrfs).
+        let found = verdict(&f);
+        assert!(found.iter().all(|x| x.verdict == Verdict::Ok), "{found:?}");
+    }
+
+    #[test]
+    fn containerd_overlayfs_matches_overlay2() {
+        assert!(same_driver("overlayfs", "overlay2"));
+        assert!(!same_driver("vfs", "overlay2"));
+        let mut f = guest_facts();
+        docker_mut(&mut f).info.driver = Some("overlayfs".into());
+        let found = verdict(&f);
+        assert_eq!(found[0].verdict, Verdict::Ok, "{found:?}");
     }
 
     #[test]

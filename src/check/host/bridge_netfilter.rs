@@ -41,7 +41,12 @@ fn verdict(facts: &HostFacts) -> Vec<Finding> {
             Verdict::Ok,
             "no bridge carries VMs".into(),
         );
-        if let Err(why) = &facts.bridged_nics {
+        // "No bridge" is only a finding when both sources of bridges answered.
+        if let Err(why) = facts
+            .libvirt_networks
+            .as_ref()
+            .and(facts.bridged_nics.as_ref())
+        {
             f = Finding::skipped(ID, Subject::Host, why);
         }
         return vec![f];
@@ -122,6 +127,14 @@ mod tests {
         let mut facts = with_bridged_vms(host_facts(&fixed), &["a", "b"], "stbr0");
         facts.bridge_nf_call_iptables = Some(true);
         assert_eq!(verdict(&facts)[0].verdict, Verdict::Ok);
+    }
+
+    #[test]
+    fn unreadable_libvirt_is_skipped_not_ok() {
+        let mut facts = host_facts(DOCKER_20_10);
+        facts.bridge_nf_call_iptables = Some(true);
+        facts.libvirt_networks = Err("libvirt is not reachable".into());
+        assert_eq!(verdict(&facts)[0].verdict, Verdict::Skip);
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! other), and libvirt's nftables backend (libvirt >= 10.3) next to Docker's iptables DROP
 //! policy, where libvirt's accept in its own table is not final.
 
+use super::{describe_outcome, out_of_bridge, uplink, vm_bridges, within_bridge};
+use crate::check::firewall::FlowVerdict;
 use crate::check::{Finding, Fix, HostCheck, HostFacts, Subject, Verdict};
 
 const ID: &str = "net.firewall-backends";
@@ -43,11 +45,32 @@ fn verdict(facts: &HostFacts) -> Vec<Finding> {
         (None, false) => "libvirt uses its iptables rules (no table 'libvirt_network')".into(),
     });
     let both = matches!((&b.legacy_rules, &b.nft_rules), (Ok(l), Ok(n)) if *l > 0 && *n > 0);
-    let forward_drop = facts
-        .filter
-        .as_ref()
-        .map(|t| t.policy("FORWARD") == Some("DROP"))
-        .unwrap_or(false);
+    // With libvirt on nftables its iptables rules are gone, so walking the iptables FORWARD
+    // chain for each libvirt bridge shows what Docker's rules do to it; accept rules added
+    // by `--fix` (or by hand) make the flows pass and the conflict is settled.
+    let dropped: Vec<String> = match &facts.filter {
+        Ok(table) if table.policy("FORWARD") == Some("DROP") => {
+            let out = uplink(facts);
+            vm_bridges(facts)
+                .iter()
+                .filter(|b| b.origin.starts_with("libvirt network"))
+                .flat_map(|b| {
+                    let mut outcomes = vec![(b.bridge.clone(), within_bridge(table, b))];
+                    if b.routed {
+                        outcomes.push((out.clone(), out_of_bridge(table, b, &out)));
+                    }
+                    let all_accepted = outcomes
+                        .iter()
+                        .all(|(_, o)| o.verdict == FlowVerdict::Accepted);
+                    let described = outcomes
+                        .iter()
+                        .map(|(to, o)| describe_outcome(&b.bridge, to, o));
+                    described.filter(move |_| !all_accepted).collect::<Vec<_>>()
+                })
+                .collect()
+        }
+        _ => Vec::new(),
+    };
     let mut findings = Vec::new();
     if both {
         findings.push(
@@ -63,7 +86,9 @@ fn verdict(facts: &HostFacts) -> Vec<Finding> {
             )),
         );
     }
-    if libvirt_on_nft && forward_drop {
+    if libvirt_on_nft && !dropped.is_empty() {
+        let mut evidence = evidence.clone();
+        evidence.extend(dropped);
         findings.push(
             Finding::new(
                 ID,
@@ -71,7 +96,7 @@ fn verdict(facts: &HostFacts) -> Vec<Finding> {
                 Verdict::Fail,
                 "libvirt filters in nftables while Docker's iptables FORWARD policy is DROP: libvirt's accepts are not final, so VM traffic is dropped".into(),
             )
-            .evidence(evidence.clone())
+            .evidence(evidence)
             .with_fix(Fix::manual(
                 "set `firewall_backend = \"iptables\"` in /etc/libvirt/network.conf and restart libvirtd; or add DOCKER-USER accept rules for libvirt's bridges (`strata check --fix` does for the bridges it finds); Docker 28+: `\"ip-forward-no-drop\": true`",
             )),
@@ -119,13 +144,42 @@ mod tests {
             .contains("iptables-nft"));
     }
 
+    fn libvirt_on_nftables(save: &str) -> HostFacts {
+        let mut facts = with_libvirt_network(
+            host_facts(save),
+            "default",
+            "virbr0",
+            "nat",
+            "192.168.122.0/24",
+        );
+        facts.backends.nft_tables = Ok(vec!["ip filter".into(), "ip libvirt_network".into()]);
+        facts
+    }
+
     #[test]
     fn libvirt_nftables_with_docker_drop_fails() {
-        let mut facts = host_facts(DOCKER_20_10);
-        facts.backends.nft_tables = Ok(vec!["ip filter".into(), "ip libvirt_network".into()]);
-        let found = verdict(&facts);
+        let found = verdict(&libvirt_on_nftables(DOCKER_20_10));
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].verdict, Verdict::Fail);
         assert!(found[0].summary.contains("not final"));
+        assert!(
+            found[0]
+                .evidence
+                .iter()
+                .any(|e| e.contains("virbr0 → eth0: dropped")),
+            "{:?}",
+            found[0].evidence
+        );
+    }
+
+    #[test]
+    fn libvirt_nftables_passes_once_accept_rules_let_its_bridges_through() {
+        let fixed = DOCKER_20_10.replace(
+            "-A DOCKER-USER -j RETURN",
+            "-A DOCKER-USER -i virbr0 -j ACCEPT\n-A DOCKER-USER -o virbr0 -j ACCEPT\n-A DOCKER-USER -j RETURN",
+        );
+        let found = verdict(&libvirt_on_nftables(&fixed));
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].verdict, Verdict::Ok, "{:?}", found[0]);
     }
 }

@@ -21,6 +21,11 @@ fn verdict(facts: &HostFacts) -> Vec<Finding> {
         Ok(t) => t,
         Err(why) => return vec![Finding::skipped(ID, Subject::Host, why)],
     };
+    // Routed networks come only from libvirt: without its answer there is nothing to judge,
+    // and "ok" would be a claim strata did not check.
+    if let Err(why) = &facts.libvirt_networks {
+        return vec![Finding::skipped(ID, Subject::Host, why)];
+    }
     let routed: Vec<_> = vm_bridges(facts).into_iter().filter(|b| b.routed).collect();
     if routed.is_empty() {
         return vec![Finding::new(
@@ -61,13 +66,16 @@ fn verdict(facts: &HostFacts) -> Vec<Finding> {
             .evidence(evidence)
             .with_fix(Fix::automatic(
                 format!(
-                    "now: `iptables -I {chain} -i {br} -j ACCEPT` and `iptables -I {chain} -o {br} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT` (until reboot); to keep it: {}",
+                    "now: `iptables -I {chain} -i {br}{src} -j ACCEPT` and `iptables -I {chain} -o {br}{dst} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT` (until reboot); to keep it: {}",
                     durable_fix(facts),
-                    br = b.bridge
+                    br = b.bridge,
+                    src = b.subnet.map(|s| format!(" -s {s}")).unwrap_or_default(),
+                    dst = b.subnet.map(|s| format!(" -d {s}")).unwrap_or_default(),
                 ),
                 FixAction::AcceptRoutedBridge {
                     chain,
                     bridge: b.bridge.clone(),
+                    subnet: b.subnet.map(|s| s.to_string()),
                 },
             ))
         })
@@ -78,7 +86,7 @@ fn verdict(facts: &HostFacts) -> Vec<Finding> {
 fn who_set_drop(facts: &HostFacts) -> String {
     match &facts.docker {
         Ok(d) => format!(
-            "Docker {} runs on this host: when it finds net.ipv4.ip_forward=0 at start it turns forwarding on and sets FORWARD to DROP",
+            "Docker {} runs on this host, the likely source: Docker sets FORWARD to DROP when it is the one that turns net.ipv4.ip_forward on at start",
             d.server_version
         ),
         Err(_) => "Docker does not answer on this host; something else set FORWARD to DROP".into(),
@@ -134,10 +142,29 @@ mod tests {
             fix.action,
             Some(FixAction::AcceptRoutedBridge {
                 chain: "DOCKER-USER".into(),
-                bridge: "virbr0".into()
+                bridge: "virbr0".into(),
+                subnet: Some("192.168.122.0/24".into())
             })
         );
         assert!(fix.description.contains("sysctl.d"), "{}", fix.description);
+        // The rules the fix inserts, as iptables-save shows them, let the traffic out.
+        let fixed = DOCKER_20_10.replace(
+            "-A DOCKER-USER -j RETURN",
+            "-A DOCKER-USER -s 192.168.122.0/24 -i virbr0 -m comment --comment \"strata check --fix\" -j ACCEPT\n-A DOCKER-USER -j RETURN",
+        );
+        let facts = with_libvirt_network(
+            host_facts(&fixed),
+            "default",
+            "virbr0",
+            "nat",
+            "192.168.122.0/24",
+        );
+        assert_eq!(
+            verdict(&facts)[0].verdict,
+            Verdict::Ok,
+            "{:?}",
+            verdict(&facts)
+        );
     }
 
     #[test]
@@ -152,6 +179,13 @@ mod tests {
         );
         let found = verdict(&facts);
         assert_eq!(found[0].verdict, Verdict::Ok, "{:?}", found[0]);
+    }
+
+    #[test]
+    fn unreadable_libvirt_is_skipped_not_ok() {
+        let mut facts = host_facts(DOCKER_20_10);
+        facts.libvirt_networks = Err("libvirt is not reachable".into());
+        assert_eq!(verdict(&facts)[0].verdict, Verdict::Skip);
     }
 
     #[test]

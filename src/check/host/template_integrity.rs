@@ -52,13 +52,15 @@ fn verdict(facts: &HostFacts) -> Vec<Finding> {
                     format!("{} sha256 {sum}", t.volume.display()),
                 ])
                 .with_fix(rebuild),
-                Err(why) => Finding::new(
+                Err(why) if !t.volume_present => Finding::new(
                     ID,
                     Subject::Host,
                     Verdict::Fail,
-                    format!("template {}'s volume cannot be read: {why}", t.template),
+                    format!("template {}'s volume is gone: {why}", t.template),
                 )
                 .with_fix(rebuild),
+                // Present but unreadable: strata could not look, which is not a verdict.
+                Err(why) => Finding::skipped(ID, Subject::Host, why),
             }
         })
         .collect()
@@ -78,6 +80,7 @@ mod tests {
             volume: "/var/lib/strata/pool/template-debian-12.qcow2".into(),
             recorded_sha256: "ab".repeat(32),
             actual_sha256: Ok(actual.into()),
+            volume_present: true,
         };
         facts.templates = Ok(vec![image(&"ab".repeat(32)), image(&"cd".repeat(32))]);
         let found = verdict(&facts);
@@ -89,5 +92,17 @@ mod tests {
             .unwrap()
             .description
             .contains("--refresh"));
+        let unreadable = TemplateImage {
+            actual_sha256: Err("permission denied".into()),
+            ..image("")
+        };
+        let gone = TemplateImage {
+            volume_present: false,
+            ..unreadable.clone()
+        };
+        facts.templates = Ok(vec![unreadable, gone]);
+        let found = verdict(&facts);
+        assert_eq!(found[0].verdict, Verdict::Skip);
+        assert_eq!(found[1].verdict, Verdict::Fail);
     }
 }
