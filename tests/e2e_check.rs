@@ -17,18 +17,25 @@ use bollard::query_parameters::CreateContainerOptions;
 use common::*;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::Command;
-use std::sync::Mutex;
+use std::sync::RwLock;
 use strata::check::fix::apply_all;
 use strata::check::FixAction;
 use strata::guest::docker::GuestDocker;
 
-/// Held by the tests that change host-wide state (/dev/kvm, FORWARD, `--host --fix`): a
-/// `--host --fix` in one would otherwise repair the other's /dev/kvm mid-test.
-static HOST_WIDE: Mutex<()> = Mutex::new(());
+/// /dev/kvm at 0600 is held exclusively (write): a `--host --fix` in another test would
+/// repair it mid-test, and a VM started meanwhile makes libvirtd re-probe QEMU (about a
+/// minute per start). The tests that start VMs or fix the host hold it shared (read).
+static HOST_WIDE: RwLock<()> = RwLock::new(());
 
-fn host_wide() -> std::sync::MutexGuard<'static, ()> {
+fn host_wide_exclusive() -> std::sync::RwLockWriteGuard<'static, ()> {
     HOST_WIDE
-        .lock()
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn host_wide_shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    HOST_WIDE
+        .read()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -121,6 +128,16 @@ impl Drop for HostGuard {
         if let Some((gid, mode)) = self.kvm {
             let _ = nix::unistd::chown("/dev/kvm", None, Some(nix::unistd::Gid::from_raw(gid)));
             let _ = std::fs::set_permissions("/dev/kvm", std::fs::Permissions::from_mode(mode));
+            // libvirtd caches "can qemu open /dev/kvm" keyed by the device's ctime in whole
+            // seconds: a restore within the second it saw 0600 would leave "no" cached, and
+            // every define would then re-probe QEMU (measured: 4 s idle, minutes while TCG
+            // guests boot). Touch the ctime again in a new second, then let libvirtd re-probe
+            // now, while no test boots a VM.
+            std::thread::sleep(std::time::Duration::from_millis(1100));
+            let _ = std::fs::set_permissions("/dev/kvm", std::fs::Permissions::from_mode(mode));
+            let _ = system()
+                .conn
+                .domain_capabilities(None, Some("x86_64"), None, Some("qemu"), 0);
         }
     }
 }
@@ -167,7 +184,7 @@ fn tcp_reaches(from_vm: &str, ip: &str) -> bool {
 
 #[test]
 fn vms_on_a_bridge_behind_dockers_drop_policy_are_found_and_fixed() {
-    let _host_wide = host_wide();
+    let _host_wide = host_wide_shared();
     let (_lv, paths, mut cleanup, net, a) = scenario("brnf");
     let b = format!("{a}-b");
     cleanup.vms.push(b.clone());
@@ -283,7 +300,7 @@ fn vms_on_a_bridge_behind_dockers_drop_policy_are_found_and_fixed() {
 
 #[test]
 fn docker_network_over_a_libvirt_subnet_and_a_root_only_kvm_are_reported() {
-    let _host_wide = host_wide();
+    let _host_wide = host_wide_exclusive();
     let lv = system();
     let mut host = HostGuard::default();
     let tag = std::process::id();
@@ -353,6 +370,7 @@ fn docker_network_over_a_libvirt_subnet_and_a_root_only_kvm_are_reported() {
 
 #[test]
 fn guest_storage_and_logging_problems_are_found_and_logging_is_fixed_live() {
+    let _host_wide = host_wide_shared();
     let (lv, paths, mut cleanup, net, xfs_vm) = scenario("gck");
     let log_vm = format!("{xfs_vm}-log");
     cleanup.vms.push(log_vm.clone());

@@ -136,6 +136,12 @@ fn kvm_group_access() -> Result<String> {
         let mode = (meta.mode() & 0o7777) | 0o060;
         std::fs::set_permissions("/dev/kvm", std::fs::Permissions::from_mode(mode))
             .map_err(|e| Error::from(e).context("chmod /dev/kvm"))?;
+        // libvirtd caches whether qemu can open /dev/kvm by the device's ctime in whole
+        // seconds; had it looked between the chgrp and the chmod it would keep "no" (and
+        // re-probe QEMU at every start). A second chmod in a new second moves the ctime on.
+        std::thread::sleep(Duration::from_millis(1100));
+        std::fs::set_permissions("/dev/kvm", std::fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::from(e).context("chmod /dev/kvm"))?;
         format!("applied: chgrp kvm /dev/kvm; chmod {mode:04o} /dev/kvm")
     };
     // Group access helps only when qemu's user is in the group: say so rather than claim a fix.
