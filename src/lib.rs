@@ -13,6 +13,7 @@ pub mod image;
 pub mod interrupt;
 pub mod lifecycle;
 pub mod progress;
+pub mod stack;
 pub mod state;
 pub mod template;
 pub mod units;

@@ -1,7 +1,8 @@
-//! Unix-socket forwarding over SSH: each `connect()` hands out the local end of a socket pair
-//! whose other end is pumped to a fresh ssh2 direct-streamlocal channel on a socket inside the
-//! guest (Docker's /var/run/docker.sock). Nothing listens on the host and nothing goes over
-//! TCP except the SSH connection itself.
+//! Forwarding over SSH: each `connect()` hands out the local end of a socket pair whose other
+//! end is pumped to a fresh ssh2 channel: direct-streamlocal to a socket inside the guest
+//! (Docker's /var/run/docker.sock), or direct-tcpip to a port the guest can reach (a service
+//! published on the VM's loopback). Nothing listens on the host unless a caller does, and
+//! nothing goes over the network except the SSH connection itself.
 //!
 //! One thread owns the SSH session, because ssh2 serialises everything on a session anyway; it
 //! pumps all open connections without blocking. When opening a channel fails because the
@@ -27,8 +28,33 @@ pub struct SocketTunnel {
     requests: Option<mpsc::Sender<Request>>,
     stop: Arc<AtomicBool>,
     pump: Option<thread::JoinHandle<()>>,
-    remote_socket: String,
+    remote: Remote,
     addr: String,
+}
+
+/// Where the channels of a tunnel lead, inside the guest.
+#[derive(Debug, Clone)]
+pub enum Remote {
+    Socket(String),
+    Tcp(String, u16),
+}
+
+impl std::fmt::Display for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Remote::Socket(path) => write!(f, "{path}"),
+            Remote::Tcp(host, port) => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
+impl Remote {
+    fn open(&self, session: &Session) -> std::result::Result<Channel, ssh2::Error> {
+        match self {
+            Remote::Socket(path) => session.channel_direct_streamlocal(path, None),
+            Remote::Tcp(host, port) => session.channel_direct_tcpip(host, *port, None),
+        }
+    }
 }
 
 struct Request {
@@ -40,17 +66,26 @@ impl SocketTunnel {
     /// Log in now (so a wrong key or an unreachable guest is reported here, not on the first
     /// request) and start the pump thread.
     pub fn open(target: &Target, remote_socket: &str) -> Result<SocketTunnel> {
+        SocketTunnel::to(target, Remote::Socket(remote_socket.to_string()))
+    }
+
+    /// The same for any remote end.
+    pub fn to(target: &Target, remote: Remote) -> Result<SocketTunnel> {
         let session = ssh::connect(target, LOGIN_TIMEOUT)?;
-        SocketTunnel::over(target, session, remote_socket)
+        SocketTunnel::start(target, session, remote)
     }
 
     /// Start the pump on a session the caller has finished with (saves a login).
     pub fn over(target: &Target, session: Session, remote_socket: &str) -> Result<SocketTunnel> {
+        SocketTunnel::start(target, session, Remote::Socket(remote_socket.to_string()))
+    }
+
+    fn start(target: &Target, session: Session, remote: Remote) -> Result<SocketTunnel> {
         let (requests, incoming) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let pump = Pump {
             target: target.clone(),
-            remote_socket: remote_socket.to_string(),
+            remote: remote.clone(),
             session,
             pipes: Vec::new(),
             stop: Arc::clone(&stop),
@@ -62,7 +97,7 @@ impl SocketTunnel {
             requests: Some(requests),
             stop,
             pump: Some(pump),
-            remote_socket: remote_socket.to_string(),
+            remote,
             addr: target.addr.to_string(),
         })
     }
@@ -83,7 +118,7 @@ impl SocketTunnel {
         answer.recv().map_err(|_| gone())?.map_err(|e| {
             e.context(format!(
                 "opening {} in the guest at {}",
-                self.remote_socket, self.addr
+                self.remote, self.addr
             ))
         })?;
         Ok(ours)
@@ -115,7 +150,7 @@ struct Pipe {
 
 struct Pump {
     target: Target,
-    remote_socket: String,
+    remote: Remote,
     session: Session,
     pipes: Vec<Pipe>,
     stop: Arc<AtomicBool>,
@@ -168,15 +203,14 @@ impl Pump {
 
     fn open_pipe(&mut self, local: UnixStream) -> Result<()> {
         local.set_nonblocking(true)?;
-        let channel = match self
-            .session
-            .channel_direct_streamlocal(&self.remote_socket, None)
-        {
+        let channel = match self.remote.open(&self.session) {
             Ok(channel) => channel,
             Err(first) => {
-                // A refused socket (Docker not running) is not a dead session: only log in
-                // again when the session itself no longer answers.
-                if self.session_alive() {
+                // A refused socket (Docker not running) is not a dead session: only then is
+                // the error final. Anything else (the peer went away, a broken pipe, "Unexpected
+                // error" after sshd was killed; a keepalive on a dead TCP connection can still
+                // "succeed") means logging in again.
+                if is_channel_refusal(&first) && self.session_alive() {
                     return Err(Error::from(first).with_hint(
                         "is the service listening on that socket in the guest? (strata engine install)",
                     ));
@@ -185,8 +219,7 @@ impl Pump {
                 self.session = ssh::connect(&self.target, LOGIN_TIMEOUT)?;
                 // Channels of the old session died with it.
                 self.pipes.clear();
-                self.session
-                    .channel_direct_streamlocal(&self.remote_socket, None)?
+                self.remote.open(&self.session)?
             }
         };
         self.pipes.push(Pipe {
@@ -205,6 +238,11 @@ impl Pump {
     fn session_alive(&self) -> bool {
         self.session.keepalive_send().is_ok()
     }
+}
+
+/// libssh2's LIBSSH2_ERROR_CHANNEL_FAILURE: the server answered and refused the channel.
+fn is_channel_refusal(e: &ssh2::Error) -> bool {
+    matches!(e.code(), ssh2::ErrorCode::Session(-21))
 }
 
 impl Pipe {

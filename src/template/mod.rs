@@ -3,9 +3,11 @@
 //! domain.xml.j2. This module finds templates, parses manifests (errors name file and line),
 //! and renders their files with minijinja in strict mode.
 
+pub mod container;
 mod manifest;
 mod render;
 
+pub use manifest::parse_toml;
 pub use manifest::{
     BootMode, BootSpec, BuildRecipe, EngineBake, InjectMethod, TemplateManifest, VmDefaults,
 };
@@ -56,7 +58,18 @@ impl Template {
 /// imported templates in the state directory, ./vm-templates, the installed share folder,
 /// and the source tree strata was built from.
 pub fn search_path(imported: &Path) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var("STRATA_TEMPLATE_PATH")
+    let mut dirs = search_dirs("STRATA_TEMPLATE_PATH", "vm-templates");
+    let after_env = std::env::var("STRATA_TEMPLATE_PATH")
+        .map(|v| v.split(':').filter(|s| !s.is_empty()).count())
+        .unwrap_or(0);
+    dirs.insert(after_env, imported.to_path_buf());
+    dirs
+}
+
+/// The folders named by `env_var` (colon-separated), then ./`folder`, the installed
+/// share/strata/`folder` beside the binary, and the source tree's `folder`.
+pub(crate) fn search_dirs(env_var: &str, folder: &str) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var(env_var)
         .map(|v| {
             v.split(':')
                 .filter(|s| !s.is_empty())
@@ -64,37 +77,41 @@ pub fn search_path(imported: &Path) -> Vec<PathBuf> {
                 .collect()
         })
         .unwrap_or_default();
-    dirs.push(imported.to_path_buf());
-    dirs.push(PathBuf::from("vm-templates"));
+    dirs.push(PathBuf::from(folder));
     if let Ok(exe) = std::env::current_exe() {
         if let Some(prefix) = exe.parent().and_then(|bin| bin.parent()) {
-            dirs.push(prefix.join("share/strata/vm-templates"));
+            dirs.push(prefix.join("share/strata").join(folder));
         }
     }
-    dirs.push(PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/vm-templates"
-    )));
+    dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(folder));
     dirs
 }
 
-/// Every template on the search path, first occurrence of each name.
-pub fn list(search: &[PathBuf]) -> Result<Vec<Template>> {
-    let mut found: Vec<Template> = Vec::new();
+/// Folders holding `marker`, in search order and sorted within each directory; the same
+/// name may appear more than once (the first one wins for the caller).
+pub(crate) fn folders_with(search: &[PathBuf], marker: &str) -> Vec<PathBuf> {
+    let mut all = Vec::new();
     for dir in search {
         let Ok(entries) = std::fs::read_dir(dir) else {
             continue;
         };
         let mut folders: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.join("template.toml").is_file())
+            .filter(|p| p.join(marker).is_file())
             .collect();
         folders.sort();
-        for folder in folders {
-            let template = Template::load(&folder)?;
-            if !found.iter().any(|t| t.name() == template.name()) {
-                found.push(template);
-            }
+        all.extend(folders);
+    }
+    all
+}
+
+/// Every template on the search path, first occurrence of each name.
+pub fn list(search: &[PathBuf]) -> Result<Vec<Template>> {
+    let mut found: Vec<Template> = Vec::new();
+    for folder in folders_with(search, "template.toml") {
+        let template = Template::load(&folder)?;
+        if !found.iter().any(|t| t.name() == template.name()) {
+            found.push(template);
         }
     }
     Ok(found)

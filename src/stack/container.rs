@@ -1,0 +1,293 @@
+//! One service as Docker's container-create request: image, command, environment, published
+//! ports, mounts, memory limit, log options, restart policy, read-only root with tmpfs, health
+//! check, the stack's networks with the service name as alias, and strata's labels. The
+//! request's hash (with the image id) is the "config" label, so `up` can tell an unchanged
+//! service from a changed one without comparing Docker's inspect output field by field.
+
+use crate::error::{Error, Result};
+use crate::stack::file::{Service, StackFile, DEFAULT_NETWORK};
+use crate::template::container::{HealthSpec, ServiceSpec};
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, HostConfigLogConfig,
+    NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+
+pub const LABEL_STACK: &str = "strata.stack";
+pub const LABEL_SERVICE: &str = "strata.service";
+pub const LABEL_CONFIG: &str = "strata.config";
+/// On networks and volumes: which stack made them.
+pub const LABEL_VM: &str = "strata.vm";
+
+/// What `up` creates for one service.
+#[derive(Debug, Clone)]
+pub struct ContainerPlan {
+    pub service: String,
+    pub name: String,
+    pub body: ContainerCreateBody,
+    /// The networks to connect after creation (Docker before API 1.44 takes one at create).
+    pub more_networks: Vec<String>,
+    /// sha256 of the request and the image id, also in the strata.config label.
+    pub config_hash: String,
+    pub has_healthcheck: bool,
+}
+
+/// Build the create request for `service` with its rendered `spec` and the image id to use.
+pub fn plan(
+    stack: &StackFile,
+    service: &Service,
+    spec: &ServiceSpec,
+    image_id: &str,
+) -> Result<ContainerPlan> {
+    let bad = |what: String, hint: &str| stack.error_at(service, what, hint.to_string());
+    let memory = crate::units::parse_size("memory", &spec.memory)
+        .map_err(|e| bad(e.message().to_string(), "give memory as a size, e.g. 64M"))?;
+    let restart: RestartPolicyNameEnum = spec.restart.parse().map_err(|_| {
+        bad(
+            format!("restart '{}' is not a restart policy", spec.restart),
+            "use no, always, unless-stopped or on-failure",
+        )
+    })?;
+    let mut binds = Vec::new();
+    for v in &spec.volumes {
+        let source = if v.source.starts_with('/') {
+            v.source.clone()
+        } else if stack.volumes.contains_key(&v.source) {
+            stack.scoped(&v.source)
+        } else {
+            return Err(bad(
+                format!("volume '{}' is not declared", v.source),
+                &format!(
+                    "add [volumes.{}] to the stack file, or use an absolute path in the VM",
+                    v.source
+                ),
+            ));
+        };
+        let mode = if v.read_only { ":ro" } else { "" };
+        binds.push(format!("{source}:{}{mode}", v.target));
+    }
+    let mut exposed = Vec::new();
+    let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for p in &spec.ports {
+        let key = format!("{}/tcp", p.container);
+        exposed.push(key.clone());
+        bindings
+            .entry(key)
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(PortBinding {
+                host_ip: Some(p.host_ip.clone()),
+                host_port: Some(p.host.to_string()),
+            });
+    }
+    let healthcheck = spec
+        .healthcheck
+        .as_ref()
+        .map(health_config)
+        .transpose()
+        .map_err(|e| bad(e, "durations look like 1s, 500ms, 2m"))?;
+    let networks: Vec<String> = if service.decl.networks.is_empty() {
+        vec![stack.scoped(DEFAULT_NETWORK)]
+    } else {
+        service
+            .decl
+            .networks
+            .iter()
+            .map(|n| stack.scoped(n))
+            .collect()
+    };
+    let endpoint = EndpointSettings {
+        aliases: Some(vec![service.name.clone()]),
+        ..Default::default()
+    };
+    let labels = HashMap::from([
+        (LABEL_STACK.to_string(), stack.name.clone()),
+        (LABEL_SERVICE.to_string(), service.name.clone()),
+    ]);
+    let mut body = ContainerCreateBody {
+        image: Some(image_id.to_string()),
+        entrypoint: spec.entrypoint.clone(),
+        cmd: spec.command.clone(),
+        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        user: spec.user.clone(),
+        hostname: Some(service.name.clone()),
+        labels: Some(labels),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        healthcheck,
+        host_config: Some(HostConfig {
+            memory: Some(memory as i64),
+            // Swap as large as memory again would hide an OOM as slowness: none.
+            memory_swap: Some(memory as i64),
+            binds: (!binds.is_empty()).then_some(binds),
+            port_bindings: (!bindings.is_empty()).then_some(bindings),
+            log_config: Some(HostConfigLogConfig {
+                typ: Some(spec.log.driver.clone()),
+                config: Some(HashMap::from([
+                    ("max-size".to_string(), spec.log.max_size.clone()),
+                    ("max-file".to_string(), spec.log.max_file.to_string()),
+                ])),
+            }),
+            restart_policy: Some(RestartPolicy {
+                name: Some(restart),
+                maximum_retry_count: None,
+            }),
+            readonly_rootfs: Some(spec.read_only),
+            tmpfs: (!spec.tmpfs.is_empty()).then(|| {
+                spec.tmpfs
+                    .iter()
+                    .map(|t| (t.clone(), String::new()))
+                    .collect()
+            }),
+            ..Default::default()
+        }),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(networks[0].clone(), endpoint)])),
+        }),
+        ..Default::default()
+    };
+    let config_hash = hash_of(&body, &networks)?;
+    if let Some(labels) = body.labels.as_mut() {
+        labels.insert(LABEL_CONFIG.to_string(), config_hash.clone());
+    }
+    Ok(ContainerPlan {
+        service: service.name.clone(),
+        name: stack.scoped(&service.name),
+        body,
+        more_networks: networks[1..].to_vec(),
+        config_hash,
+        has_healthcheck: spec.healthcheck.is_some(),
+    })
+}
+
+/// A stable hash: serde_json's maps are sorted, so HashMap order does not leak into it.
+fn hash_of(body: &ContainerCreateBody, networks: &[String]) -> Result<String> {
+    let value = serde_json::json!({ "body": body, "networks": networks });
+    let text = serde_json::to_string(&value)
+        .map_err(|e| Error::failed(format!("hashing a container request: {e}")))?;
+    Ok(format!("{:x}", Sha256::digest(text.as_bytes())))
+}
+
+fn health_config(h: &HealthSpec) -> std::result::Result<HealthConfig, String> {
+    let nanos = |field: &str, text: &str| {
+        humantime::parse_duration(text)
+            .map(|d| d.as_nanos() as i64)
+            .map_err(|e| format!("healthcheck.{field} '{text}': {e}"))
+    };
+    Ok(HealthConfig {
+        test: Some(h.test.clone()),
+        interval: Some(nanos("interval", &h.interval)?),
+        timeout: Some(nanos("timeout", &h.timeout)?),
+        retries: Some(h.retries as i64),
+        start_period: Some(nanos("start_period", &h.start_period)?),
+        start_interval: None,
+    })
+}
+
+/// How long `up` waits for a service to turn healthy: Docker's own give-up point plus slack.
+pub fn health_deadline(spec: &ServiceSpec) -> std::time::Duration {
+    let parse = |t: &str| humantime::parse_duration(t).unwrap_or_default();
+    match &spec.healthcheck {
+        Some(h) => {
+            parse(&h.start_period)
+                + (parse(&h.interval) + parse(&h.timeout)) * (h.retries + 1)
+                + std::time::Duration::from_secs(5)
+        }
+        None => std::time::Duration::from_secs(10),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::template::container::{self, RenderContext};
+    use std::path::Path;
+
+    const STACK: &str = r#"
+vm = "v"
+[networks.front]
+[networks.back]
+[volumes.data]
+[services.web]
+template = "busybox-httpd"
+networks = ["front", "back"]
+[services.poll]
+template = "busybox-poller"
+params = { url = "http://web/" }
+"#;
+
+    fn planned(text: &str, service: &str) -> Result<ContainerPlan> {
+        let stack = StackFile::parse(Path::new("shop.toml"), text).unwrap();
+        let svc = &stack.services[service];
+        let search = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("container-templates")];
+        let t = container::find(&search, &svc.decl.template).unwrap();
+        let ctx = RenderContext {
+            stack: stack.name.clone(),
+            service: svc.name.clone(),
+        };
+        let spec = t.render(&svc.decl.params, &ctx).unwrap();
+        plan(&stack, svc, &spec, "sha256:abc")
+    }
+
+    #[test]
+    fn request_carries_limits_logs_health_and_networks() {
+        let p = planned(STACK, "web").unwrap();
+        assert_eq!(p.name, "shop-web");
+        let host = p.body.host_config.as_ref().unwrap();
+        assert_eq!(host.memory, Some(32 << 20));
+        assert_eq!(host.readonly_rootfs, Some(true));
+        let log = host.log_config.as_ref().unwrap();
+        assert_eq!(log.typ.as_deref(), Some("local"));
+        assert_eq!(log.config.as_ref().unwrap()["max-size"], "5m");
+        let binding = &host.port_bindings.as_ref().unwrap()["80/tcp"]
+            .as_ref()
+            .unwrap()[0];
+        assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(binding.host_port.as_deref(), Some("8080"));
+        assert_eq!(
+            p.body.healthcheck.as_ref().unwrap().interval,
+            Some(1_000_000_000)
+        );
+        let first = p
+            .body
+            .networking_config
+            .as_ref()
+            .unwrap()
+            .endpoints_config
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            first["shop-front"].aliases.as_deref(),
+            Some(&["web".to_string()][..])
+        );
+        assert_eq!(p.more_networks, ["shop-back"]);
+        assert_eq!(p.body.labels.as_ref().unwrap()[LABEL_CONFIG], p.config_hash);
+    }
+
+    #[test]
+    fn hash_is_stable_and_follows_the_parameters() {
+        let a = planned(STACK, "web").unwrap().config_hash;
+        assert_eq!(a, planned(STACK, "web").unwrap().config_hash);
+        let changed = STACK.replace(
+            "networks = [\"front\", \"back\"]",
+            "networks = [\"front\", \"back\"]\nparams = { content = \"v2\" }",
+        );
+        assert_ne!(a, planned(&changed, "web").unwrap().config_hash);
+        // Another service's change does not touch this one.
+        let other = STACK.replace("http://web/", "http://web:80/");
+        assert_eq!(a, planned(&other, "web").unwrap().config_hash);
+    }
+
+    #[test]
+    fn stack_volumes_are_scoped_and_undeclared_ones_refused() {
+        let p = planned(STACK, "poll").unwrap();
+        let binds = p.body.host_config.unwrap().binds.unwrap();
+        assert_eq!(binds, ["shop-data:/data"]);
+        let err = planned(&STACK.replace("[volumes.data]\n", ""), "poll").unwrap_err();
+        assert!(
+            err.message()
+                .contains("shop.toml:8: service 'poll': volume 'data' is not declared"),
+            "{err}"
+        );
+    }
+}
