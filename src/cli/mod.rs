@@ -5,6 +5,7 @@ mod check;
 mod engine;
 mod net;
 mod output;
+mod stack;
 mod template;
 mod vm;
 
@@ -45,6 +46,16 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Register a standard cloud image (with cloud-init) as a template
     ImportImage(template::ImportArgs),
+    /// Bring a stack up in its VM: checks, images, networks, volumes, containers in health order
+    Up(stack::UpArgs),
+    /// Show a stack's containers: state, health, ports
+    Ps(stack::PsArgs),
+    /// Print a service's log (-f to follow)
+    Logs(stack::LogsArgs),
+    /// Remove a stack's containers and networks (volumes only with --volumes)
+    Down(stack::DownArgs),
+    /// Make a docker CLI context "strata-VM" that reaches the VM's Docker over SSH
+    Context(stack::ContextArgs),
 }
 
 /// Output format of list commands.
@@ -79,5 +90,10 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Engine(cmd) => engine::run(&env, cmd),
         Command::Check(args) => check::run(&env, args),
         Command::ImportImage(args) => template::import(&env, args),
+        Command::Up(args) => stack::up(&env, args),
+        Command::Ps(args) => stack::ps(&env, args),
+        Command::Logs(args) => stack::logs(&env, args),
+        Command::Down(args) => stack::down(&env, args),
+        Command::Context(args) => stack::context(&env, args),
     }
 }

@@ -51,6 +51,15 @@ pub enum VmCommand {
         #[arg(last = true)]
         command: Vec<String>,
     },
+    /// Forward a port on the host's 127.0.0.1 to one in the VM, over SSH, until Ctrl-C
+    Forward {
+        name: String,
+        /// REMOTE or LOCAL:REMOTE, e.g. 8080 or 18080:8080
+        ports: String,
+        /// Host the VM connects to (default: its own loopback, where stacks publish ports)
+        #[arg(long, default_value = "127.0.0.1")]
+        to: String,
+    },
     /// Shut down (ACPI, then power off after --timeout seconds)
     Stop {
         name: String,
@@ -150,6 +159,17 @@ pub fn run(env: &Env, cmd: VmCommand) -> Result<i32> {
                 let out = ssh::exec(&session, &shell_join(&command), true)?;
                 Ok(out.status)
             }
+        }
+        VmCommand::Forward { name, ports, to } => {
+            let (local, remote) = parse_forward_ports(&ports)?;
+            let target = lifecycle::ssh_target(&lv, &env.paths, &name)?;
+            let forward = crate::guest::forward::Forward::open(&target, local, &to, remote)?;
+            println!(
+                "forwarding http://{} → {to}:{remote} in {name} over SSH; Ctrl-C to stop",
+                forward.local
+            );
+            forward.serve();
+            Ok(0)
         }
         VmCommand::Stop { name, timeout } => {
             let (dom, _) = domain::lookup(&lv.conn, &name)?;
@@ -251,5 +271,31 @@ mod tests {
             .collect();
         assert_eq!(shell_join(&args), "echo 'a b' 'it'\\''s'");
         assert_eq!(shell_join(&["uname -a".to_string()]), "uname -a");
+    }
+}
+
+/// "8080" (same port on both sides) or "18080:8080".
+fn parse_forward_ports(text: &str) -> Result<(u16, u16)> {
+    let port = |p: &str| {
+        p.parse::<u16>().map_err(|_| {
+            crate::error::Error::bad_input(format!("'{text}' is not REMOTE or LOCAL:REMOTE"))
+                .with_hint("ports are numbers, e.g. 8080 or 18080:8080")
+        })
+    };
+    match text.split_once(':') {
+        Some((local, remote)) => Ok((port(local)?, port(remote)?)),
+        None => Ok((port(text)?, port(text)?)),
+    }
+}
+
+#[cfg(test)]
+mod forward_tests {
+    use super::parse_forward_ports;
+
+    #[test]
+    fn forward_ports() {
+        assert_eq!(parse_forward_ports("8080").unwrap(), (8080, 8080));
+        assert_eq!(parse_forward_ports("18080:80").unwrap(), (18080, 80));
+        assert!(parse_forward_ports("x:80").is_err());
     }
 }

@@ -3,6 +3,7 @@
 //! execution with streamed output and exit codes, and readiness (TCP 22, then a handshake).
 
 pub mod docker;
+pub mod forward;
 pub mod keys;
 pub mod readiness;
 pub mod ssh;
