@@ -318,18 +318,7 @@ fn bundle_installs_on_every_storage_layout_and_containers_run() {
 #[test]
 fn a_clone_of_the_baked_template_only_verifies() {
     let (lv, paths, cleanup, net, vm) = scenario("gold");
-    ok(&["template", "build", "debian-12-docker"]);
-    ok(&[
-        "vm",
-        "create",
-        &vm,
-        "--template",
-        "debian-12-docker",
-        "--net",
-        &net,
-        "--memory",
-        "768M",
-    ]);
+    create_baked_docker_vm(&vm, &net);
     let out = ok(&["engine", "install", &vm]);
     // Nothing is pushed, installed or rewritten: at most the boot-time start is waited for.
     assert!(!out.contains("packages"), "{out}");

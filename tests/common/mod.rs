@@ -122,6 +122,22 @@ pub fn scenario(tag: &str) -> (Libvirt, Paths, Cleanup, String, String) {
     (lv, paths, cleanup, net, vm)
 }
 
+/// Build the debian-12-docker template (cached) and create `vm` from it on `net`.
+pub fn create_baked_docker_vm(vm: &str, net: &str) {
+    ok(&["template", "build", "debian-12-docker"]);
+    ok(&[
+        "vm",
+        "create",
+        vm,
+        "--template",
+        "debian-12-docker",
+        "--net",
+        net,
+        "--memory",
+        "768M",
+    ]);
+}
+
 pub fn spawn_create(name: &str, net: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_strata"))
         .args([
