@@ -57,6 +57,16 @@ impl Error {
         self
     }
 
+    /// Add to the hint (after what it already says) instead of replacing it.
+    pub fn and_hint(mut self, more: impl Into<String>) -> Self {
+        let more = more.into();
+        self.hint = Some(match self.hint.take() {
+            Some(first) => format!("{first}; {more}"),
+            None => more,
+        });
+        self
+    }
+
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }

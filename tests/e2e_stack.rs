@@ -5,8 +5,9 @@
 //! loopback. Asserts: start order follows health, the ambassador carries TCP, memory limits
 //! and log options are in effect, the host reaches the web service through an SSH port
 //! forward, the docker CLI reaches the VM through `strata context`, `up` again is unchanged,
-//! one changed parameter recreates one service, a port conflict rolls back, the Docker tunnel
-//! heals after its SSH connection is killed, and `down` keeps volumes.
+//! one changed parameter recreates one service, a port conflict rolls back, a health check
+//! that never passes fails (kept with --keep-failed), the Docker tunnel heals after its SSH
+//! connection is killed, and `down` keeps volumes.
 
 mod common;
 
@@ -272,6 +273,27 @@ fn a_four_service_stack_comes_up_in_health_order_and_converges() {
     assert!(err.contains("nothing half-started is left"), "{err}");
     let left = ok(&["vm", "ssh", &vm, "--", "sh", "-c", "docker ps -aq --filter label=strata.stack=clash; docker network ls -q --filter label=strata.stack=clash"]);
     assert_eq!(left.trim(), "", "the failed stack left: {left}");
+
+    // A service whose health check never passes fails the run; with --keep-failed what it
+    // made stays and is named, and `down` removes it.
+    let never = write(
+        &dir,
+        "never.toml",
+        &format!(
+            "vm = \"{vm}\"\n[volumes.data]\n[services.app]\ntemplate = \"busybox-poller\"\nparams = {{ url = \"http://127.0.0.1:1/\", health_retries = 2 }}\n"
+        ),
+    );
+    let out = strata(&["up", never.to_str().unwrap(), "--keep-failed"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("never.toml:3: service 'app'")
+            && (err.contains("unhealthy") || err.contains("did not turn healthy"))
+            && err.contains("--keep-failed: left in")
+            && err.contains("container never-app"),
+        "{err}"
+    );
+    ok(&["down", never.to_str().unwrap(), "--volumes"]);
 
     // The Docker tunnel heals: kill its SSH connection in the guest, then ask again.
     let loaded = StackFile::load(&file).unwrap();

@@ -3,7 +3,7 @@
 use crate::cli::{output, Env, OutputFormat};
 use crate::error::Result;
 use crate::guest::docker::GuestDocker;
-use crate::stack::apply::ServiceRow;
+use crate::stack::objects::ServiceRow;
 use crate::stack::{self, StackFile, UpOptions};
 use std::path::PathBuf;
 

@@ -1,19 +1,19 @@
-//! `strata up`, `ps`, `logs` and `down` for one stack in its VM, through the Docker API over
-//! the SSH tunnel. `up` is the stack's pipeline, top-down: render every service, look at what
-//! the VM already runs, and when anything must change run the preflight checks, then get the
-//! images, networks and volumes, and create and start the containers in dependency order,
-//! each one only after the services it depends on are healthy. A failure removes what this run
-//! created unless --keep-failed.
+//! `strata up` for one stack in its VM, through the Docker API over the SSH tunnel: the
+//! stack's pipeline, top-down. Render every service, look at what the VM already runs, and
+//! when anything must change run the preflight checks, then get the images, networks and
+//! volumes, and create and start the containers wave by wave, each wave once the services it
+//! depends on are healthy. A failure removes what this run created unless --keep-failed.
 
 use crate::check::report::Report;
 use crate::error::{Error, Result};
 use crate::guest::docker::{docker_error, GuestDocker};
-use crate::stack::container::{
-    self, ContainerPlan, LABEL_CONFIG, LABEL_SERVICE, LABEL_STACK, LABEL_VM,
-};
+use crate::stack::container::{self, ContainerPlan, LABEL_CONFIG, LABEL_STACK, LABEL_VM};
 use crate::stack::file::{Service, StackFile};
 use crate::stack::images::{self, Obtained};
-use crate::stack::order::{start_order, waves};
+use crate::stack::objects::{
+    inspect, missing_networks, missing_volumes, remove_container, row, stack_containers, ServiceRow,
+};
+use crate::stack::order::waves;
 use crate::state::Paths;
 use crate::template::container::{
     self as templates, ContainerTemplate, RenderContext, ServiceSpec,
@@ -23,11 +23,7 @@ use bollard::models::{
     ContainerInspectResponse, HealthStatusEnum, NetworkConnectRequest, NetworkCreateRequest,
     VolumeCreateRequest,
 };
-use bollard::query_parameters::{
-    InspectContainerOptions, ListContainersOptions, ListNetworksOptions, ListVolumesOptions,
-    LogsOptions, RemoveContainerOptions, RemoveVolumeOptions,
-};
-use futures_util::StreamExt;
+use bollard::query_parameters::RemoveVolumeOptions;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -38,20 +34,6 @@ pub struct UpOptions {
     pub force: bool,
     /// Leave what a failed `up` created, and report it.
     pub keep_failed: bool,
-}
-
-/// One service after `up` (or as `ps` sees it).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ServiceRow {
-    pub service: String,
-    pub container: String,
-    /// created, recreated, started, unchanged (up); empty for ps.
-    pub action: String,
-    pub state: String,
-    pub health: String,
-    pub ports: String,
-    /// Seconds this service took in this `up`.
-    pub seconds: f64,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -125,6 +107,7 @@ pub fn validate(stack: &StackFile) -> Result<Vec<String>> {
     Ok(resolved.iter().map(|r| r.service.name.clone()).collect())
 }
 
+/// The stack's pipeline: render, look, check, converge (or roll back).
 pub fn up(lv: &Libvirt, paths: &Paths, stack: &StackFile, options: UpOptions) -> Result<UpReport> {
     let resolved = resolve(stack)?;
     let target = crate::lifecycle::ssh_target(lv, paths, &stack.vm)?;
@@ -137,85 +120,88 @@ pub fn up(lv: &Libvirt, paths: &Paths, stack: &StackFile, options: UpOptions) ->
         checks: None,
         images: Vec::new(),
     };
-    // What is already there, without changing anything.
-    let mut image_ids: Vec<Option<String>> = resolved
-        .iter()
-        .map(|r| images::present(&docker, &r.template, &r.spec.image))
-        .collect();
-    let existing = stack_containers(&docker, Some(&stack.name))?;
-    let orphans: Vec<String> = existing
-        .iter()
-        .filter(|(service, _)| !stack.services.contains_key(service.as_str()))
-        .map(|(_, name)| name.clone())
-        .collect();
-    let mut unchanged = orphans.is_empty()
-        && missing_networks(&docker, stack)?.is_empty()
-        && missing_volumes(&docker, stack)?.is_empty();
-    if unchanged {
-        for (r, id) in resolved.iter().zip(&image_ids) {
-            let Some(id) = id else {
-                unchanged = false;
-                break;
-            };
-            let plan = container::plan(stack, r.service, &r.spec, id)?;
-            let current = inspect(&docker, &plan.name)?;
-            if !is_current(current.as_ref(), &plan) {
-                unchanged = false;
-                break;
-            }
-        }
-    }
-    if unchanged {
-        for r in &resolved {
+    let mut seen = look(&docker, stack, &resolved)?;
+    if let Some(current) = &seen.all_current {
+        for (r, c) in resolved.iter().zip(current) {
             let name = stack.scoped(&r.service.name);
-            let current = inspect(&docker, &name)?;
-            report.services.push(row(
-                &r.service.name,
-                &name,
-                "unchanged",
-                current.as_ref(),
-                0.0,
-            ));
+            report
+                .services
+                .push(row(&r.service.name, &name, "unchanged", Some(c), 0.0));
         }
         return Ok(report);
     }
+    // Something will be launched: the checks first.
     report.checks = Some(crate::check::run::preflight(
         lv,
         paths,
         &stack.vm,
         options.force,
     )?);
-
     let mut made = Made::default();
-    let result = converge(
-        &docker,
-        stack,
-        &resolved,
-        &mut image_ids,
-        &orphans,
-        &mut made,
-        &mut report,
-    );
-    if let Err(e) = result {
-        if options.keep_failed {
-            return Err(e.with_hint(format!(
-                "--keep-failed: left in {}: {}",
-                stack.vm,
-                made.describe()
-            )));
-        }
-        let undo = made.undo(&docker);
-        return Err(match undo {
-            Ok(()) => e.with_hint(format!(
+    let converged = converge(&docker, stack, &resolved, &mut seen, &mut made, &mut report);
+    match converged {
+        Ok(()) => Ok(report),
+        Err(e) if options.keep_failed => Err(e.and_hint(format!(
+            "--keep-failed: left in {}: {}",
+            stack.vm,
+            made.describe()
+        ))),
+        Err(e) => Err(match made.undo(&docker) {
+            Ok(()) => e.and_hint(format!(
                 "removed what this run had created ({}); nothing half-started is left",
                 made.describe()
             )),
-            Err(u) => e.with_hint(format!(
+            Err(u) => e.and_hint(format!(
                 "removing what this run had created also failed: {u}"
             )),
-        });
+        }),
     }
-    Ok(report)
+}
+
+/// What the VM already has for the stack, found without changing anything.
+struct Seen {
+    /// Per service (in start order), the image id when the image is there.
+    image_ids: Vec<Option<String>>,
+    /// Containers of services no longer in the stack file.
+    orphans: Vec<String>,
+    /// Every container as inspected, when all of them run with the current config and
+    /// nothing else is missing: the stack is unchanged.
+    all_current: Option<Vec<ContainerInspectResponse>>,
+}
+
+fn look(docker: &GuestDocker, stack: &StackFile, resolved: &[Resolved]) -> Result<Seen> {
+    let image_ids: Vec<Option<String>> = resolved
+        .iter()
+        .map(|r| images::present(docker, &r.template, &r.spec.image))
+        .collect();
+    let orphans: Vec<String> = stack_containers(docker, Some(&stack.name))?
+        .into_iter()
+        .filter(|(service, _)| !stack.services.contains_key(service.as_str()))
+        .map(|(_, name)| name)
+        .collect();
+    let mut all_current = None;
+    if orphans.is_empty()
+        && missing_networks(docker, stack)?.is_empty()
+        && missing_volumes(docker, stack)?.is_empty()
+    {
+        let mut current = Vec::new();
+        for (r, id) in resolved.iter().zip(&image_ids) {
+            let Some(id) = id else { break };
+            let plan = container::plan(stack, r.service, &r.spec, id)?;
+            match inspect(docker, &plan.name)? {
+                Some(c) if is_current(Some(&c), &plan) => current.push(c),
+                _ => break,
+            }
+        }
+        if current.len() == resolved.len() {
+            all_current = Some(current);
+        }
+    }
+    Ok(Seen {
+        image_ids,
+        orphans,
+        all_current,
+    })
 }
 
 /// What one `up` created, to take back when it fails.
@@ -264,12 +250,11 @@ fn converge(
     docker: &GuestDocker,
     stack: &StackFile,
     resolved: &[Resolved],
-    image_ids: &mut [Option<String>],
-    orphans: &[String],
+    seen: &mut Seen,
     made: &mut Made,
     report: &mut UpReport,
 ) -> Result<()> {
-    for (r, id) in resolved.iter().zip(image_ids.iter_mut()) {
+    for (r, id) in resolved.iter().zip(seen.image_ids.iter_mut()) {
         if id.is_none() {
             let (got, how) = images::ensure(docker, &r.template, &r.spec.image).map_err(|why| {
                 stack.error_at(
@@ -291,15 +276,12 @@ fn converge(
             *id = Some(got);
         }
     }
-    for name in missing_networks(docker, stack)? {
-        let decl = stack
-            .networks
-            .get(
-                name.strip_prefix(&format!("{}-", stack.name))
-                    .unwrap_or(&name),
-            )
-            .cloned()
-            .unwrap_or_default();
+    let missing = missing_networks(docker, stack)?;
+    for (declared, decl) in &stack.networks {
+        let name = stack.scoped(declared);
+        if !missing.contains(&name) {
+            continue;
+        }
         let ipam = decl.subnet.map(|subnet| bollard::models::Ipam {
             config: Some(vec![bollard::models::IpamConfig {
                 subnet: Some(subnet.to_string()),
@@ -329,7 +311,7 @@ fn converge(
             .map_err(|e| docker_error(e).context(format!("creating volume {name}")))?;
         made.volumes.push(name);
     }
-    for orphan in orphans {
+    for orphan in &seen.orphans {
         remove_container(docker, orphan)?;
         report.removed.push(orphan.clone());
     }
@@ -341,7 +323,7 @@ fn converge(
         let mut launched = Vec::new();
         for (r, id) in resolved
             .iter()
-            .zip(image_ids.iter())
+            .zip(seen.image_ids.iter())
             .filter(|(r, _)| r.wave == wave)
         {
             let id = id.as_deref().unwrap_or_default();
@@ -521,259 +503,4 @@ fn same_config(c: &ContainerInspectResponse, plan: &ContainerPlan) -> bool {
         .and_then(|cfg| cfg.labels.as_ref())
         .and_then(|l| l.get(LABEL_CONFIG))
         == Some(&plan.config_hash)
-}
-
-fn inspect(docker: &GuestDocker, name: &str) -> Result<Option<ContainerInspectResponse>> {
-    match docker.run(
-        docker
-            .docker
-            .inspect_container(name, None::<InspectContainerOptions>),
-    ) {
-        Ok(c) => Ok(Some(c)),
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404, ..
-        }) => Ok(None),
-        Err(e) => Err(docker_error(e)),
-    }
-}
-
-fn remove_container(docker: &GuestDocker, name: &str) -> Result<()> {
-    docker
-        .run(docker.docker.remove_container(
-            name,
-            Some(RemoveContainerOptions {
-                force: true,
-                ..Default::default()
-            }),
-        ))
-        .or_else(|e| match e {
-            bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            } => Ok(()),
-            e => Err(docker_error(e).context(format!("removing container {name}"))),
-        })
-}
-
-fn label_filter(stack: Option<&str>) -> HashMap<String, Vec<String>> {
-    let label = match stack {
-        Some(s) => format!("{LABEL_STACK}={s}"),
-        None => LABEL_STACK.to_string(),
-    };
-    HashMap::from([("label".to_string(), vec![label])])
-}
-
-/// (service, container name) of every container strata made for `stack` (or any stack).
-fn stack_containers(docker: &GuestDocker, stack: Option<&str>) -> Result<Vec<(String, String)>> {
-    let list = docker
-        .run(docker.docker.list_containers(Some(ListContainersOptions {
-            all: true,
-            filters: Some(label_filter(stack)),
-            ..Default::default()
-        })))
-        .map_err(docker_error)?;
-    Ok(list
-        .into_iter()
-        .filter_map(|c| {
-            let service = c.labels.as_ref()?.get(LABEL_SERVICE)?.clone();
-            let name = c
-                .names
-                .as_ref()?
-                .first()?
-                .trim_start_matches('/')
-                .to_string();
-            Some((service, name))
-        })
-        .collect())
-}
-
-fn missing_networks(docker: &GuestDocker, stack: &StackFile) -> Result<Vec<String>> {
-    let have: Vec<String> = docker
-        .run(docker.docker.list_networks(Some(ListNetworksOptions {
-            filters: Some(label_filter(Some(&stack.name))),
-        })))
-        .map_err(docker_error)?
-        .into_iter()
-        .filter_map(|n| n.name)
-        .collect();
-    Ok(stack
-        .networks
-        .keys()
-        .map(|n| stack.scoped(n))
-        .filter(|n| !have.contains(n))
-        .collect())
-}
-
-fn missing_volumes(docker: &GuestDocker, stack: &StackFile) -> Result<Vec<String>> {
-    let have: Vec<String> = docker
-        .run(docker.docker.list_volumes(Some(ListVolumesOptions {
-            filters: Some(label_filter(Some(&stack.name))),
-        })))
-        .map_err(docker_error)?
-        .volumes
-        .unwrap_or_default()
-        .into_iter()
-        .map(|v| v.name)
-        .collect();
-    Ok(stack
-        .volumes
-        .keys()
-        .map(|v| stack.scoped(v))
-        .filter(|v| !have.contains(v))
-        .collect())
-}
-
-fn row(
-    service: &str,
-    container: &str,
-    action: &str,
-    c: Option<&ContainerInspectResponse>,
-    seconds: f64,
-) -> ServiceRow {
-    let state = c.and_then(|c| c.state.as_ref());
-    let ports = c
-        .and_then(|c| c.host_config.as_ref())
-        .and_then(|h| h.port_bindings.as_ref())
-        .map(|map| {
-            let mut all: Vec<String> = map
-                .iter()
-                .flat_map(|(inside, bindings)| {
-                    bindings.iter().flatten().map(move |b| {
-                        format!(
-                            "{}:{}→{inside}",
-                            b.host_ip.as_deref().unwrap_or("0.0.0.0"),
-                            b.host_port.as_deref().unwrap_or("")
-                        )
-                    })
-                })
-                .collect();
-            all.sort();
-            all.join(", ")
-        })
-        .unwrap_or_default();
-    ServiceRow {
-        service: service.to_string(),
-        container: container.to_string(),
-        action: action.to_string(),
-        state: state
-            .and_then(|s| s.status)
-            .map(|s| s.to_string())
-            .unwrap_or_else(|| "missing".into()),
-        health: state
-            .and_then(|s| s.health.as_ref())
-            .and_then(|h| h.status)
-            .map(|h| h.to_string())
-            .unwrap_or_else(|| "-".into()),
-        ports,
-        seconds,
-    }
-}
-
-/// The stack's containers as they are now (`strata ps`), in start order; services without a
-/// container show as missing.
-pub fn ps(docker: &GuestDocker, stack: &StackFile) -> Result<Vec<ServiceRow>> {
-    let order = start_order(stack)?;
-    order
-        .iter()
-        .map(|service| {
-            let name = stack.scoped(service);
-            let c = inspect(docker, &name)?;
-            Ok(row(service, &name, "", c.as_ref(), 0.0))
-        })
-        .collect()
-}
-
-/// Print a service's log to stdout (and stderr), following it when asked.
-pub fn logs(
-    docker: &GuestDocker,
-    stack: &StackFile,
-    service: &str,
-    follow: bool,
-    tail: Option<usize>,
-) -> Result<()> {
-    if !stack.services.contains_key(service) {
-        return Err(
-            Error::not_found(format!("stack '{}' has no service '{service}'", stack.name))
-                .with_hint(format!("services: {}", stack.service_names())),
-        );
-    }
-    let name = stack.scoped(service);
-    docker.run(async {
-        use std::io::Write;
-        let mut stream = docker.docker.logs(
-            &name,
-            Some(LogsOptions {
-                follow,
-                stdout: true,
-                stderr: true,
-                tail: tail.map(|n| n.to_string()).unwrap_or_else(|| "all".into()),
-                ..Default::default()
-            }),
-        );
-        while let Some(chunk) = stream.next().await {
-            let chunk =
-                chunk.map_err(|e| docker_error(e).context(format!("reading the log of {name}")))?;
-            match chunk {
-                bollard::container::LogOutput::StdErr { message } => {
-                    let _ = std::io::stderr().write_all(&message);
-                }
-                other => {
-                    let _ = std::io::stdout().write_all(&other.into_bytes());
-                    let _ = std::io::stdout().flush();
-                }
-            }
-        }
-        Ok(())
-    })
-}
-
-/// What `down` removed.
-#[derive(Debug, Default, serde::Serialize)]
-pub struct DownReport {
-    pub containers: Vec<String>,
-    pub networks: Vec<String>,
-    pub volumes: Vec<String>,
-    /// Volumes left in place (without --volumes).
-    pub kept_volumes: Vec<String>,
-}
-
-/// Remove the stack's containers and networks, and its volumes only when asked.
-pub fn down(docker: &GuestDocker, stack: &StackFile, volumes: bool) -> Result<DownReport> {
-    let mut report = DownReport::default();
-    for (_, name) in stack_containers(docker, Some(&stack.name))? {
-        remove_container(docker, &name)?;
-        report.containers.push(name);
-    }
-    let networks = docker
-        .run(docker.docker.list_networks(Some(ListNetworksOptions {
-            filters: Some(label_filter(Some(&stack.name))),
-        })))
-        .map_err(docker_error)?;
-    for name in networks.into_iter().filter_map(|n| n.name) {
-        docker
-            .run(docker.docker.remove_network(&name))
-            .map_err(|e| docker_error(e).context(format!("removing network {name}")))?;
-        report.networks.push(name);
-    }
-    let vols = docker
-        .run(docker.docker.list_volumes(Some(ListVolumesOptions {
-            filters: Some(label_filter(Some(&stack.name))),
-        })))
-        .map_err(docker_error)?
-        .volumes
-        .unwrap_or_default();
-    for v in vols {
-        if volumes {
-            docker
-                .run(
-                    docker
-                        .docker
-                        .remove_volume(&v.name, None::<RemoveVolumeOptions>),
-                )
-                .map_err(|e| docker_error(e).context(format!("removing volume {}", v.name)))?;
-            report.volumes.push(v.name);
-        } else {
-            report.kept_volumes.push(v.name);
-        }
-    }
-    Ok(report)
 }

@@ -48,8 +48,9 @@ pub fn present(
     let name = match (&source.reference, &source.build, &source.tarball) {
         (Some(reference), None, None) => reference.clone(),
         (None, Some(context), None) => {
-            let tar = context_tar(&template.dir.join(context), source).ok()?;
-            build_tag(&template.name, &tar)
+            let dir = template.dir.join(context);
+            let tar = context_tar(&dir, source).ok()?;
+            build_tag(&image_name(&template.name, &dir), &tar)
         }
         (None, None, Some(tarball)) => {
             let sum = crate::image::sha256_file(Path::new(tarball)).ok()?;
@@ -60,10 +61,26 @@ pub fn present(
     image_id(docker, &name)
 }
 
-/// Images built from a context are tagged with the context's hash: same files, same tag.
-fn build_tag(template: &str, context: &[u8]) -> String {
+/// Images built from a context are tagged with the context's hash: same files, same tag,
+/// whichever template (or stack) asks for it.
+fn build_tag(name: &str, context: &[u8]) -> String {
     let hash = format!("{:x}", Sha256::digest(context));
-    format!("strata-build/{template}:{}", &hash[..12])
+    format!("strata-build/{name}:{}", &hash[..12])
+}
+
+/// The image's name: its context folder's (contexts/busybox -> "busybox", shared by the
+/// templates built on it), or the template's when the folder is just "context".
+fn image_name(template: &str, dir: &Path) -> String {
+    let folder = dir
+        .components()
+        .next_back()
+        .and_then(|c| c.as_os_str().to_str())
+        .unwrap_or("context");
+    if folder == "context" || folder == "." {
+        template.to_string()
+    } else {
+        folder.to_lowercase()
+    }
 }
 
 /// Loaded tarballs are tagged with the file's hash, so a second `up` does not load again.
@@ -115,7 +132,7 @@ fn built(
     source: &ImageSource,
 ) -> std::result::Result<(String, Obtained), String> {
     let context = context_tar(dir, source).map_err(|e| e.to_string())?;
-    let tag = build_tag(template, &context);
+    let tag = build_tag(&image_name(template, dir), &context);
     if let Some(id) = image_id(docker, &tag) {
         return Ok((id, Obtained::Present));
     }
@@ -300,6 +317,11 @@ mod tests {
             context_files: [("x".to_string(), "/nonexistent/x".to_string())].into(),
             ..source
         };
+        assert_eq!(image_name("busybox-httpd", &dir), "busybox");
+        assert_eq!(
+            image_name("apache-python", Path::new("t/apache-python/context")),
+            "apache-python"
+        );
         assert!(context_tar(&dir, &missing)
             .unwrap_err()
             .message()

@@ -8,7 +8,10 @@ pub mod container;
 pub mod context;
 pub mod file;
 pub mod images;
+pub mod objects;
 pub mod order;
+pub mod status;
 
-pub use apply::{down, logs, ps, up, validate, UpOptions, UpReport};
+pub use apply::{up, validate, UpOptions, UpReport};
 pub use file::StackFile;
+pub use status::{down, logs, ps, DownReport};
