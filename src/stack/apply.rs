@@ -259,7 +259,7 @@ fn converge(
             let (got, how) = images::ensure(docker, &r.template, &r.spec.image).map_err(|why| {
                 stack.error_at(
                     r.service,
-                    format!("the image cannot be had: {why}"),
+                    format!("its image is not available: {why}"),
                     "fix the template's [image] or make the image available in the VM",
                 )
             })?;
