@@ -16,7 +16,7 @@ use crate::stack::objects::{
 use crate::stack::order::waves;
 use crate::state::Paths;
 use crate::template::container::{
-    self as templates, ContainerTemplate, RenderContext, ServiceSpec,
+    self as templates, ContainerTemplate, ImageSource, RenderContext, ServiceSpec,
 };
 use crate::vm::Libvirt;
 use bollard::models::{
@@ -170,10 +170,22 @@ struct Seen {
 }
 
 fn look(docker: &GuestDocker, stack: &StackFile, resolved: &[Resolved]) -> Result<Seen> {
-    let image_ids: Vec<Option<String>> = resolved
-        .iter()
-        .map(|r| images::present(docker, &r.template, &r.spec.image))
-        .collect();
+    // One look per distinct image: services from the same template and parameters share it
+    // (hashing a build context and asking Docker once, not once per service).
+    let mut looked: Vec<(&std::path::Path, &ImageSource, Option<String>)> = Vec::new();
+    let mut image_ids: Vec<Option<String>> = Vec::new();
+    for r in resolved {
+        let (dir, source) = (r.template.dir.as_path(), &r.spec.image);
+        let id = match looked.iter().find(|(d, s, _)| *d == dir && *s == source) {
+            Some((_, _, id)) => id.clone(),
+            None => {
+                let id = images::present(docker, &r.template, source);
+                looked.push((dir, source, id.clone()));
+                id
+            }
+        };
+        image_ids.push(id);
+    }
     let orphans: Vec<String> = stack_containers(docker, Some(&stack.name))?
         .into_iter()
         .filter(|(service, _)| !stack.services.contains_key(service.as_str()))
