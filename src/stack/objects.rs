@@ -93,25 +93,21 @@ pub fn stack_containers(
         .collect())
 }
 
-pub fn missing_networks(docker: &GuestDocker, stack: &StackFile) -> Result<Vec<String>> {
-    let have: Vec<String> = docker
+/// Names of the networks strata made for `stack`.
+pub fn stack_networks(docker: &GuestDocker, stack: &StackFile) -> Result<Vec<String>> {
+    Ok(docker
         .run(docker.docker.list_networks(Some(ListNetworksOptions {
             filters: Some(label_filter(Some(&stack.name))),
         })))
         .map_err(docker_error)?
         .into_iter()
         .filter_map(|n| n.name)
-        .collect();
-    Ok(stack
-        .networks
-        .keys()
-        .map(|n| stack.scoped(n))
-        .filter(|n| !have.contains(n))
         .collect())
 }
 
-pub fn missing_volumes(docker: &GuestDocker, stack: &StackFile) -> Result<Vec<String>> {
-    let have: Vec<String> = docker
+/// Names of the volumes strata made for `stack`.
+pub fn stack_volumes(docker: &GuestDocker, stack: &StackFile) -> Result<Vec<String>> {
+    Ok(docker
         .run(docker.docker.list_volumes(Some(ListVolumesOptions {
             filters: Some(label_filter(Some(&stack.name))),
         })))
@@ -120,7 +116,23 @@ pub fn missing_volumes(docker: &GuestDocker, stack: &StackFile) -> Result<Vec<St
         .unwrap_or_default()
         .into_iter()
         .map(|v| v.name)
-        .collect();
+        .collect())
+}
+
+/// The stack's declared networks (scoped names) that Docker does not have.
+pub fn missing_networks(docker: &GuestDocker, stack: &StackFile) -> Result<Vec<String>> {
+    let have = stack_networks(docker, stack)?;
+    Ok(stack
+        .networks
+        .keys()
+        .map(|n| stack.scoped(n))
+        .filter(|n| !have.contains(n))
+        .collect())
+}
+
+/// The stack's declared volumes (scoped names) that Docker does not have.
+pub fn missing_volumes(docker: &GuestDocker, stack: &StackFile) -> Result<Vec<String>> {
+    let have = stack_volumes(docker, stack)?;
     Ok(stack
         .volumes
         .keys()

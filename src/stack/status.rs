@@ -5,12 +5,10 @@ use crate::error::{Error, Result};
 use crate::guest::docker::{docker_error, GuestDocker};
 use crate::stack::file::StackFile;
 use crate::stack::objects::{
-    inspect, label_filter, remove_container, row, stack_containers, ServiceRow,
+    inspect, remove_container, row, stack_containers, stack_networks, stack_volumes, ServiceRow,
 };
 use crate::stack::order::start_order;
-use bollard::query_parameters::{
-    ListNetworksOptions, ListVolumesOptions, LogsOptions, RemoveVolumeOptions,
-};
+use bollard::query_parameters::{LogsOptions, RemoveVolumeOptions};
 use futures_util::StreamExt;
 
 /// The stack's containers as they are now (`strata ps`), in start order; services without a
@@ -88,36 +86,24 @@ pub fn down(docker: &GuestDocker, stack: &StackFile, volumes: bool) -> Result<Do
         remove_container(docker, &name)?;
         report.containers.push(name);
     }
-    let networks = docker
-        .run(docker.docker.list_networks(Some(ListNetworksOptions {
-            filters: Some(label_filter(Some(&stack.name))),
-        })))
-        .map_err(docker_error)?;
-    for name in networks.into_iter().filter_map(|n| n.name) {
+    for name in stack_networks(docker, stack)? {
         docker
             .run(docker.docker.remove_network(&name))
             .map_err(|e| docker_error(e).context(format!("removing network {name}")))?;
         report.networks.push(name);
     }
-    let vols = docker
-        .run(docker.docker.list_volumes(Some(ListVolumesOptions {
-            filters: Some(label_filter(Some(&stack.name))),
-        })))
-        .map_err(docker_error)?
-        .volumes
-        .unwrap_or_default();
-    for v in vols {
+    for name in stack_volumes(docker, stack)? {
         if volumes {
             docker
                 .run(
                     docker
                         .docker
-                        .remove_volume(&v.name, None::<RemoveVolumeOptions>),
+                        .remove_volume(&name, None::<RemoveVolumeOptions>),
                 )
-                .map_err(|e| docker_error(e).context(format!("removing volume {}", v.name)))?;
-            report.volumes.push(v.name);
+                .map_err(|e| docker_error(e).context(format!("removing volume {name}")))?;
+            report.volumes.push(name);
         } else {
-            report.kept_volumes.push(v.name);
+            report.kept_volumes.push(name);
         }
     }
     Ok(report)
