@@ -21,6 +21,16 @@ use std::time::Duration;
 
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// How long one blocking step of the pump (opening or closing a channel) may wait for the
+/// guest. Without a bound, a session whose TCP connection lives on while sshd no longer
+/// answers would stall the pump, and every caller with it, forever.
+const CHANNEL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a caller waits for the pump to hand over a connection: a channel that times out,
+/// a new login and a second channel, with room to spare.
+const OPEN_DEADLINE: Duration =
+    Duration::from_secs(2 * CHANNEL_TIMEOUT.as_secs() + LOGIN_TIMEOUT.as_secs() + 15);
+
 /// A running tunnel to one socket in one guest. Dropping it closes the connections still
 /// open and waits for the pump thread: libssh2 must not be used after the process starts to
 /// exit (it is torn down at exit, and a session freed after that crashes).
@@ -81,6 +91,7 @@ impl SocketTunnel {
     }
 
     fn start(target: &Target, session: Session, remote: Remote) -> Result<SocketTunnel> {
+        bound_blocking_steps(&session);
         let (requests, incoming) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let pump = Pump {
@@ -115,7 +126,19 @@ impl SocketTunnel {
                 reply,
             })
             .map_err(|_| gone())?;
-        answer.recv().map_err(|_| gone())?.map_err(|e| {
+        let handed = answer.recv_timeout(OPEN_DEADLINE).map_err(|e| match e {
+            mpsc::RecvTimeoutError::Timeout => Error::failed(format!(
+                "the SSH tunnel to {} gave no connection to {} within {} s",
+                self.addr,
+                self.remote,
+                OPEN_DEADLINE.as_secs()
+            ))
+            .with_hint(
+                "is the VM still running and answering SSH (`strata vm list`, `strata vm ssh`)?",
+            ),
+            mpsc::RecvTimeoutError::Disconnected => gone(),
+        })?;
+        handed.map_err(|e| {
             e.context(format!(
                 "opening {} in the guest at {}",
                 self.remote, self.addr
@@ -217,6 +240,7 @@ impl Pump {
                 }
                 tracing::info!(addr = %self.target.addr, "SSH session lost; logging in again");
                 self.session = ssh::connect(&self.target, LOGIN_TIMEOUT)?;
+                bound_blocking_steps(&self.session);
                 // Channels of the old session died with it.
                 self.pipes.clear();
                 self.remote.open(&self.session)?
@@ -238,6 +262,12 @@ impl Pump {
     fn session_alive(&self) -> bool {
         self.session.keepalive_send().is_ok()
     }
+}
+
+/// ssh::connect leaves a session unbounded for long commands; the pump's blocking steps are
+/// short, so they get CHANNEL_TIMEOUT (non-blocking reads and writes are not affected).
+fn bound_blocking_steps(session: &Session) {
+    session.set_timeout(CHANNEL_TIMEOUT.as_millis() as u32);
 }
 
 /// libssh2's LIBSSH2_ERROR_CHANNEL_FAILURE: the server answered and refused the channel.
