@@ -178,20 +178,17 @@ pub fn down(env: &Env, args: DownArgs) -> Result<i32> {
 pub fn context(env: &Env, args: ContextArgs) -> Result<i32> {
     let lv = env.libvirt()?;
     let target = crate::lifecycle::ssh_target(&lv, &env.paths, &args.vm)?;
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/root"));
     let files = stack::context::write(
         &args.vm,
         &target,
         &env.paths.vm_known_hosts(&args.vm),
-        &home,
+        &stack::context::Homes::of_current_user()?,
     )?;
     println!("ssh settings: {}", files.ssh_snippet.display());
     if files.include_added {
         println!(
             "added `Include strata/*.conf` at the top of {}",
-            home.join(".ssh/config").display()
+            files.ssh_config.display()
         );
     }
     println!(

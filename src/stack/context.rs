@@ -18,6 +18,7 @@ pub struct ContextFiles {
     pub context: String,
     pub ssh_snippet: PathBuf,
     pub docker_meta: PathBuf,
+    pub ssh_config: PathBuf,
     /// Whether ~/.ssh/config got the Include line now.
     pub include_added: bool,
 }
@@ -55,14 +56,42 @@ pub fn with_include(config: &str) -> Option<String> {
     ))
 }
 
-pub fn write(vm: &str, target: &Target, known_hosts: &Path, home: &Path) -> Result<ContextFiles> {
+/// Where the two programs look: ssh reads ~/.ssh from the user's passwd entry (not $HOME), the
+/// docker CLI reads $DOCKER_CONFIG, else $HOME/.docker. With HOME pointing elsewhere (sudo -E,
+/// a CI job) the two differ, and each file must go where its reader looks.
+pub struct Homes {
+    pub ssh_dir: PathBuf,
+    pub docker_config: PathBuf,
+}
+
+impl Homes {
+    pub fn of_current_user() -> Result<Homes> {
+        let uid = nix::unistd::getuid();
+        let user = nix::unistd::User::from_uid(uid)
+            .map_err(|e| Error::failed(format!("reading the passwd entry of uid {uid}: {e}")))?
+            .ok_or_else(|| Error::failed(format!("uid {uid} has no passwd entry")))?;
+        let docker_config = match std::env::var_os("DOCKER_CONFIG") {
+            Some(dir) => PathBuf::from(dir),
+            None => std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| user.dir.clone())
+                .join(".docker"),
+        };
+        Ok(Homes {
+            ssh_dir: user.dir.join(".ssh"),
+            docker_config,
+        })
+    }
+}
+
+pub fn write(vm: &str, target: &Target, known_hosts: &Path, homes: &Homes) -> Result<ContextFiles> {
     if !known_hosts.is_file() {
         return Err(Error::not_found(format!(
             "no pinned host key for '{vm}' at {}",
             known_hosts.display()
         )));
     }
-    let ssh_dir = home.join(".ssh");
+    let ssh_dir = &homes.ssh_dir;
     let snippet_dir = ssh_dir.join("strata");
     std::fs::create_dir_all(&snippet_dir).context(format!("creating {}", snippet_dir.display()))?;
     let snippet = snippet_dir.join(format!("{vm}.conf"));
@@ -79,8 +108,9 @@ pub fn write(vm: &str, target: &Target, known_hosts: &Path, home: &Path) -> Resu
         None => false,
     };
     let name = format!("strata-{vm}");
-    let meta_dir = home
-        .join(".docker/contexts/meta")
+    let meta_dir = homes
+        .docker_config
+        .join("contexts/meta")
         .join(format!("{:x}", Sha256::digest(name.as_bytes())));
     std::fs::create_dir_all(&meta_dir).context(format!("creating {}", meta_dir.display()))?;
     let meta = meta_dir.join("meta.json");
@@ -90,6 +120,7 @@ pub fn write(vm: &str, target: &Target, known_hosts: &Path, home: &Path) -> Resu
         context: name,
         ssh_snippet: snippet,
         docker_meta: meta,
+        ssh_config: config_path,
         include_added,
     })
 }
