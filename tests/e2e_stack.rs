@@ -213,25 +213,34 @@ fn a_four_service_stack_comes_up_in_health_order_and_converges() {
 
     // The user's docker CLI reaches the same Docker through `strata context` (ssh://, the
     // pinned host key); the files it wrote are removed afterwards.
-    ok(&["context", &vm]);
-    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-    let cli = std::process::Command::new("docker")
-        .args([
-            "--context",
-            &format!("strata-{vm}"),
-            "ps",
-            "--format",
-            "{{.Names}}",
-        ])
-        .output()
-        .expect("the docker CLI (docker.io, installed by scripts/setup)");
-    let snippet = Path::new(&home).join(format!(".ssh/strata/{vm}.conf"));
-    let _ = std::fs::remove_file(&snippet);
-    let meta = Path::new(&home).join(".docker/contexts/meta").join(format!(
-        "{:x}",
-        <sha2::Sha256 as sha2::Digest>::digest(format!("strata-{vm}").as_bytes())
-    ));
-    let _ = std::fs::remove_dir_all(&meta);
+    let written = ok(&["context", &vm]);
+    let printed = |label: &str| -> PathBuf {
+        let line = written
+            .lines()
+            .find_map(|l| l.strip_prefix(label))
+            .unwrap_or_else(|| panic!("no '{label}' in:\n{written}"));
+        PathBuf::from(
+            line.trim()
+                .trim_start_matches(&format!("strata-{vm} ("))
+                .trim_end_matches(')'),
+        )
+    };
+    let (snippet, meta) = (printed("ssh settings:"), printed("docker context:"));
+    let mut docker_cli = std::process::Command::new("docker");
+    docker_cli.args([
+        "--context",
+        &format!("strata-{vm}"),
+        "ps",
+        "--format",
+        "{{.Names}}",
+    ]);
+    let cli = run_bounded(
+        docker_cli,
+        "docker --context strata-VM ps",
+        std::time::Duration::from_secs(120),
+    );
+    std::fs::remove_file(&snippet).unwrap();
+    std::fs::remove_dir_all(meta.parent().unwrap()).unwrap();
     let names = assert_success("docker --context strata-VM ps", &cli);
     assert!(names.lines().any(|n| n == "stk-web"), "{names}");
 

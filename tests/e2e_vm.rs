@@ -293,11 +293,15 @@ fn imported_cloud_image_boots_with_a_nocloud_seed() {
     let lv = system();
     let paths = Paths::discover();
     let search = format!("{}/tests/templates", env!("CARGO_MANIFEST_DIR"));
-    let build = Command::new(env!("CARGO_BIN_EXE_strata"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
+    command
         .args(["template", "build", "debian-12-cloud"])
-        .env("STRATA_TEMPLATE_PATH", &search)
-        .output()
-        .unwrap();
+        .env("STRATA_TEMPLATE_PATH", &search);
+    let build = run_bounded(
+        command,
+        "strata template build debian-12-cloud",
+        Duration::from_secs(1800),
+    );
     assert!(
         build.status.success(),
         "{}",

@@ -3,7 +3,9 @@
 #![allow(dead_code)]
 
 use futures_util::StreamExt;
+use std::io::Read;
 use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 use strata::guest::docker::GuestDocker;
 use strata::state::Paths;
 use strata::vm::{data_disk, network, pool, Libvirt};
@@ -11,11 +13,123 @@ use strata::vm::{data_disk, network, pool, Libvirt};
 pub const TEMPLATE: &str = "debian-12";
 
 pub fn strata(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(args)
+    let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
+    command.args(args);
+    run_bounded(
+        command,
+        &format!("strata {}", args.join(" ")),
+        deadline_for(args),
+    )
+}
+
+/// How long one strata command of the tests may take before it counts as hung: template
+/// builds download and debootstrap, engine installs unpack packages in a TCG guest; the
+/// rest are seconds to a few minutes under TCG.
+fn deadline_for(args: &[&str]) -> Duration {
+    Duration::from_secs(match args.first() {
+        Some(&"template") => 1800,
+        Some(&"engine") => 1200,
+        _ => 600,
+    })
+}
+
+/// Run a command to its end, collecting both streams, with a deadline: a command still
+/// running then is a hang, and it fails the test with the process tree and its stacks instead
+/// of stalling the whole suite. Each command and its time go to stderr (shown with a
+/// failure, or with --nocapture).
+pub fn run_bounded(mut command: Command, what: &str, deadline: Duration) -> Output {
+    let started = Instant::now();
+    let mut child = command
         .stdin(Stdio::null())
-        .output()
-        .expect("running strata")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {what}: {e}"));
+    let collect = |stream: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut stream) = stream {
+                let _ = stream.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = collect(
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let stderr = collect(
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for a child") {
+            break status;
+        }
+        if started.elapsed() > deadline {
+            let stacks = diagnose_hang(child.id());
+            let _ = child.kill();
+            let _ = child.wait();
+            let (out, err) = (stdout.join().unwrap(), stderr.join().unwrap());
+            panic!(
+                "{what} still ran after {} s: killed.\nstdout:\n{}\nstderr:\n{}\n{stacks}",
+                deadline.as_secs(),
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(&err)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    eprintln!(
+        "[e2e] {what}: {status} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+/// What a hung process and the machine are doing: the process tree, and the threads' stacks
+/// of `pid` and its children (gdb, when it is there).
+pub fn diagnose_hang(pid: u32) -> String {
+    let run = |program: &str, args: &[&str]| -> String {
+        match Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+        {
+            Ok(out) => format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            Err(e) => format!("({program}: {e})\n"),
+        }
+    };
+    let mut report = format!(
+        "--- processes\n{}",
+        run(
+            "ps",
+            &["-eo", "pid,ppid,etime,stat,wchan:24,args", "--forest"]
+        )
+    );
+    let children = run("pgrep", &["-P", &pid.to_string()]);
+    for p in std::iter::once(pid.to_string()).chain(children.split_whitespace().map(String::from)) {
+        report += &format!(
+            "--- stacks of {p}\n{}",
+            run(
+                "gdb",
+                &["-p", &p, "-batch", "-ex", "thread apply all bt 30"]
+            )
+        );
+    }
+    report + &format!("--- libvirt domains\n{}", run("virsh", &["list", "--all"]))
 }
 
 pub fn ok(args: &[&str]) -> String {
@@ -159,7 +273,28 @@ pub fn spawn_create(name: &str, net: &str) -> Child {
 }
 
 pub fn wait_output(child: Child) -> Output {
-    child.wait_with_output().unwrap()
+    let pid = child.id();
+    let (done, finished) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let out = child.wait_with_output().unwrap();
+        let _ = done.send(());
+        out
+    });
+    // Spawned children are creates and installs: the engine deadline covers them.
+    if finished.recv_timeout(deadline_for(&["engine"])).is_err() {
+        let stacks = diagnose_hang(pid);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let out = waiter.join().unwrap();
+        panic!(
+            "strata (pid {pid}) still ran after its deadline: killed.\nstdout:\n{}\nstderr:\n{}\n{stacks}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    waiter.join().unwrap()
 }
 
 /// Nothing of `vm` is left: domain, volume, reservation, keys, journal.
