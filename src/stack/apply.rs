@@ -11,7 +11,8 @@ use crate::stack::container::{self, ContainerPlan, LABEL_CONFIG, LABEL_STACK, LA
 use crate::stack::file::{Service, StackFile};
 use crate::stack::images::{self, Obtained};
 use crate::stack::objects::{
-    inspect, missing_networks, missing_volumes, remove_container, row, stack_containers, ServiceRow,
+    inspect, list_stack_containers, missing_networks, missing_volumes, remove_container, row,
+    row_from_summary, service_and_name, ServiceRow,
 };
 use crate::stack::order::waves;
 use crate::state::Paths;
@@ -20,8 +21,8 @@ use crate::template::container::{
 };
 use crate::vm::Libvirt;
 use bollard::models::{
-    ContainerInspectResponse, HealthStatusEnum, NetworkConnectRequest, NetworkCreateRequest,
-    VolumeCreateRequest,
+    ContainerInspectResponse, ContainerSummary, ContainerSummaryStateEnum, HealthStatusEnum,
+    NetworkConnectRequest, NetworkCreateRequest, VolumeCreateRequest,
 };
 use bollard::query_parameters::RemoveVolumeOptions;
 use std::collections::HashMap;
@@ -121,13 +122,8 @@ pub fn up(lv: &Libvirt, paths: &Paths, stack: &StackFile, options: UpOptions) ->
         images: Vec::new(),
     };
     let mut seen = look(&docker, stack, &resolved)?;
-    if let Some(current) = &seen.all_current {
-        for (r, c) in resolved.iter().zip(current) {
-            let name = stack.scoped(&r.service.name);
-            report
-                .services
-                .push(row(&r.service.name, &name, "unchanged", Some(c), 0.0));
-        }
+    if let Some(current) = seen.all_current.take() {
+        report.services = current;
         return Ok(report);
     }
     // Something will be launched: the checks first.
@@ -164,14 +160,18 @@ struct Seen {
     image_ids: Vec<Option<String>>,
     /// Containers of services no longer in the stack file.
     orphans: Vec<String>,
-    /// Every container as inspected, when all of them run with the current config and
-    /// nothing else is missing: the stack is unchanged.
-    all_current: Option<Vec<ContainerInspectResponse>>,
+    /// Every service's row, when all of them run with the current config and nothing else
+    /// is missing: the stack is unchanged.
+    all_current: Option<Vec<ServiceRow>>,
 }
 
+/// One request each for the images, the stack's containers, networks and volumes: a stack
+/// with nothing to do is answered from these four lists (the unchanged re-apply), whatever
+/// its number of services.
 fn look(docker: &GuestDocker, stack: &StackFile, resolved: &[Resolved]) -> Result<Seen> {
+    let known_images = images::catalog(docker)?;
     // One look per distinct image: services from the same template and parameters share it
-    // (hashing a build context and asking Docker once, not once per service).
+    // (hashing a build context once, not once per service).
     let mut looked: Vec<(&std::path::Path, &ImageSource, Option<String>)> = Vec::new();
     let mut image_ids: Vec<Option<String>> = Vec::new();
     for r in resolved {
@@ -179,17 +179,25 @@ fn look(docker: &GuestDocker, stack: &StackFile, resolved: &[Resolved]) -> Resul
         let id = match looked.iter().find(|(d, s, _)| *d == dir && *s == source) {
             Some((_, _, id)) => id.clone(),
             None => {
-                let id = images::present(docker, &r.template, source);
+                let id = images::present(docker, &known_images, &r.template, source);
                 looked.push((dir, source, id.clone()));
                 id
             }
         };
         image_ids.push(id);
     }
-    let orphans: Vec<String> = stack_containers(docker, Some(&stack.name))?
-        .into_iter()
-        .filter(|(service, _)| !stack.services.contains_key(service.as_str()))
-        .map(|(_, name)| name)
+    let containers: Vec<(String, String, ContainerSummary)> =
+        list_stack_containers(docker, Some(&stack.name))?
+            .into_iter()
+            .filter_map(|c| {
+                let (service, name) = service_and_name(&c)?;
+                Some((service, name, c))
+            })
+            .collect();
+    let orphans: Vec<String> = containers
+        .iter()
+        .filter(|(service, _, _)| !stack.services.contains_key(service.as_str()))
+        .map(|(_, name, _)| name.clone())
         .collect();
     let mut all_current = None;
     if orphans.is_empty()
@@ -200,8 +208,11 @@ fn look(docker: &GuestDocker, stack: &StackFile, resolved: &[Resolved]) -> Resul
         for (r, id) in resolved.iter().zip(&image_ids) {
             let Some(id) = id else { break };
             let plan = container::plan(stack, r.service, &r.spec, id)?;
-            match inspect(docker, &plan.name)? {
-                Some(c) if is_current(Some(&c), &plan) => current.push(c),
+            let listed = containers.iter().find(|(_, name, _)| *name == plan.name);
+            match listed {
+                Some((_, _, c)) if listed_is_current(c, &plan) => {
+                    current.push(row_from_summary(&r.service.name, "unchanged", c))
+                }
                 _ => break,
             }
         }
@@ -214,6 +225,13 @@ fn look(docker: &GuestDocker, stack: &StackFile, resolved: &[Resolved]) -> Resul
         orphans,
         all_current,
     })
+}
+
+/// A listed container runs with the plan's config (the same test as `is_current` on an
+/// inspected one).
+fn listed_is_current(c: &ContainerSummary, plan: &ContainerPlan) -> bool {
+    c.labels.as_ref().and_then(|l| l.get(LABEL_CONFIG)) == Some(&plan.config_hash)
+        && c.state == Some(ContainerSummaryStateEnum::RUNNING)
 }
 
 /// What one `up` created, to take back when it fails.

@@ -7,10 +7,11 @@ use crate::error::{Error, Result};
 use crate::guest::docker::{docker_error, GuestDocker};
 use crate::template::container::{ContainerTemplate, ImageSource};
 use bollard::query_parameters::{
-    BuildImageOptions, CreateImageOptions, ImportImageOptions, TagImageOptions,
+    BuildImageOptions, CreateImageOptions, ImportImageOptions, ListImagesOptions, TagImageOptions,
 };
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// What was done to get an image, for the table.
@@ -39,9 +40,29 @@ pub fn ensure(
     }
 }
 
-/// The image id when the VM already has the image `source` names; changes nothing.
+/// Every tagged image of the VM as tag -> id, in one request: what `present` looks in first.
+pub fn catalog(docker: &GuestDocker) -> Result<HashMap<String, String>> {
+    let images = docker
+        .run(docker.docker.list_images(None::<ListImagesOptions>))
+        .map_err(docker_error)?;
+    Ok(images
+        .into_iter()
+        .flat_map(|image| {
+            let id = image.id;
+            image
+                .repo_tags
+                .into_iter()
+                .filter(|tag| tag != "<none>:<none>")
+                .map(move |tag| (tag, id.clone()))
+        })
+        .collect())
+}
+
+/// The image id when the VM already has the image `source` names; changes nothing. A name
+/// not in `known` exactly as written (a reference without a tag, a digest) is asked of Docker.
 pub fn present(
     docker: &GuestDocker,
+    known: &HashMap<String, String>,
     template: &ContainerTemplate,
     source: &ImageSource,
 ) -> Option<String> {
@@ -58,7 +79,10 @@ pub fn present(
         }
         _ => return None,
     };
-    image_id(docker, &name)
+    known
+        .get(&name)
+        .cloned()
+        .or_else(|| image_id(docker, &name))
 }
 
 /// Images built from a context are tagged with the context's hash: same files, same tag,

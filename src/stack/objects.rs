@@ -6,7 +6,7 @@ use crate::guest::docker::{docker_error, GuestDocker};
 use crate::stack::container::LABEL_SERVICE;
 use crate::stack::container::LABEL_STACK;
 use crate::stack::file::StackFile;
-use bollard::models::ContainerInspectResponse;
+use bollard::models::{ContainerInspectResponse, ContainerSummary};
 use bollard::query_parameters::{
     InspectContainerOptions, ListContainersOptions, ListNetworksOptions, ListVolumesOptions,
     RemoveContainerOptions,
@@ -66,30 +66,40 @@ pub fn label_filter(stack: Option<&str>) -> HashMap<String, Vec<String>> {
     HashMap::from([("label".to_string(), vec![label])])
 }
 
-/// (service, container name) of every container strata made for `stack` (or any stack).
-pub fn stack_containers(
+/// Every container strata made for `stack` (or any stack), as Docker lists them: one request.
+pub fn list_stack_containers(
     docker: &GuestDocker,
     stack: Option<&str>,
-) -> Result<Vec<(String, String)>> {
-    let list = docker
+) -> Result<Vec<ContainerSummary>> {
+    docker
         .run(docker.docker.list_containers(Some(ListContainersOptions {
             all: true,
             filters: Some(label_filter(stack)),
             ..Default::default()
         })))
-        .map_err(docker_error)?;
-    Ok(list
-        .into_iter()
-        .filter_map(|c| {
-            let service = c.labels.as_ref()?.get(LABEL_SERVICE)?.clone();
-            let name = c
-                .names
-                .as_ref()?
-                .first()?
-                .trim_start_matches('/')
-                .to_string();
-            Some((service, name))
-        })
+        .map_err(docker_error)
+}
+
+/// A listed container's service label and name.
+pub fn service_and_name(c: &ContainerSummary) -> Option<(String, String)> {
+    let service = c.labels.as_ref()?.get(LABEL_SERVICE)?.clone();
+    let name = c
+        .names
+        .as_ref()?
+        .first()?
+        .trim_start_matches('/')
+        .to_string();
+    Some((service, name))
+}
+
+/// (service, container name) of every container strata made for `stack` (or any stack).
+pub fn stack_containers(
+    docker: &GuestDocker,
+    stack: Option<&str>,
+) -> Result<Vec<(String, String)>> {
+    Ok(list_stack_containers(docker, stack)?
+        .iter()
+        .filter_map(service_and_name)
         .collect())
 }
 
@@ -157,10 +167,10 @@ pub fn row(
                 .iter()
                 .flat_map(|(inside, bindings)| {
                     bindings.iter().flatten().map(move |b| {
-                        format!(
-                            "{}:{}→{inside}",
+                        port_text(
                             b.host_ip.as_deref().unwrap_or("0.0.0.0"),
-                            b.host_port.as_deref().unwrap_or("")
+                            b.host_port.as_deref().unwrap_or(""),
+                            inside,
                         )
                     })
                 })
@@ -184,5 +194,114 @@ pub fn row(
             .unwrap_or_else(|| "-".into()),
         ports,
         seconds,
+    }
+}
+
+/// A published port as the table shows it: host address:port→container port/protocol.
+fn port_text(host_ip: &str, host_port: &str, inside: &str) -> String {
+    format!("{host_ip}:{host_port}→{inside}")
+}
+
+/// The row of a listed container (the unchanged path of `up`, which does not inspect).
+pub fn row_from_summary(service: &str, action: &str, c: &ContainerSummary) -> ServiceRow {
+    let mut ports: Vec<String> = c
+        .ports
+        .iter()
+        .flatten()
+        .filter_map(|p| {
+            let public = p.public_port?;
+            let protocol = p.typ.map(|t| t.to_string()).unwrap_or_else(|| "tcp".into());
+            Some(port_text(
+                p.ip.as_deref().unwrap_or("0.0.0.0"),
+                &public.to_string(),
+                &format!("{}/{protocol}", p.private_port),
+            ))
+        })
+        .collect();
+    // Docker lists a port once per address family; the table shows each binding once.
+    ports.sort();
+    ports.dedup();
+    ServiceRow {
+        service: service.to_string(),
+        container: service_and_name(c).map(|(_, n)| n).unwrap_or_default(),
+        action: action.to_string(),
+        state: c
+            .state
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "missing".into()),
+        health: c
+            .health
+            .as_ref()
+            .and_then(|h| h.status)
+            .map(|h| h.to_string())
+            .unwrap_or_else(|| health_in_status(c.status.as_deref().unwrap_or(""))),
+        ports: ports.join(", "),
+        seconds: 0.0,
+    }
+}
+
+/// The health in a listed container's status ("Up 3 minutes (healthy)"), for engines whose
+/// list has no Health field (before API 1.52).
+fn health_in_status(status: &str) -> String {
+    let Some(open) = status.rfind('(') else {
+        return "-".into();
+    };
+    match status[open..].trim_end_matches(')').trim_start_matches('(') {
+        "healthy" => "healthy".into(),
+        "unhealthy" => "unhealthy".into(),
+        "health: starting" => "starting".into(),
+        _ => "-".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard::models::{ContainerSummaryStateEnum, PortSummary, PortSummaryTypeEnum};
+
+    #[test]
+    fn health_is_read_from_the_status_text() {
+        assert_eq!(health_in_status("Up 3 minutes (healthy)"), "healthy");
+        assert_eq!(
+            health_in_status("Up 2 seconds (health: starting)"),
+            "starting"
+        );
+        assert_eq!(health_in_status("Up 9 minutes (unhealthy)"), "unhealthy");
+        assert_eq!(health_in_status("Up 3 minutes"), "-");
+        assert_eq!(health_in_status("Exited (1) 2 minutes ago"), "-");
+    }
+
+    #[test]
+    fn a_listed_container_gives_the_same_row_as_an_inspected_one() {
+        let port = |ip: &str| PortSummary {
+            ip: Some(ip.into()),
+            private_port: 80,
+            public_port: Some(8080),
+            typ: Some(PortSummaryTypeEnum::TCP),
+        };
+        let listed = ContainerSummary {
+            names: Some(vec!["/stk-web".into()]),
+            labels: Some(HashMap::from([(
+                LABEL_SERVICE.to_string(),
+                "web".to_string(),
+            )])),
+            state: Some(ContainerSummaryStateEnum::RUNNING),
+            status: Some("Up 5 minutes (healthy)".into()),
+            ports: Some(vec![
+                port("127.0.0.1"),
+                port("127.0.0.1"),
+                PortSummary {
+                    private_port: 443,
+                    ..port("127.0.0.1")
+                },
+            ]),
+            ..Default::default()
+        };
+        let r = row_from_summary("web", "unchanged", &listed);
+        assert_eq!(
+            (r.container.as_str(), r.state.as_str(), r.health.as_str()),
+            ("stk-web", "running", "healthy")
+        );
+        assert_eq!(r.ports, "127.0.0.1:8080→443/tcp, 127.0.0.1:8080→80/tcp");
     }
 }
