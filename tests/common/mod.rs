@@ -33,19 +33,24 @@ fn deadline_for(args: &[&str]) -> Duration {
     })
 }
 
-/// Run a command to its end, collecting both streams, with a deadline: a command still
-/// running then is a hang, and it fails the test with the process tree and its stacks instead
-/// of stalling the whole suite. Each command and its time go to stderr (shown with a
-/// failure, or with --nocapture).
+/// Run a command to its end, collecting both streams, with a deadline (see `finish_bounded`).
 pub fn run_bounded(mut command: Command, what: &str, deadline: Duration) -> Output {
-    let started = Instant::now();
-    let mut child = command
+    let child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("starting {what}: {e}"));
-    let collect = |stream: Option<Box<dyn Read + Send>>| {
+    finish_bounded(child, what, deadline)
+}
+
+/// Wait for a child started with piped streams, collecting them, with a deadline: a child
+/// still running then is a hang, and it fails the test with the process tree and its stacks
+/// instead of stalling the whole suite. Each command and its time go to stderr (shown with a
+/// failure, or with --nocapture).
+pub fn finish_bounded(mut child: Child, what: &str, deadline: Duration) -> Output {
+    let started = Instant::now();
+    fn collect(stream: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
         std::thread::spawn(move || {
             let mut bytes = Vec::new();
             if let Some(mut stream) = stream {
@@ -53,19 +58,9 @@ pub fn run_bounded(mut command: Command, what: &str, deadline: Duration) -> Outp
             }
             bytes
         })
-    };
-    let stdout = collect(
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    );
-    let stderr = collect(
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    );
+    }
+    let stdout = collect(child.stdout.take());
+    let stderr = collect(child.stderr.take());
     let status = loop {
         if let Some(status) = child.try_wait().expect("waiting for a child") {
             break status;
@@ -272,29 +267,10 @@ pub fn spawn_create(name: &str, net: &str) -> Child {
         .unwrap()
 }
 
+/// A spawned create or install, waited for under the engine deadline.
 pub fn wait_output(child: Child) -> Output {
-    let pid = child.id();
-    let (done, finished) = std::sync::mpsc::channel();
-    let waiter = std::thread::spawn(move || {
-        let out = child.wait_with_output().unwrap();
-        let _ = done.send(());
-        out
-    });
-    // Spawned children are creates and installs: the engine deadline covers them.
-    if finished.recv_timeout(deadline_for(&["engine"])).is_err() {
-        let stacks = diagnose_hang(pid);
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-        let out = waiter.join().unwrap();
-        panic!(
-            "strata (pid {pid}) still ran after its deadline: killed.\nstdout:\n{}\nstderr:\n{}\n{stacks}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    waiter.join().unwrap()
+    let what = format!("strata (pid {})", child.id());
+    finish_bounded(child, &what, deadline_for(&["engine"]))
 }
 
 /// Nothing of `vm` is left: domain, volume, reservation, keys, journal.
