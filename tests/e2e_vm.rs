@@ -300,7 +300,7 @@ fn imported_cloud_image_boots_with_a_nocloud_seed() {
     let build = run_bounded(
         command,
         "strata template build debian-12-cloud",
-        Duration::from_secs(1800),
+        TEMPLATE_DEADLINE,
     );
     assert!(
         build.status.success(),

@@ -210,8 +210,8 @@ fn look(docker: &GuestDocker, stack: &StackFile, resolved: &[Resolved]) -> Resul
             let plan = container::plan(stack, r.service, &r.spec, id)?;
             let listed = containers.iter().find(|(_, name, _)| *name == plan.name);
             match listed {
-                Some((_, _, c)) if listed_is_current(c, &plan) => {
-                    current.push(row_from_summary(&r.service.name, "unchanged", c))
+                Some((_, name, c)) if listed_is_current(c, &plan) => {
+                    current.push(row_from_summary(&r.service.name, name, "unchanged", c))
                 }
                 _ => break,
             }
@@ -230,8 +230,7 @@ fn look(docker: &GuestDocker, stack: &StackFile, resolved: &[Resolved]) -> Resul
 /// A listed container runs with the plan's config (the same test as `is_current` on an
 /// inspected one).
 fn listed_is_current(c: &ContainerSummary, plan: &ContainerPlan) -> bool {
-    c.labels.as_ref().and_then(|l| l.get(LABEL_CONFIG)) == Some(&plan.config_hash)
-        && c.state == Some(ContainerSummaryStateEnum::RUNNING)
+    carries_config(c.labels.as_ref(), plan) && c.state == Some(ContainerSummaryStateEnum::RUNNING)
 }
 
 /// What one `up` created, to take back when it fails.
@@ -528,9 +527,10 @@ fn is_current(current: Option<&ContainerInspectResponse>, plan: &ContainerPlan) 
 }
 
 fn same_config(c: &ContainerInspectResponse, plan: &ContainerPlan) -> bool {
-    c.config
-        .as_ref()
-        .and_then(|cfg| cfg.labels.as_ref())
-        .and_then(|l| l.get(LABEL_CONFIG))
-        == Some(&plan.config_hash)
+    carries_config(c.config.as_ref().and_then(|cfg| cfg.labels.as_ref()), plan)
+}
+
+/// A container's labels carry the plan's config hash: it was created from this request.
+fn carries_config(labels: Option<&HashMap<String, String>>, plan: &ContainerPlan) -> bool {
+    labels.and_then(|l| l.get(LABEL_CONFIG)) == Some(&plan.config_hash)
 }

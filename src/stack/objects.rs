@@ -203,7 +203,12 @@ fn port_text(host_ip: &str, host_port: &str, inside: &str) -> String {
 }
 
 /// The row of a listed container (the unchanged path of `up`, which does not inspect).
-pub fn row_from_summary(service: &str, action: &str, c: &ContainerSummary) -> ServiceRow {
+pub fn row_from_summary(
+    service: &str,
+    container: &str,
+    action: &str,
+    c: &ContainerSummary,
+) -> ServiceRow {
     let mut ports: Vec<String> = c
         .ports
         .iter()
@@ -223,7 +228,7 @@ pub fn row_from_summary(service: &str, action: &str, c: &ContainerSummary) -> Se
     ports.dedup();
     ServiceRow {
         service: service.to_string(),
-        container: service_and_name(c).map(|(_, n)| n).unwrap_or_default(),
+        container: container.to_string(),
         action: action.to_string(),
         state: c
             .state
@@ -297,7 +302,7 @@ mod tests {
             ]),
             ..Default::default()
         };
-        let r = row_from_summary("web", "unchanged", &listed);
+        let r = row_from_summary("web", "stk-web", "unchanged", &listed);
         assert_eq!(
             (r.container.as_str(), r.state.as_str(), r.health.as_str()),
             ("stk-web", "running", "healthy")

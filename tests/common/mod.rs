@@ -25,12 +25,16 @@ pub fn strata(args: &[&str]) -> Output {
 /// How long one strata command of the tests may take before it counts as hung: template
 /// builds download and debootstrap, engine installs unpack packages in a TCG guest; the
 /// rest are seconds to a few minutes under TCG.
+pub const TEMPLATE_DEADLINE: Duration = Duration::from_secs(1800);
+pub const ENGINE_DEADLINE: Duration = Duration::from_secs(1200);
+pub const COMMAND_DEADLINE: Duration = Duration::from_secs(600);
+
 fn deadline_for(args: &[&str]) -> Duration {
-    Duration::from_secs(match args.first() {
-        Some(&"template") => 1800,
-        Some(&"engine") => 1200,
-        _ => 600,
-    })
+    match args.first() {
+        Some(&"template") => TEMPLATE_DEADLINE,
+        Some(&"engine") => ENGINE_DEADLINE,
+        _ => COMMAND_DEADLINE,
+    }
 }
 
 /// Run a command to its end, collecting both streams, with a deadline (see `finish_bounded`).
@@ -270,7 +274,7 @@ pub fn spawn_create(name: &str, net: &str) -> Child {
 /// A spawned create or install, waited for under the engine deadline.
 pub fn wait_output(child: Child) -> Output {
     let what = format!("strata (pid {})", child.id());
-    finish_bounded(child, &what, deadline_for(&["engine"]))
+    finish_bounded(child, &what, ENGINE_DEADLINE)
 }
 
 /// Nothing of `vm` is left: domain, volume, reservation, keys, journal.
