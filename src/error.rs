@@ -1,10 +1,14 @@
 //! The one error type of strata. Every error says what went wrong and, where there is one,
-//! what the user can do about it (the hint). Lower layers attach context as errors rise.
+//! what the user can do about it (the hint), and keeps a kind that callers match on instead
+//! of parsing text: libvirt's, SSH's and Docker's errors are converted here with their kind
+//! (an unreachable daemon, a refused login and a changed host key each stay what they are).
+//! Lower layers attach context as errors rise. There is no second error channel: facts that
+//! could not be read carry this type too.
 
 use std::fmt;
 
 /// An error with a message for the user and an optional hint saying what to do.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {
     message: String,
     hint: Option<String>,
@@ -20,8 +24,12 @@ pub enum ErrorKind {
     NotFound,
     /// Something with that name already exists.
     AlreadyExists,
-    /// A daemon or service strata needs is not reachable.
+    /// A daemon, service or guest strata needs is not reachable (or the connection broke).
     Unreachable,
+    /// A login was refused (SSH authentication).
+    Auth,
+    /// The guest presented another host key than the one strata pinned: never retried.
+    HostKeyChanged,
     /// The user pressed Ctrl-C or the process was asked to stop.
     Interrupted,
     /// Anything else: a failure while carrying out a step.
@@ -118,9 +126,17 @@ impl<T, E: Into<Error>> Context<T> for std::result::Result<T, E> {
 
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
+        use std::io::ErrorKind as Io;
         let kind = match e.kind() {
-            std::io::ErrorKind::NotFound => ErrorKind::NotFound,
-            std::io::ErrorKind::Interrupted => ErrorKind::Interrupted,
+            Io::NotFound => ErrorKind::NotFound,
+            Io::Interrupted => ErrorKind::Interrupted,
+            Io::ConnectionRefused
+            | Io::ConnectionReset
+            | Io::ConnectionAborted
+            | Io::TimedOut
+            | Io::HostUnreachable
+            | Io::NetworkUnreachable
+            | Io::BrokenPipe => ErrorKind::Unreachable,
             _ => ErrorKind::Failed,
         };
         Error::new(kind, e.to_string())
@@ -144,7 +160,13 @@ impl From<virt::error::Error> for Error {
 
 impl From<ssh2::Error> for Error {
     fn from(e: ssh2::Error) -> Self {
-        Error::failed(format!("ssh: {}", e.message()))
+        // libssh2's error codes (libssh2.h): the ones a caller must tell apart.
+        let kind = match e.code() {
+            ssh2::ErrorCode::Session(-18 | -19) => ErrorKind::Auth,
+            ssh2::ErrorCode::Session(-7 | -9 | -13 | -30 | -43) => ErrorKind::Unreachable,
+            _ => ErrorKind::Failed,
+        };
+        Error::new(kind, format!("ssh: {}", e.message()))
     }
 }
 
@@ -178,6 +200,18 @@ mod tests {
             "bad size '12Q'\n  hint: use a number with K, M, G or T"
         );
         assert_eq!(e.exit_code(), 2);
+    }
+
+    #[test]
+    fn ssh_errors_keep_their_kind() {
+        let auth = ssh2::Error::new(ssh2::ErrorCode::Session(-18), "Authentication failed");
+        assert_eq!(Error::from(auth).kind(), ErrorKind::Auth);
+        let gone = ssh2::Error::new(ssh2::ErrorCode::Session(-13), "socket disconnect");
+        assert_eq!(Error::from(gone).kind(), ErrorKind::Unreachable);
+        let other = ssh2::Error::new(ssh2::ErrorCode::Session(-21), "channel failure");
+        assert_eq!(Error::from(other).kind(), ErrorKind::Failed);
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(Error::from(refused).kind(), ErrorKind::Unreachable);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod check;
 pub mod cli;
 pub mod command;
+pub mod digest;
 pub mod engine;
 pub mod error;
 pub mod guest;

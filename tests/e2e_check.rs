@@ -430,7 +430,7 @@ fn guest_storage_and_logging_problems_are_found_and_logging_is_fixed_live() {
         "printf '{\"log-driver\": \"json-file\", \"storage-driver\": \"overlay2\"}\\n' > /etc/docker/daemon.json; \
          systemctl restart docker",
     ]);
-    let target = strata::lifecycle::ssh_target(&lv, &paths, &log_vm).unwrap();
+    let target = strata::guest::Route::of_vm(&lv, &paths, &log_vm).unwrap();
     let client = GuestDocker::connect(&target).unwrap();
     load_busybox(&client, &busybox_rootfs_tar());
     let id = client.run(async {

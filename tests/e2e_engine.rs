@@ -23,7 +23,7 @@ use strata::vm::{pool, Libvirt};
 /// Load the busybox image into the VM's Docker over the API, run a container that echoes
 /// `message`, and return what it printed (the container is removed).
 fn run_busybox(lv: &Libvirt, paths: &Paths, vm: &str, tar: &[u8], message: &str) -> String {
-    let target = strata::lifecycle::ssh_target(lv, paths, vm).unwrap();
+    let target = strata::guest::Route::of_vm(lv, paths, vm).unwrap();
     let client = GuestDocker::connect(&target).unwrap();
     let docker = &client.docker;
     load_busybox(&client, tar);
@@ -125,7 +125,11 @@ fn refuses_bad_input(lv: &Libvirt, paths: &Paths, vm: &str) {
     }
     let pool_handle = pool::ensure(&lv.conn, &paths.pool_dir()).unwrap();
     assert!(
-        pool::find_volume(&pool_handle, &strata::vm::data_disk::volume_name(vm)).is_none(),
+        pool::find_volume(
+            &pool_handle,
+            &pool::vm_volume_name(vm, strata::vm::record::VolumeRole::Data)
+        )
+        .is_none(),
         "a refused install left a data disk"
     );
     let out = ok(&[
@@ -274,7 +278,7 @@ fn bundle_installs_on_every_storage_layout_and_containers_run() {
     // previous file comes back and Docker runs again.
     let sha = "sha256sum /etc/docker/daemon.json";
     let before = ok(&["vm", "ssh", &vms[0], "--", sha]);
-    let target = strata::lifecycle::ssh_target(&lv, &paths, &vms[0]).unwrap();
+    let target = strata::guest::Route::of_vm(&lv, &paths, &vms[0]).unwrap();
     let session = strata::guest::ssh::connect(&target, Duration::from_secs(15)).unwrap();
     let err = strata::engine::install::apply_daemon_json(
         &session,

@@ -127,7 +127,7 @@ fn a_four_service_stack_comes_up_in_health_order_and_converges() {
         assert_eq!(row["health"], "healthy", "{row}");
     }
 
-    let target = strata::lifecycle::ssh_target(&lv, &paths, &vm).unwrap();
+    let target = strata::guest::Route::of_vm(&lv, &paths, &vm).unwrap();
     let docker = GuestDocker::connect(&target).unwrap();
     let inspect = |name: &str| {
         docker

@@ -15,7 +15,7 @@ fn template_sha(paths: &Paths) -> String {
         .unwrap()
         .expect("template debian-12 must be built (scripts/test builds it)");
     let file = paths.pool_dir().join(&record.volume);
-    let actual = strata::image::sha256_file(&file).unwrap();
+    let actual = strata::digest::sha256_file(&file).unwrap();
     assert_eq!(
         actual, record.sha256,
         "template volume differs from its recorded sha256"
@@ -114,7 +114,7 @@ fn two_vms_boot_talk_and_leave_nothing_behind() {
     let other = strata::guest::keys::generate("impostor").unwrap();
     std::fs::write(
         &known,
-        strata::guest::ssh::known_hosts_line(&ip_a, &other.public_openssh),
+        strata::guest::route::known_hosts_line(&ip_a, &other.public_openssh),
     )
     .unwrap();
     let refused = strata(&["vm", "ssh", &a, "--", "true"]);

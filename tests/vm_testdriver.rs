@@ -112,7 +112,7 @@ fn volume_names(lv: &Libvirt, paths: &Paths) -> Vec<String> {
         .list_volumes()
         .unwrap()
         .into_iter()
-        .filter(|n| n.starts_with("vm-"))
+        .filter(|n| n.starts_with("vm_"))
         .collect();
     names.sort();
     names
@@ -148,7 +148,7 @@ fn create_then_destroy_leaves_only_the_template() {
     let vms = domain::list(&lv.conn).unwrap();
     let a = vms.iter().find(|v| v.name == "a").unwrap();
     assert_eq!(a.record.template, "debian-12");
-    assert_eq!(a.record.ip, "10.77.0.2");
+    assert_eq!(a.record.ip.to_string(), "10.77.0.2");
     assert_eq!(a.record.network, "tnet");
     let hosts = reservations(&lv, "tnet");
     assert!(hosts
@@ -156,7 +156,7 @@ fn create_then_destroy_leaves_only_the_template() {
         .any(|h| h.mac == a.record.mac && h.ip.to_string() == "10.77.0.2"));
     let pool_handle = pool::ensure(&lv.conn, &paths.pool_dir()).unwrap();
     let vol = pool_handle
-        .lookup_storage_vol_by_name("vm-a.qcow2")
+        .lookup_storage_vol_by_name("vm_a.qcow2")
         .unwrap();
     let vol_xml = vol.xml_desc(0).unwrap();
     assert!(vol_xml.contains("<backingStore>"), "{vol_xml}");

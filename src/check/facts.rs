@@ -356,7 +356,7 @@ fn volume_sha256(template_dir: &Path, volume: &Path) -> Fact<String> {
     {
         return Ok(sum.trim().to_string());
     }
-    let sum = crate::image::sha256_file(volume).map_err(|e| e.to_string())?;
+    let sum = crate::digest::sha256_file(volume).map_err(|e| e.to_string())?;
     // A cache that cannot be written only costs the next run a rehash.
     let _ = std::fs::write(&cache, format!("{stamp} {sum}\n"));
     Ok(sum)

@@ -163,15 +163,17 @@ fn kvm_group_access() -> Result<String> {
 /// goes in first and is reloaded (SIGHUP), then the full change is applied with a restart
 /// (validated, and rolled back if Docker does not come back).
 fn guest_log_rotation(lv: &Libvirt, paths: &Paths, vm: &str) -> Result<String> {
-    let target = crate::lifecycle::ssh_target(lv, paths, vm)?;
+    let target = crate::guest::Route::of_vm(lv, paths, vm)?;
     let session = ssh::connect(&target, Duration::from_secs(15))?;
-    let current: serde_json::Value = match ssh::read_file(&session, DAEMON_JSON_PATH)? {
-        Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-            Error::failed(format!("{DAEMON_JSON_PATH} in {vm} is not JSON: {e}"))
-                .with_hint("fix it by hand first; strata does not rewrite a file it cannot read")
-        })?,
-        None => serde_json::json!({}),
-    };
+    let current: serde_json::Value =
+        match crate::guest::sftp::read_file(&session, DAEMON_JSON_PATH)? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                Error::failed(format!("{DAEMON_JSON_PATH} in {vm} is not JSON: {e}")).with_hint(
+                    "fix it by hand first; strata does not rewrite a file it cannot read",
+                )
+            })?,
+            None => serde_json::json!({}),
+        };
     let (staged, full) = with_log_rotation(&current)?;
     if full == current {
         return Ok("already in place".into());
@@ -186,7 +188,7 @@ fn guest_log_rotation(lv: &Libvirt, paths: &Paths, vm: &str) -> Result<String> {
     let mut steps = Vec::new();
     if info.live_restore_enabled != Some(true) {
         let text = serde_json::to_string_pretty(&staged)? + "\n";
-        ssh::upload(
+        crate::guest::sftp::upload(
             &session,
             &mut text.as_bytes(),
             "/etc/docker/daemon.json.strata-new",

@@ -8,7 +8,6 @@ use crate::engine::facts::GuestFacts;
 use crate::engine::scripts;
 use crate::guest::docker::{docker_error, GuestDocker};
 use crate::guest::ssh;
-use crate::lifecycle;
 use crate::state::Paths;
 use crate::vm::Libvirt;
 use bollard::models::{Network, SystemInfo};
@@ -70,7 +69,7 @@ impl GuestCheckFacts {
 
 /// Log into the VM and read everything; only reads.
 pub fn gather(lv: &Libvirt, paths: &Paths, vm: &str) -> GuestCheckFacts {
-    let target = match lifecycle::ssh_target(lv, paths, vm) {
+    let target = match crate::guest::Route::of_vm(lv, paths, vm) {
         Ok(t) => t,
         Err(e) => return GuestCheckFacts::unreachable(vm, e.message()),
     };
@@ -82,11 +81,12 @@ pub fn gather(lv: &Libvirt, paths: &Paths, vm: &str) -> GuestCheckFacts {
     let script = ssh::run_checked(&session, &scripts::sh_c(scripts::CHECK_FACTS))
         .map(|out| parse_check_script(&out))
         .map_err(|e| e.to_string());
-    let daemon_json = ssh::read_file(&session, crate::engine::config::DAEMON_JSON_PATH)
-        .map_err(|e| e.to_string())
-        .map(|bytes| {
-            bytes.map(|b| serde_json::from_slice(&b).map_err(|e| format!("not JSON: {e}")))
-        });
+    let daemon_json =
+        crate::guest::sftp::read_file(&session, crate::engine::config::DAEMON_JSON_PATH)
+            .map_err(|e| e.to_string())
+            .map(|bytes| {
+                bytes.map(|b| serde_json::from_slice(&b).map_err(|e| format!("not JSON: {e}")))
+            });
     let docker = match &facts {
         Ok(f) if f.engine_package.is_none() => Err("Docker is not installed".to_string()),
         Ok(f) if !f.docker_active => Err("Docker is installed but not running".to_string()),
@@ -104,7 +104,7 @@ pub fn gather(lv: &Libvirt, paths: &Paths, vm: &str) -> GuestCheckFacts {
 }
 
 fn read_docker(
-    target: &ssh::Target,
+    target: &crate::guest::Route,
     session: ssh2::Session,
     daemon_json: Option<std::result::Result<serde_json::Value, String>>,
 ) -> crate::error::Result<GuestDockerState> {

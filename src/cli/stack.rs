@@ -136,7 +136,7 @@ pub fn up(env: &Env, args: UpArgs) -> Result<i32> {
 
 fn connect(env: &Env, file: &StackFile) -> Result<GuestDocker> {
     let lv = env.libvirt()?;
-    let target = crate::lifecycle::ssh_target(&lv, &env.paths, &file.vm)?;
+    let target = crate::guest::Route::of_vm(&lv, &env.paths, &file.vm)?;
     GuestDocker::connect(&target)
 }
 
@@ -177,7 +177,7 @@ pub fn down(env: &Env, args: DownArgs) -> Result<i32> {
 
 pub fn context(env: &Env, args: ContextArgs) -> Result<i32> {
     let lv = env.libvirt()?;
-    let target = crate::lifecycle::ssh_target(&lv, &env.paths, &args.vm)?;
+    let target = crate::guest::Route::of_vm(&lv, &env.paths, &args.vm)?;
     let files = stack::context::write(
         &args.vm,
         &target,

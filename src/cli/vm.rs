@@ -139,9 +139,9 @@ pub fn run(env: &Env, cmd: VmCommand) -> Result<i32> {
                     vec![
                         v.name.clone(),
                         v.state.clone(),
-                        v.record.ip.clone(),
+                        v.record.ip.to_string(),
                         v.record.template.clone(),
-                        v.record.accel.clone(),
+                        v.record.accel.as_str().to_string(),
                         v.cpus.to_string(),
                         format!("{} MiB", v.memory_mib),
                         v.record.network.clone(),
@@ -151,7 +151,7 @@ pub fn run(env: &Env, cmd: VmCommand) -> Result<i32> {
             Ok(0)
         }
         VmCommand::Ssh { name, command } => {
-            let target = lifecycle::ssh_target(&lv, &env.paths, &name)?;
+            let target = crate::guest::Route::of_vm(&lv, &env.paths, &name)?;
             if command.is_empty() {
                 interactive(env, &name, &target)
             } else {
@@ -162,7 +162,7 @@ pub fn run(env: &Env, cmd: VmCommand) -> Result<i32> {
         }
         VmCommand::Forward { name, ports, to } => {
             let (local, remote) = parse_forward_ports(&ports)?;
-            let target = lifecycle::ssh_target(&lv, &env.paths, &name)?;
+            let target = crate::guest::Route::of_vm(&lv, &env.paths, &name)?;
             let forward = crate::guest::forward::Forward::open(&target, local, &to, remote)?;
             println!(
                 "forwarding http://{} → {to}:{remote} in {name} over SSH; Ctrl-C to stop",
@@ -188,7 +188,7 @@ pub fn run(env: &Env, cmd: VmCommand) -> Result<i32> {
             crate::interrupt::install();
             let (dom, _) = domain::lookup(&lv.conn, &name)?;
             domain::start(&dom)?;
-            let target = lifecycle::ssh_target(&lv, &env.paths, &name)?;
+            let target = crate::guest::Route::of_vm(&lv, &env.paths, &name)?;
             let progress = Progress::new(&format!("vm {name}"));
             progress.stage("boot-to-ssh");
             lifecycle::wait_until_ready(
@@ -232,7 +232,7 @@ fn shell_join(args: &[String]) -> String {
 
 /// An interactive login through the system OpenSSH client, with the same key and the same
 /// pinned host key (a terminal needs what OpenSSH does well: PTY, escapes, window size).
-fn interactive(env: &Env, name: &str, target: &ssh::Target) -> Result<i32> {
+fn interactive(env: &Env, name: &str, target: &crate::guest::Route) -> Result<i32> {
     let status = std::process::Command::new("ssh")
         .arg("-i")
         .arg(&target.key)

@@ -21,7 +21,7 @@ pub struct EngineInfo {
 }
 
 pub fn read(lv: &Libvirt, paths: &Paths, vm: &str) -> Result<EngineInfo> {
-    let target = crate::lifecycle::ssh_target(lv, paths, vm)?;
+    let target = crate::guest::Route::of_vm(lv, paths, vm)?;
     let session = ssh::connect(&target, Duration::from_secs(15))?;
     let facts = crate::engine::facts::gather(&session)?;
     let record = facts.record.ok_or_else(|| {

@@ -79,16 +79,14 @@ pub fn install(
     req: &InstallRequest,
     progress: &Progress,
 ) -> Result<InstallReport> {
-    let target = crate::lifecycle::ssh_target(lv, paths, vm)?;
+    let target = crate::guest::Route::of_vm(lv, paths, vm)?;
     progress.stage("reading the guest");
     let session = ssh::connect(&target, Duration::from_secs(15))?;
     let guest = facts::gather(&session)?;
     let pool_handle = pool::ensure(&lv.conn, &paths.pool_dir())?;
 
     // A disk attached by an earlier run keeps its role even when the flag is not repeated.
-    let existing_disk = pool::find_volume(&pool_handle, &data_disk::volume_name(vm))
-        .map(|v| v.info().map(|i| i.capacity))
-        .transpose()?;
+    let existing_disk = data_disk::existing_capacity(&lv.conn, &pool_handle, vm)?;
     let disk_size = req.data_disk.or(existing_disk);
     let storage = StorageRequest {
         data_disk: disk_size.is_some(),
@@ -160,7 +158,7 @@ pub fn install(
     }
 
     progress.stage("configuring dockerd");
-    let wanted_sha = crate::image::sha256_bytes(daemon_json.as_bytes());
+    let wanted_sha = crate::digest::sha256_bytes(daemon_json.as_bytes());
     if guest.daemon_json_sha256.as_deref() != Some(wanted_sha.as_str()) {
         apply_daemon_json(&session, &daemon_json, engine)?;
         changes.push(format!("wrote {DAEMON_JSON_PATH} and (re)started dockerd"));
@@ -336,9 +334,10 @@ fn plan_packages(
     }
     match req.source {
         Source::Bundle => {
-            let status = ssh::read_file(session, "/var/lib/dpkg/status")?.ok_or_else(|| {
-                Error::failed("the guest has no /var/lib/dpkg/status: not a Debian system")
-            })?;
+            let status = crate::guest::sftp::read_file(session, "/var/lib/dpkg/status")?
+                .ok_or_else(|| {
+                    Error::failed("the guest has no /var/lib/dpkg/status: not a Debian system")
+                })?;
             let status = String::from_utf8_lossy(&status);
             let bundle = bundle::prepare(
                 &paths.cache.join("bundle").join(&guest.release),
@@ -464,7 +463,7 @@ pub fn apply_daemon_json(
     engine: decision::EngineVersion,
 ) -> Result<()> {
     ssh::run_checked(session, "mkdir -p /etc/docker")?;
-    ssh::upload(
+    crate::guest::sftp::upload(
         session,
         &mut daemon_json.as_bytes(),
         "/etc/docker/daemon.json.strata-new",
@@ -501,6 +500,6 @@ fn write_record_if_changed(
     }
     ssh::run_checked(session, "mkdir -p /etc/strata")?;
     let text = serde_json::to_vec_pretty(&record)?;
-    ssh::upload(session, &mut text.as_slice(), RECORD_PATH, 0o644)?;
+    crate::guest::sftp::upload(session, &mut text.as_slice(), RECORD_PATH, 0o644)?;
     Ok(())
 }

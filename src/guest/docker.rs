@@ -3,8 +3,8 @@
 //! Docker's TCP port is never opened, and a dropped SSH session is reopened by the tunnel.
 
 use crate::error::{Error, Result};
-use crate::guest::ssh::Target;
 use crate::guest::tunnel::SocketTunnel;
+use crate::guest::Route;
 use bollard::{BollardRequest, Docker};
 use hyper_util::rt::TokioIo;
 use std::future::Future;
@@ -23,12 +23,12 @@ pub struct GuestDocker {
 
 impl GuestDocker {
     /// Log into the guest and prepare the client; no Docker request is made yet.
-    pub fn connect(target: &Target) -> Result<GuestDocker> {
+    pub fn connect(target: &Route) -> Result<GuestDocker> {
         GuestDocker::with_tunnel(SocketTunnel::open(target, DOCKER_SOCKET)?)
     }
 
     /// The same over a session the caller has finished with (saves a login).
-    pub fn over(target: &Target, session: ssh2::Session) -> Result<GuestDocker> {
+    pub fn over(target: &Route, session: ssh2::Session) -> Result<GuestDocker> {
         GuestDocker::with_tunnel(SocketTunnel::over(target, session, DOCKER_SOCKET)?)
     }
 

@@ -4,8 +4,8 @@
 //! anywhere but to the VM, and only inside the SSH connection.
 
 use crate::error::{Error, Result};
-use crate::guest::ssh::Target;
 use crate::guest::tunnel::{Remote, SocketTunnel};
+use crate::guest::Route;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
@@ -23,7 +23,7 @@ pub struct Forward {
 impl Forward {
     /// Log in and listen on 127.0.0.1:`local_port` (0: any free port).
     pub fn open(
-        target: &Target,
+        target: &Route,
         local_port: u16,
         remote_host: &str,
         remote_port: u16,

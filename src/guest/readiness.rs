@@ -2,7 +2,7 @@
 //! key and a login succeed. A wrong host key ends the wait at once.
 
 use crate::error::{Error, Result};
-use crate::guest::ssh::{self, Target};
+use crate::guest::{ssh, Route};
 use ssh2::Session;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 /// Wait until the guest accepts our login. `still_booting` is polled between attempts: its
 /// error (Ctrl-C, the VM stopped) ends the wait at once instead of at the timeout.
 pub fn wait_for_ssh(
-    target: &Target,
+    target: &Route,
     timeout: Duration,
     still_booting: &dyn Fn() -> Result<()>,
 ) -> Result<Session> {

@@ -10,7 +10,7 @@
 //! retries once, so a long-lived client heals on its next request instead of failing silently.
 
 use crate::error::{Error, Result};
-use crate::guest::ssh::{self, Target};
+use crate::guest::{ssh, Route};
 use ssh2::{Channel, Session};
 use std::io::{ErrorKind as IoKind, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -75,22 +75,22 @@ struct Request {
 impl SocketTunnel {
     /// Log in now (so a wrong key or an unreachable guest is reported here, not on the first
     /// request) and start the pump thread.
-    pub fn open(target: &Target, remote_socket: &str) -> Result<SocketTunnel> {
+    pub fn open(target: &Route, remote_socket: &str) -> Result<SocketTunnel> {
         SocketTunnel::to(target, Remote::Socket(remote_socket.to_string()))
     }
 
     /// The same for any remote end.
-    pub fn to(target: &Target, remote: Remote) -> Result<SocketTunnel> {
+    pub fn to(target: &Route, remote: Remote) -> Result<SocketTunnel> {
         let session = ssh::connect(target, LOGIN_TIMEOUT)?;
         SocketTunnel::start(target, session, remote)
     }
 
     /// Start the pump on a session the caller has finished with (saves a login).
-    pub fn over(target: &Target, session: Session, remote_socket: &str) -> Result<SocketTunnel> {
+    pub fn over(target: &Route, session: Session, remote_socket: &str) -> Result<SocketTunnel> {
         SocketTunnel::start(target, session, Remote::Socket(remote_socket.to_string()))
     }
 
-    fn start(target: &Target, session: Session, remote: Remote) -> Result<SocketTunnel> {
+    fn start(target: &Route, session: Session, remote: Remote) -> Result<SocketTunnel> {
         bound_blocking_steps(&session);
         let (requests, incoming) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
@@ -172,7 +172,7 @@ struct Pipe {
 }
 
 struct Pump {
-    target: Target,
+    target: Route,
     remote: Remote,
     session: Session,
     pipes: Vec<Pipe>,

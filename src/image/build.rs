@@ -3,9 +3,9 @@
 //! qcow2 read-only in the pool, record it. Unchanged recipe + existing volume = no-op.
 
 use crate::command::{on_path, run_logged};
+use crate::digest::sha256_file;
 use crate::error::{Context, Error, Result};
 use crate::image::record::{read_record, write_record, BuildRecord};
-use crate::image::sha256_file;
 use crate::progress::Progress;
 use crate::state::{remove_dir_if_present, Paths};
 use crate::template::{BootMode, BuildRecipe, Template};

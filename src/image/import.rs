@@ -2,9 +2,9 @@
 //! is copied read-only into strata's pool with its sha256; VMs cloned from it get a
 //! cloud-init NoCloud seed. Firmware boot by default; --kernel/--initrd for direct boot.
 
+use crate::digest::sha256_file;
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::image::record::{write_record, BuildRecord};
-use crate::image::sha256_file;
 use crate::state::{remove_dir_if_present, Paths};
 use crate::template;
 use crate::vm::{pool, Libvirt};

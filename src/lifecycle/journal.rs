@@ -1,6 +1,9 @@
-//! The create journal: each undo step is written to disk before the step it undoes is taken,
-//! so a failure, Ctrl-C, or even a killed process can be rolled back (the last by the next
-//! strata run). Every undo is a no-op when its object is already gone.
+//! The journal of a create or a destroy: each undo step is on disk before the step it undoes
+//! is taken (a create), or every removal is on disk before the first one is made (a destroy),
+//! so that a failure, Ctrl-C, a lost libvirtd or even a killed process can be finished later:
+//! by the next strata run of any kind (`recover_abandoned`), or by `vm destroy NAME`. Every
+//! step is a no-op when its object is already gone, and a domain is only undefined when it
+//! is the very one (by UUID) that the journal names.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::state::{remove_dir_if_present, Paths};
@@ -9,62 +12,123 @@ use crate::vm::{domain, pool, Libvirt};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// One undo step, journaled before the step it undoes is carried out.
+/// One undo (or removal) step.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) enum Undo {
-    Volume { name: String },
-    File { path: PathBuf },
-    Reservation { network: String, host: DhcpHost },
-    VmDir { path: PathBuf },
-    Domain { name: String, uuid: String },
+    Volume {
+        name: String,
+    },
+    File {
+        path: PathBuf,
+    },
+    Reservation {
+        network: String,
+        host: DhcpHost,
+    },
+    VmDir {
+        path: PathBuf,
+    },
+    Domain {
+        name: String,
+        uuid: String,
+    },
+    /// A data disk under the name VMs had before volumes were recorded (`vm-NAME-data.qcow2`):
+    /// removed only while no VM `unless_vm` exists, whose root disk the name could also be.
+    LegacyDataDisk {
+        name: String,
+        unless_vm: String,
+    },
+}
+
+/// What the journal's process was doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Rolled back if it does not finish.
+    #[default]
+    Create,
+    /// Finished (every removal carried out) if it does not finish.
+    Destroy,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct Journal {
     vm: String,
     pid: u32,
+    #[serde(default)]
+    action: Action,
     steps: Vec<Undo>,
     #[serde(skip)]
     path: PathBuf,
+}
+
+/// A journal whose process is gone (or still working), as `vm list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PendingJournal {
+    pub vm: String,
+    pub action: Action,
+    pub pid: u32,
+    /// Its process still runs: the journal is being written now.
+    pub running: bool,
 }
 
 fn journal_dir(paths: &Paths) -> PathBuf {
     paths.state.join("journal")
 }
 
+fn journal_path(paths: &Paths, vm: &str) -> PathBuf {
+    journal_dir(paths).join(format!("{vm}.json"))
+}
+
+fn process_alive(pid: u32) -> bool {
+    pid == std::process::id()
+        || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
+}
+
 impl Journal {
-    /// Start the journal of a create. Made exclusively: two processes creating the same name
-    /// must not share (and roll back) each other's steps.
+    /// Start the journal of a create. Made exclusively: two processes working on the same
+    /// name must not share (and roll back) each other's steps.
     pub(super) fn begin(paths: &Paths, vm: &str) -> Result<Journal> {
+        Journal::begin_with(paths, vm, Action::Create, Vec::new())
+    }
+
+    /// Start a journal that holds all its steps from the first moment (a destroy).
+    pub(super) fn begin_with(
+        paths: &Paths,
+        vm: &str,
+        action: Action,
+        steps: Vec<Undo>,
+    ) -> Result<Journal> {
         let dir = journal_dir(paths);
         paths.ensure_dir(&dir)?;
         let journal = Journal {
             vm: vm.to_string(),
             pid: std::process::id(),
-            steps: Vec::new(),
-            path: dir.join(format!("{vm}.json")),
+            action,
+            steps,
+            path: journal_path(paths, vm),
         };
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&journal.path)
-        {
-            Ok(mut file) => {
-                use std::io::Write;
-                file.write_all(&serde_json::to_vec(&journal)?)?;
-            }
+        // Written whole under a private name, then linked into place: the link fails when the
+        // name's journal exists, and a reader never sees a half-written one.
+        let staged = dir.join(format!(".{vm}.{}.new", std::process::id()));
+        std::fs::write(&staged, serde_json::to_vec(&journal)?)
+            .map_err(|e| Error::from(e).context(format!("writing {}", staged.display())))?;
+        let linked = std::fs::hard_link(&staged, &journal.path);
+        let _ = std::fs::remove_file(&staged);
+        match linked {
+            Ok(()) => Ok(journal),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(Error::new(
+                let holder = read(&journal.path)
+                    .map(|other| format!(" (pid {})", other.pid))
+                    .unwrap_or_default();
+                Err(Error::new(
                     ErrorKind::AlreadyExists,
-                    format!("another strata process is creating '{vm}' right now"),
+                    format!("another strata process{holder} is working on '{vm}' right now"),
                 )
-                .with_hint("wait for it to finish, or pick another name"));
+                .with_hint("wait for it to finish, or pick another name"))
             }
-            Err(e) => {
-                return Err(Error::from(e).context(format!("writing {}", journal.path.display())))
-            }
+            Err(e) => Err(Error::from(e).context(format!("writing {}", journal.path.display()))),
         }
-        Ok(journal)
     }
 
     fn save(&self) -> Result<()> {
@@ -84,7 +148,8 @@ impl Journal {
         let _ = std::fs::remove_file(&self.path);
     }
 
-    /// Undo every step, newest first; every undo is a no-op when its object is gone.
+    /// Carry out every step, newest first; every step is a no-op when its object is gone.
+    /// The journal stays on disk while any step failed, so a later run can finish it.
     pub(super) fn rollback(self, lv: &Libvirt, paths: &Paths) -> Vec<String> {
         let mut problems = Vec::new();
         for step in self.steps.iter().rev() {
@@ -99,11 +164,18 @@ impl Journal {
     }
 }
 
+fn read(path: &Path) -> Option<Journal> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut journal: Journal = serde_json::from_str(&text).ok()?;
+    journal.path = path.to_path_buf();
+    Some(journal)
+}
+
 fn undo(lv: &Libvirt, paths: &Paths, step: &Undo) -> Result<()> {
     match step {
         Undo::Domain { name, uuid } => {
             if let Ok(dom) = lv.conn.lookup_domain_by_name(name) {
-                // Only the domain this create defined, never a namesake.
+                // Only the domain this journal made or is removing, never a namesake.
                 if dom.uuid_string()? == *uuid {
                     domain::undefine(&lv.conn, name)?;
                 }
@@ -117,43 +189,78 @@ fn undo(lv: &Libvirt, paths: &Paths, step: &Undo) -> Result<()> {
             let pool_handle = pool::ensure(&lv.conn, &paths.pool_dir())?;
             pool::delete_vm_volume(&pool_handle, name)
         }
+        Undo::LegacyDataDisk { name, unless_vm } => {
+            if domain::exists(&lv.conn, unless_vm) {
+                return Ok(());
+            }
+            let pool_handle = pool::ensure(&lv.conn, &paths.pool_dir())?;
+            pool::delete_vm_volume(&pool_handle, name)
+        }
     }
 }
 
-/// Roll back creates whose process died (killed, power loss). Returns the VMs cleaned.
-pub fn recover_abandoned(lv: &Libvirt, paths: &Paths) -> Result<Vec<String>> {
+/// Every journal on disk: creates and destroys that have not finished.
+pub fn pending(paths: &Paths) -> Vec<PendingJournal> {
     let Ok(entries) = std::fs::read_dir(journal_dir(paths)) else {
-        return Ok(Vec::new());
+        return Vec::new();
     };
+    let mut found: Vec<PendingJournal> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("json"))
+        .filter_map(|p| read(&p))
+        .map(|j| PendingJournal {
+            running: process_alive(j.pid),
+            vm: j.vm,
+            action: j.action,
+            pid: j.pid,
+        })
+        .collect();
+    found.sort_by(|a, b| a.vm.cmp(&b.vm));
+    found
+}
+
+/// Finish the journals whose process died (killed, power loss, a libvirtd that went away):
+/// roll creates back, carry destroys through. Returns the VMs cleaned.
+pub fn recover_abandoned(lv: &Libvirt, paths: &Paths) -> Result<Vec<String>> {
     let mut cleaned = Vec::new();
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.extension().and_then(|e| e.to_str()) != Some("json") {
-            continue;
+    for p in pending(paths).into_iter().filter(|p| !p.running) {
+        if finish(lv, paths, &p.vm)? {
+            cleaned.push(p.vm);
         }
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            continue;
-        };
-        let Ok(mut journal) = serde_json::from_str::<Journal>(&text) else {
-            continue;
-        };
-        let alive =
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(journal.pid as i32), None).is_ok();
-        if alive && journal.pid != std::process::id() {
-            continue;
-        }
-        journal.path = path;
-        let vm = journal.vm.clone();
-        let problems = journal.rollback(lv, paths);
-        if !problems.is_empty() {
-            return Err(Error::failed(format!(
-                "cleaning up the abandoned create of '{vm}' failed: {}",
-                problems.join("; ")
-            )));
-        }
-        cleaned.push(vm);
     }
     Ok(cleaned)
+}
+
+/// Finish the journal of `vm` if its process is gone; false when there is none to finish.
+pub(super) fn finish(lv: &Libvirt, paths: &Paths, vm: &str) -> Result<bool> {
+    let Some(journal) = read(&journal_path(paths, vm)) else {
+        return Ok(false);
+    };
+    if process_alive(journal.pid) && journal.pid != std::process::id() {
+        return Err(Error::new(
+            ErrorKind::AlreadyExists,
+            format!(
+                "strata process {} is still working on '{vm}' ({:?})",
+                journal.pid, journal.action
+            ),
+        )
+        .with_hint("wait for it to finish"));
+    }
+    let action = journal.action;
+    let problems = journal.rollback(lv, paths);
+    if !problems.is_empty() {
+        let what = match action {
+            Action::Create => "cleaning up the abandoned create",
+            Action::Destroy => "finishing the interrupted destroy",
+        };
+        return Err(
+            Error::failed(format!("{what} of '{vm}' failed: {}", problems.join("; "))).with_hint(
+                "the next strata command tries again; `strata vm destroy NAME` does too",
+            ),
+        );
+    }
+    Ok(true)
 }
 
 /// Remove a file strata put in the pool directory and let libvirt forget it.
@@ -174,7 +281,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_second_create_of_the_same_name_is_refused_while_the_first_runs() {
+    fn a_second_journal_of_the_same_name_is_refused_while_the_first_runs() {
         let dir = std::env::temp_dir().join(format!("strata-journal-{}", std::process::id()));
         let paths = Paths {
             state: dir.join("state"),
@@ -183,7 +290,17 @@ mod tests {
         let first = Journal::begin(&paths, "a").unwrap();
         let err = Journal::begin(&paths, "a").unwrap_err();
         assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+        assert!(
+            err.message()
+                .contains(&format!("(pid {})", std::process::id())),
+            "{err}"
+        );
         assert!(Journal::begin(&paths, "b").is_ok());
+        let listed = pending(&paths);
+        assert_eq!(listed.len(), 2);
+        assert!(listed
+            .iter()
+            .all(|p| p.running && p.action == Action::Create));
         first.commit();
         assert!(Journal::begin(&paths, "a").is_ok());
         std::fs::remove_dir_all(&dir).unwrap();

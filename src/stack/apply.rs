@@ -111,7 +111,7 @@ pub fn validate(stack: &StackFile) -> Result<Vec<String>> {
 /// The stack's pipeline: render, look, check, converge (or roll back).
 pub fn up(lv: &Libvirt, paths: &Paths, stack: &StackFile, options: UpOptions) -> Result<UpReport> {
     let resolved = resolve(stack)?;
-    let target = crate::lifecycle::ssh_target(lv, paths, &stack.vm)?;
+    let target = crate::guest::Route::of_vm(lv, paths, &stack.vm)?;
     let docker = GuestDocker::connect(&target)?;
     let mut report = UpReport {
         stack: stack.name.clone(),

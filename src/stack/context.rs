@@ -5,7 +5,7 @@
 //! unexposed: the CLI runs `docker system dial-stdio` in the VM over that SSH login.
 
 use crate::error::{Context, Error, Result};
-use crate::guest::ssh::Target;
+use crate::guest::Route;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
@@ -24,7 +24,7 @@ pub struct ContextFiles {
 }
 
 /// The ssh_config snippet for `vm` (pure).
-pub fn ssh_snippet(vm: &str, target: &Target, known_hosts: &Path) -> String {
+pub fn ssh_snippet(vm: &str, target: &Route, known_hosts: &Path) -> String {
     format!(
         "# Written by `strata context {vm}`; rewritten each time, removed with the VM's context.\n\
          Host strata-{vm}\n  HostName {ip}\n  Port {port}\n  User {user}\n  IdentityFile {key}\n  IdentitiesOnly yes\n  UserKnownHostsFile {known}\n  StrictHostKeyChecking yes\n  BatchMode yes\n",
@@ -84,7 +84,7 @@ impl Homes {
     }
 }
 
-pub fn write(vm: &str, target: &Target, known_hosts: &Path, homes: &Homes) -> Result<ContextFiles> {
+pub fn write(vm: &str, target: &Route, known_hosts: &Path, homes: &Homes) -> Result<ContextFiles> {
     if !known_hosts.is_file() {
         return Err(Error::not_found(format!(
             "no pinned host key for '{vm}' at {}",
@@ -131,7 +131,7 @@ mod tests {
 
     #[test]
     fn snippet_pins_key_and_host_key() {
-        let target = Target {
+        let target = Route {
             addr: "10.78.0.5:22".parse().unwrap(),
             user: "root".into(),
             key: "/var/lib/strata/vms/demo/id_ed25519".into(),

@@ -74,7 +74,7 @@ pub fn present(
             build_tag(&image_name(&template.name, &dir), &tar)
         }
         (None, None, Some(tarball)) => {
-            let sum = crate::image::sha256_file(Path::new(tarball)).ok()?;
+            let sum = crate::digest::sha256_file(Path::new(tarball)).ok()?;
             format!("{TARBALL_REPO}:{}", &sum[..12])
         }
         _ => return None,
@@ -255,7 +255,7 @@ fn collect(root: &Path, dir: &Path, files: &mut Vec<(String, PathBuf)>) -> Resul
 }
 
 fn loaded(docker: &GuestDocker, tarball: &Path) -> std::result::Result<(String, Obtained), String> {
-    let sum = crate::image::sha256_file(tarball).map_err(|e| e.to_string())?;
+    let sum = crate::digest::sha256_file(tarball).map_err(|e| e.to_string())?;
     let tag = format!("{TARBALL_REPO}:{}", &sum[..12]);
     if let Some(id) = image_id(docker, &tag) {
         return Ok((id, Obtained::Present));

@@ -1,10 +1,46 @@
-//! Choosing a VM's MAC and IP before boot (pure): addresses outside the network's dynamic
-//! DHCP range first, never the network, broadcast or gateway address, never one already
-//! reserved; MACs in QEMU's 52:54:00 block, never one already used.
+//! Choosing a VM's MAC and IP before boot: addresses outside the network's dynamic DHCP range
+//! first, never the network, broadcast or gateway address, never one already reserved or
+//! still leased; MACs in QEMU's 52:54:00 block, never one already used. The choice itself is
+//! pure; `choose_address` reads what libvirt knows and makes it.
 
 use crate::error::{Error, Result};
+use crate::vm::domain;
+use crate::vm::network::{self, DhcpHost};
 use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
+use virt::connect::Connect;
+
+/// A free address and a free MAC for `vm` on `network_name`, from the network's reservations
+/// and live leases and the MACs of strata's VMs. Nothing is reserved: the caller does that,
+/// under strata's state lock so that parallel creates cannot pick the same one.
+pub fn choose_address(conn: &Connect, network_name: &str, vm: &str) -> Result<DhcpHost> {
+    let (net, info) = network::lookup(conn, network_name)?;
+    let (subnet, gateway) = info
+        .subnet
+        .zip(info.gateway)
+        .ok_or_else(|| Error::bad_input(format!("network '{network_name}' has no IPv4 subnet")))?;
+    let used_macs: Vec<String> = domain::list(conn)?
+        .into_iter()
+        .map(|vm| vm.record.mac)
+        .chain(info.hosts.iter().map(|h| h.mac.clone()))
+        .collect();
+    let space = AddressSpace {
+        subnet,
+        gateway,
+        dynamic: info.dynamic,
+        taken: info
+            .hosts
+            .iter()
+            .map(|h| h.ip)
+            .chain(network::leases(&net)?.into_iter().map(|(_, ip)| ip))
+            .collect(),
+    };
+    Ok(DhcpHost {
+        mac: choose_mac(&used_macs, os_random_bytes),
+        name: vm.to_string(),
+        ip: choose_ip(&space, network_name)?,
+    })
+}
 
 /// What the network looks like to the allocator.
 #[derive(Debug, Clone)]

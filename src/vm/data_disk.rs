@@ -1,11 +1,12 @@
-//! A VM's data disk: one plain qcow2 volume in strata's pool (vm-NAME-data.qcow2), hot-plugged
+//! A VM's data disk: one plain qcow2 volume in strata's pool (vm_NAME_data.qcow2), hot-plugged
 //! as vdb with the serial `strata-data`, so the guest finds it as
 //! /dev/disk/by-id/virtio-strata-data whatever order the kernel probes disks in. Docker's
 //! data-root goes on it. `vm destroy` deletes it with the VM.
 
 use crate::error::{Error, Result};
 use crate::units::format_size;
-use crate::vm::{pool, xml};
+use crate::vm::record::{VmVolume, VolumeRole};
+use crate::vm::{domain, pool, xml};
 use std::path::PathBuf;
 use virt::connect::Connect;
 use virt::storage_pool::StoragePool;
@@ -16,10 +17,6 @@ pub const GUEST_DEVICE: &str = "/dev/disk/by-id/virtio-strata-data";
 
 /// Below this, neither LVM+xfs nor btrfs leaves Docker room for more than a toy image.
 pub const MIN_SIZE: u64 = 1 << 30;
-
-pub fn volume_name(vm: &str) -> String {
-    format!("vm-{vm}-data.qcow2")
-}
 
 /// What `ensure` found or made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,8 +39,13 @@ pub fn ensure(conn: &Connect, pool: &StoragePool, vm: &str, capacity: u64) -> Re
         ))
         .with_hint("give e.g. --data-disk 20G (the volume is thin: it takes what Docker writes)"));
     }
-    let dom = conn.lookup_domain_by_name(vm)?;
-    let name = volume_name(vm);
+    let (dom, info) = domain::lookup(conn, vm)?;
+    // A disk made by an earlier run keeps the name it was recorded under.
+    let name = info
+        .record
+        .volume(VolumeRole::Data)
+        .map(str::to_string)
+        .unwrap_or_else(|| pool::vm_volume_name(vm, VolumeRole::Data));
     let (volume, created) = match pool::find_volume(pool, &name) {
         Some(volume) => {
             let existing = volume.info()?.capacity;
@@ -61,6 +63,15 @@ pub fn ensure(conn: &Connect, pool: &StoragePool, vm: &str, capacity: u64) -> Re
             (volume, false)
         }
         None => {
+            // Recorded before it is made: whatever happens next, `vm destroy` knows it.
+            if info.record.volume(VolumeRole::Data).is_none() {
+                let mut record = info.record.clone();
+                record.volumes.push(VmVolume {
+                    role: VolumeRole::Data,
+                    name: name.clone(),
+                });
+                domain::set_record(&dom, &record)?;
+            }
             let xml_text = xml::render(
                 xml::DATA_VOLUME,
                 &serde_json::json!({ "name": name, "capacity": capacity }),
@@ -96,7 +107,14 @@ pub fn ensure(conn: &Connect, pool: &StoragePool, vm: &str, capacity: u64) -> Re
     })
 }
 
-/// Delete a VM's data disk if it has one (the domain must be gone or stopped).
-pub fn delete(pool: &StoragePool, vm: &str) -> Result<()> {
-    pool::delete_vm_volume(pool, &volume_name(vm))
+/// The capacity of `vm`'s data disk when it has one (recorded, and in the pool).
+pub fn existing_capacity(conn: &Connect, pool: &StoragePool, vm: &str) -> Result<Option<u64>> {
+    let (_, info) = domain::lookup(conn, vm)?;
+    let Some(name) = info.record.volume(VolumeRole::Data) else {
+        return Ok(None);
+    };
+    pool::find_volume(pool, name)
+        .map(|v| v.info().map(|i| i.capacity))
+        .transpose()
+        .map_err(Error::from)
 }

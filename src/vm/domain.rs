@@ -2,7 +2,7 @@
 //! made (those carrying strata's metadata) with their state.
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::vm::metadata::{self, VmRecord};
+use crate::vm::record::VmRecord;
 use crate::vm::VM_METADATA_NS;
 use serde::Serialize;
 use virt::connect::Connect;
@@ -38,10 +38,27 @@ pub fn record(dom: &Domain) -> Result<Option<VmRecord>> {
         Some(VM_METADATA_NS),
         0,
     ) {
-        Ok(xml) => Ok(Some(metadata::parse(&xml)?)),
+        Ok(xml) => Ok(Some(VmRecord::parse(&xml)?)),
         Err(e) if e.code().known() == Some(virt::error::ErrorNumber::NoDomainMetadata) => Ok(None),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Replace strata's record of a domain (in its persistent definition, and in the running one
+/// when it runs), e.g. to add a volume before making it.
+pub fn set_record(dom: &Domain, record: &VmRecord) -> Result<()> {
+    let mut flags = virt::sys::VIR_DOMAIN_AFFECT_CONFIG;
+    if dom.is_active()? {
+        flags |= virt::sys::VIR_DOMAIN_AFFECT_LIVE;
+    }
+    dom.set_metadata(
+        virt::sys::VIR_DOMAIN_METADATA_ELEMENT as i32,
+        Some(&record.to_xml()?),
+        Some("strata"),
+        Some(VM_METADATA_NS),
+        flags,
+    )?;
+    Ok(())
 }
 
 fn describe(dom: &Domain, record: VmRecord) -> Result<VmInfo> {

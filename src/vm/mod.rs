@@ -7,9 +7,10 @@ pub mod connect;
 pub mod data_disk;
 pub mod domain;
 pub mod hotplug;
-pub mod metadata;
 pub mod network;
 pub mod pool;
+pub mod record;
+pub mod spec;
 mod xml;
 
 pub use connect::Libvirt;

@@ -3,6 +3,7 @@
 //! storage API; a template volume is never opened for writing.
 
 use crate::error::{Error, Result};
+use crate::vm::record::VolumeRole;
 use crate::vm::xml;
 use std::path::Path;
 use virt::connect::Connect;
@@ -16,9 +17,15 @@ pub fn template_volume_name(template: &str) -> String {
     format!("template-{template}.qcow2")
 }
 
-/// Volume name of a VM's root disk.
-pub fn vm_volume_name(vm: &str) -> String {
-    format!("vm-{vm}.qcow2")
+/// The name of `vm`'s volume with `role`: `vm_NAME.qcow2`, `vm_NAME_data.qcow2`,
+/// `vm_NAME_seed.img`. A VM name never holds '_', so no volume of one VM can carry another's
+/// name (with '-' as the separator, VM `web`'s data disk was VM `web-data`'s root disk).
+pub fn vm_volume_name(vm: &str, role: VolumeRole) -> String {
+    match role {
+        VolumeRole::Root => format!("vm_{vm}.qcow2"),
+        VolumeRole::Data => format!("vm_{vm}_data.qcow2"),
+        VolumeRole::Seed => format!("vm_{vm}_seed.img"),
+    }
 }
 
 /// Find strata's pool, defining, building and starting it at `dir` when missing or stopped.

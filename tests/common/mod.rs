@@ -8,7 +8,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use strata::guest::docker::GuestDocker;
 use strata::state::Paths;
-use strata::vm::{data_disk, network, pool, Libvirt};
+use strata::vm::record::VolumeRole;
+use strata::vm::{network, pool, Libvirt};
 
 pub const TEMPLATE: &str = "debian-12";
 
@@ -285,14 +286,13 @@ pub fn assert_gone(lv: &Libvirt, paths: &Paths, vm: &str, net: &str) {
     );
     let pool_handle = pool::ensure(&lv.conn, &paths.pool_dir()).unwrap();
     pool_handle.refresh(0).unwrap();
-    assert!(
-        pool::find_volume(&pool_handle, &pool::vm_volume_name(vm)).is_none(),
-        "volume of {vm} left behind"
-    );
-    assert!(
-        pool::find_volume(&pool_handle, &data_disk::volume_name(vm)).is_none(),
-        "data disk of {vm} left behind"
-    );
+    for role in [VolumeRole::Root, VolumeRole::Data, VolumeRole::Seed] {
+        let volume = pool::vm_volume_name(vm, role);
+        assert!(
+            pool::find_volume(&pool_handle, &volume).is_none(),
+            "{volume} of {vm} left behind"
+        );
+    }
     let (_, info) = network::lookup(&lv.conn, net).unwrap();
     assert!(
         !info.hosts.iter().any(|h| h.name == vm),

@@ -2,7 +2,7 @@
 //! limits, template and network state, the accelerator, and whether qemu can reach the files.
 //! Bad input fails here, so it changes nothing.
 
-use super::CreateRequest;
+use super::vm_create::CreateRequest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::host::accel::{self, Accel, KvmFacts};
 use crate::host::qemu_user::QemuIdentity;
@@ -10,6 +10,7 @@ use crate::image::read_record;
 use crate::state::Paths;
 use crate::template::{self, InjectMethod};
 use crate::units::parse_size;
+use crate::vm::record::VolumeRole;
 use crate::vm::{domain, network, pool, Libvirt};
 use std::path::PathBuf;
 
@@ -31,7 +32,7 @@ pub(super) struct CreatePlan {
 
 /// A VM's name becomes its hostname: letters, digits and '-' only, at most 63, not starting
 /// or ending with '-'.
-fn validate_vm_name(name: &str) -> Result<()> {
+pub(super) fn validate_vm_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 63
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
@@ -98,21 +99,8 @@ pub(super) fn plan_create(lv: &Libvirt, paths: &Paths, req: &CreateRequest) -> R
             template.name()
         )));
     }
-    let volume = pool::vm_volume_name(&req.name);
-    if pool::find_volume(&pool_handle, &volume).is_some() {
-        return Err(Error::new(
-            ErrorKind::AlreadyExists,
-            format!(
-                "volume '{volume}' already exists in pool '{}' but no VM '{}' does",
-                pool::POOL_NAME,
-                req.name
-            ),
-        )
-        .with_hint(format!(
-            "it is left from something else; remove it with `virsh vol-delete {volume} --pool {}`",
-            pool::POOL_NAME
-        )));
-    }
+    let volume = pool::vm_volume_name(&req.name, VolumeRole::Root);
+    refuse_leftover_volume(lv, &pool_handle, &req.name, &volume)?;
     let (_, net) = network::lookup(&lv.conn, &req.network)?;
     if net.subnet.is_none() {
         return Err(Error::bad_input(format!("network '{}' has no IPv4 subnet with DHCP", req.network))
@@ -155,7 +143,7 @@ pub(super) fn plan_create(lv: &Libvirt, paths: &Paths, req: &CreateRequest) -> R
     let seed = (template.manifest.guest.inject == InjectMethod::CloudInit).then(|| {
         paths
             .pool_dir()
-            .join(super::guest_data::seed_file_name(&req.name))
+            .join(pool::vm_volume_name(&req.name, VolumeRole::Seed))
     });
     Ok(CreatePlan {
         seed,
@@ -169,6 +157,40 @@ pub(super) fn plan_create(lv: &Libvirt, paths: &Paths, req: &CreateRequest) -> R
         accel,
         accel_reason,
         volume,
+    })
+}
+
+/// A volume under the name this create would give its disk, while no VM of that name exists
+/// and this process holds the name's journal: left by a run that could not finish. It is never
+/// overwritten, and the hint names it only when no VM lists it as its own.
+fn refuse_leftover_volume(
+    lv: &Libvirt,
+    pool_handle: &virt::storage_pool::StoragePool,
+    vm: &str,
+    volume: &str,
+) -> Result<()> {
+    if pool::find_volume(pool_handle, volume).is_none() {
+        return Ok(());
+    }
+    let owner = domain::list(&lv.conn)?
+        .into_iter()
+        .find(|other| other.record.volumes.iter().any(|v| v.name == volume));
+    let err = Error::new(
+        ErrorKind::AlreadyExists,
+        format!(
+            "volume '{volume}' already exists in pool '{}' but no VM '{vm}' does",
+            pool::POOL_NAME
+        ),
+    );
+    Err(match owner {
+        Some(other) => err.with_hint(format!(
+            "it belongs to VM '{}'; pick another name",
+            other.name
+        )),
+        None => err.with_hint(format!(
+            "no VM and no running create owns it (a run was cut short); remove it with `virsh vol-delete {volume} --pool {}`, or pick another name",
+            pool::POOL_NAME
+        )),
     })
 }
 

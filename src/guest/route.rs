@@ -1,0 +1,87 @@
+//! The route to a guest: the address strata reserved for it, the user and key to log in with,
+//! and the host key pinned at its creation. Every way into a guest (SSH commands, SFTP, the
+//! docker.sock tunnel, port forwards, the system ssh client) starts from a Route, so that the
+//! same pin is enforced everywhere; a VM's route is read from libvirt (strata's record of the
+//! VM) and from the pinned key strata keeps beside it.
+
+use crate::error::{Error, Result};
+use crate::state::Paths;
+use crate::vm::{domain, Libvirt};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// How to reach and log into one guest.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub addr: SocketAddr,
+    pub user: String,
+    pub key: PathBuf,
+    /// The host key strata expects, as an OpenSSH public key line.
+    pub pinned_host_key: String,
+}
+
+impl Route {
+    /// The route to a running strata VM.
+    pub fn of_vm(lv: &Libvirt, paths: &Paths, name: &str) -> Result<Route> {
+        let (_, info) = domain::lookup(&lv.conn, name)?;
+        if info.state != "running" {
+            return Err(Error::bad_input(format!("VM '{name}' is {}", info.state))
+                .with_hint(format!("start it with `strata vm start {name}`")));
+        }
+        Ok(Route {
+            addr: SocketAddr::from((info.record.ip, 22)),
+            user: info.record.user.clone(),
+            key: info.record.key.clone(),
+            pinned_host_key: pinned_key_from_known_hosts(&paths.vm_known_hosts(name))?,
+        })
+    }
+}
+
+/// An OpenSSH known_hosts line pinning `host_key` for `ip`, so the system ssh client (used for
+/// interactive sessions) enforces the same pin.
+pub fn known_hosts_line(ip: &str, host_key: &str) -> String {
+    let mut fields = host_key.split_whitespace();
+    let kind = fields.next().unwrap_or_default();
+    let blob = fields.next().unwrap_or_default();
+    format!("{ip} {kind} {blob}\n")
+}
+
+/// Read the pinned key back from a known_hosts file written by `known_hosts_line`.
+pub fn pinned_key_from_known_hosts(path: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::from(e).context(format!("reading pinned host key {}", path.display()))
+    })?;
+    let line = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    if fields.len() < 3 {
+        return Err(Error::failed(format!(
+            "{} holds no host key",
+            path.display()
+        )));
+    }
+    Ok(format!("{} {}", fields[1], fields[2]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guest::keys;
+
+    #[test]
+    fn known_hosts_round_trip() {
+        let dir = std::env::temp_dir().join(format!("strata-kh-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("known_hosts");
+        let pair = keys::generate("c").unwrap();
+        std::fs::write(&path, known_hosts_line("10.0.0.2", &pair.public_openssh)).unwrap();
+        let back = pinned_key_from_known_hosts(&path).unwrap();
+        assert_eq!(
+            keys::public_key_blob(&back).unwrap(),
+            keys::public_key_blob(&pair.public_openssh).unwrap()
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,294 @@
+//! `vm create`, top-down as the path the paper describes: clone -> reserve address -> keys ->
+//! (cloud-init seed) -> define -> start -> wait for SSH. Every step journals its undo on disk
+//! *before* acting, so a failure, Ctrl-C, or even a killed process leaves nothing behind: the
+//! next strata run rolls abandoned journals back.
+
+use super::create_plan::{plan_create, validate_vm_name, CreatePlan};
+use super::first_boot::{self, GuestKeys};
+use super::journal::{Journal, Undo};
+use crate::error::{Error, Result};
+use crate::guest::{readiness, Route};
+use crate::host::accel::{Accel, AccelRequest};
+use crate::interrupt;
+use crate::progress::{Progress, StageTime};
+use crate::state::{remove_dir_if_present, Paths};
+use crate::vm::network::{self, DhcpHost};
+use crate::vm::record::{VmRecord, VmVolume, VolumeRole};
+use crate::vm::{alloc, domain, pool, Libvirt};
+use serde::Serialize;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+/// What the user asked `vm create` for.
+#[derive(Debug, Clone)]
+pub struct CreateRequest {
+    pub name: String,
+    pub template: String,
+    pub cpus: Option<u32>,
+    pub memory: Option<String>,
+    pub disk: Option<String>,
+    pub network: String,
+    pub accel: AccelRequest,
+    /// None: return once the domain is started, without waiting for SSH.
+    pub ssh_timeout: Option<Duration>,
+}
+
+/// What `vm create` made.
+#[derive(Debug, Clone, Serialize)]
+pub struct Created {
+    pub name: String,
+    pub ip: Ipv4Addr,
+    pub accel: Accel,
+    pub accel_reason: String,
+    pub stages: Vec<StageTime>,
+}
+
+/// Create a VM from a template and wait until SSH answers with the pinned host key.
+pub fn create(
+    lv: &Libvirt,
+    paths: &Paths,
+    req: &CreateRequest,
+    progress: &Progress,
+) -> Result<Created> {
+    validate_vm_name(&req.name)?;
+    super::recover_abandoned(lv, paths)?;
+    // The name's journal first: a second create of the same name stops here, told who holds it,
+    // before it looks at (or gives advice about) what the first one is making.
+    let mut journal = Journal::begin(paths, &req.name)?;
+    let plan = match plan_create(lv, paths, req) {
+        Ok(plan) => plan,
+        Err(e) => {
+            journal.commit();
+            return Err(e);
+        }
+    };
+    match build_vm(lv, paths, req, &plan, &mut journal, progress) {
+        Ok(created) => {
+            journal.commit();
+            Ok(created)
+        }
+        Err(e) => {
+            progress.println(&format!("strata: {}: rolling back", req.name));
+            let e = keep_console_log(paths, &req.name, e);
+            let problems = journal.rollback(lv, paths);
+            if problems.is_empty() {
+                Err(e)
+            } else {
+                Err(e.context(format!(
+                    "rollback left something behind ({}); the next strata run retries it",
+                    problems.join("; ")
+                )))
+            }
+        }
+    }
+}
+
+/// The steps of a create, each journaled before it acts.
+fn build_vm(
+    lv: &Libvirt,
+    paths: &Paths,
+    req: &CreateRequest,
+    plan: &CreatePlan,
+    journal: &mut Journal,
+    progress: &Progress,
+) -> Result<Created> {
+    let name = req.name.as_str();
+    progress.stage("clone");
+    let disk_path = clone_disk(lv, paths, plan, journal)?;
+    progress.stage("reserve address");
+    let address = reserve_address(lv, paths, req, journal)?;
+    progress.stage("keys");
+    let keys = make_keys(paths, name, address.ip, journal)?;
+    let uuid = first_boot::uuid_v4();
+    if let Some(seed) = &plan.seed {
+        progress.stage("cloud-init seed");
+        interrupt::check()?;
+        journal.push(Undo::File { path: seed.clone() })?;
+        first_boot::write_seed(seed, name, &uuid, &keys)?;
+    }
+    let record = VmRecord {
+        template: plan.template.name().to_string(),
+        created: crate::units::now_rfc3339(),
+        accel: plan.accel,
+        network: req.network.clone(),
+        mac: address.mac.clone(),
+        ip: address.ip,
+        user: plan.template.manifest.vm.user.clone(),
+        key: paths.vm_key(name),
+        volumes: plan.volumes(),
+    };
+    let spec = |with_private_host_key| {
+        first_boot::domain_spec(
+            paths,
+            req,
+            plan,
+            &record,
+            &uuid,
+            &disk_path,
+            &keys,
+            with_private_host_key,
+        )
+    };
+
+    progress.stage("define");
+    interrupt::check()?;
+    journal.push(Undo::Domain {
+        name: name.to_string(),
+        uuid: uuid.clone(),
+    })?;
+    let dom = domain::define(
+        &lv.conn,
+        &spec(true)?.render(&plan.template.domain_xml_template())?,
+    )?;
+
+    progress.stage("start");
+    interrupt::check()?;
+    domain::start(&dom)?;
+
+    if let (Some(timeout), false) = (req.ssh_timeout, lv.is_test_driver()) {
+        progress.stage("boot-to-ssh");
+        let route = Route {
+            addr: SocketAddr::from((address.ip, 22)),
+            user: record.user.clone(),
+            key: record.key.clone(),
+            pinned_host_key: keys.host.public_openssh.clone(),
+        };
+        wait_until_ready(&dom, &route, timeout, progress)?;
+        // First boot has installed the host key; the next boots need no secret in the domain
+        // definition (which `virsh dumpxml` shows to anyone with libvirt access).
+        let template = plan.template.domain_xml_template();
+        domain::define(&lv.conn, &spec(false)?.render(&template)?)?;
+    }
+    Ok(Created {
+        name: name.to_string(),
+        ip: address.ip,
+        accel: plan.accel,
+        accel_reason: plan.accel_reason.clone(),
+        stages: progress.stage_times(),
+    })
+}
+
+/// A thin clone of the template volume; returns its path.
+fn clone_disk(
+    lv: &Libvirt,
+    paths: &Paths,
+    plan: &CreatePlan,
+    journal: &mut Journal,
+) -> Result<String> {
+    interrupt::check()?;
+    let pool_handle = pool::ensure(&lv.conn, &paths.pool_dir())?;
+    journal.push(Undo::Volume {
+        name: plan.volume.clone(),
+    })?;
+    let template_volume =
+        pool::find_volume(&pool_handle, &plan.template_volume).ok_or_else(|| {
+            Error::not_found(format!("template volume {} vanished", plan.template_volume))
+        })?;
+    let disk = pool::clone_volume(&pool_handle, &template_volume, &plan.volume, plan.disk)?;
+    Ok(disk.path()?)
+}
+
+/// Choose a MAC and an IP and reserve them in the network's DHCP hosts, under strata's lock so
+/// that parallel creates never pick the same address.
+fn reserve_address(
+    lv: &Libvirt,
+    paths: &Paths,
+    req: &CreateRequest,
+    journal: &mut Journal,
+) -> Result<DhcpHost> {
+    interrupt::check()?;
+    paths.with_lock(|| {
+        let host = alloc::choose_address(&lv.conn, &req.network, &req.name)?;
+        journal.push(Undo::Reservation {
+            network: req.network.clone(),
+            host: host.clone(),
+        })?;
+        let (net, _) = network::lookup(&lv.conn, &req.network)?;
+        network::reserve(&net, &host)?;
+        Ok(host)
+    })
+}
+
+/// The VM's login key and the host key its first boot installs (pinned before first contact).
+fn make_keys(paths: &Paths, name: &str, ip: Ipv4Addr, journal: &mut Journal) -> Result<GuestKeys> {
+    interrupt::check()?;
+    let vm_dir = paths.vm_dir(name);
+    journal.push(Undo::VmDir {
+        path: vm_dir.clone(),
+    })?;
+    remove_dir_if_present(&vm_dir)?;
+    GuestKeys::generate_and_store(paths, name, ip)
+}
+
+/// Wait for SSH while the domain runs. A stop ends the wait at once, with libvirt's reason.
+/// QEMU itself dying during boot (a segfault in a TCG thread, seen once in ~80 boots with
+/// QEMU 7.2) gets one restart, reported; the disk is still the fresh clone.
+pub fn wait_until_ready(
+    dom: &virt::domain::Domain,
+    route: &Route,
+    timeout: Duration,
+    progress: &Progress,
+) -> Result<ssh2::Session> {
+    let still_booting = || -> Result<()> {
+        interrupt::check()?;
+        match domain::stopped_reason(dom)? {
+            None => Ok(()),
+            Some((why, _)) => Err(Error::failed(format!("the VM stopped while booting: {why}"))
+                .with_hint("a crash of qemu itself shows in `dmesg`; the guest's own messages are in its console log")),
+        }
+    };
+    let mut restarted = false;
+    loop {
+        match readiness::wait_for_ssh(route, timeout, &still_booting) {
+            Ok(session) => return Ok(session),
+            Err(e) if !restarted && matches!(domain::stopped_reason(dom), Ok(Some((_, true)))) => {
+                progress.println(&format!(
+                    "strata: qemu died while the VM was booting ({}); starting it once more",
+                    e.message()
+                ));
+                restarted = true;
+                domain::start(dom)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The VM's directory goes with the rollback; its console log is what explains a failed boot,
+/// so it is kept under logs/ and the error points at it.
+fn keep_console_log(paths: &Paths, vm: &str, error: Error) -> Error {
+    let console = paths.vm_dir(vm).join("console.log");
+    if !console.is_file() {
+        return error;
+    }
+    let logs = paths.state.join("logs");
+    let kept = logs.join(format!("{vm}-console.log"));
+    if paths.ensure_dir(&logs).is_err() || std::fs::copy(&console, &kept).is_err() {
+        return error;
+    }
+    error.and_hint(format!(
+        "the VM's console output is kept in {}",
+        kept.display()
+    ))
+}
+
+impl CreatePlan {
+    /// The volumes this create makes, as the VM's record lists them.
+    fn volumes(&self) -> Vec<VmVolume> {
+        let mut volumes = vec![VmVolume {
+            role: VolumeRole::Root,
+            name: self.volume.clone(),
+        }];
+        if let Some(seed) = &self.seed {
+            let name = seed
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            volumes.push(VmVolume {
+                role: VolumeRole::Seed,
+                name,
+            });
+        }
+        volumes
+    }
+}

@@ -1,0 +1,90 @@
+//! `vm destroy`: remove a VM and everything strata made for it — its domain, the volumes its
+//! record lists, its DHCP reservation, its keys — and never the template. The whole list is
+//! journaled before the first removal, so a destroy that stops halfway (an error, a lost
+//! libvirtd, a kill) is finished by the next `vm destroy NAME` or any later strata run.
+
+use super::journal::{self, Action, Journal, Undo};
+use crate::error::{Error, Result};
+use crate::state::Paths;
+use crate::vm::network::DhcpHost;
+use crate::vm::record::{VmRecord, VolumeRole};
+use crate::vm::{domain, Libvirt};
+
+/// Remove a VM; or finish an interrupted create or destroy of that name.
+pub fn destroy(lv: &Libvirt, paths: &Paths, name: &str) -> Result<()> {
+    super::create_plan::validate_vm_name(name)?;
+    let (dom, info) = match domain::lookup(&lv.conn, name) {
+        Ok(found) => found,
+        Err(e) if e.kind() == crate::error::ErrorKind::NotFound => {
+            // No domain: maybe what is left of a create or destroy that did not finish.
+            if journal::finish(lv, paths, name)? {
+                return Ok(());
+            }
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
+    let mut steps = vec![Undo::VmDir {
+        path: paths.vm_dir(name),
+    }];
+    for volume in &info.record.volumes {
+        steps.push(match volume.role {
+            // The seed is a file strata wrote into the pool directory.
+            VolumeRole::Seed => Undo::File {
+                path: paths.pool_dir().join(&volume.name),
+            },
+            VolumeRole::Root | VolumeRole::Data => Undo::Volume {
+                name: volume.name.clone(),
+            },
+        });
+    }
+    steps.extend(legacy_volumes(paths, name, &info.record));
+    steps.push(Undo::Reservation {
+        network: info.record.network.clone(),
+        host: DhcpHost {
+            mac: info.record.mac.clone(),
+            name: name.to_string(),
+            ip: info.record.ip,
+        },
+    });
+    steps.push(Undo::Domain {
+        name: name.to_string(),
+        uuid: dom.uuid_string()?,
+    });
+    // Carried out newest first: the domain goes first, then what it used.
+    let journal = Journal::begin_with(paths, name, Action::Destroy, steps)?;
+    let problems = journal.rollback(lv, paths);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::failed(format!(
+            "destroying '{name}' stopped halfway: {}",
+            problems.join("; ")
+        ))
+        .with_hint(format!(
+            "run `strata vm destroy {name}` again to finish (any strata command also retries it)"
+        )))
+    }
+}
+
+/// VMs made before volumes were recorded by role list only their root disk: their data disk
+/// carried the old name `vm-NAME-data.qcow2`, which (with '-' allowed in names) may also be VM
+/// `NAME-data`'s root disk. It is removed only when no VM of that name exists.
+fn legacy_volumes(paths: &Paths, name: &str, record: &VmRecord) -> Vec<Undo> {
+    let legacy_root = format!("vm-{name}.qcow2");
+    if record.volume(VolumeRole::Root) != Some(legacy_root.as_str())
+        || record.volume(VolumeRole::Data).is_some()
+    {
+        return Vec::new();
+    }
+    vec![
+        Undo::LegacyDataDisk {
+            name: format!("vm-{name}-data.qcow2"),
+            unless_vm: format!("{name}-data"),
+        },
+        // No VM's root disk ends in .img: this name was only ever NAME's seed.
+        Undo::File {
+            path: paths.pool_dir().join(format!("vm-{name}-seed.img")),
+        },
+    ]
+}
