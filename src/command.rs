@@ -53,22 +53,26 @@ pub fn on_path(program: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Run a read-only host tool and return its standard output, or one line saying why not
-/// (not installed, or it failed and what it printed): checks report that line as the reason
-/// they could not look.
-pub fn capture(program: &str, args: &[&str]) -> std::result::Result<String, String> {
+/// Run a read-only host tool and return its standard output. A tool that is not installed is
+/// NotFound (with a hint); one that fails says what it printed. Checks report the message as
+/// the reason they could not look.
+pub fn capture(program: &str, args: &[&str]) -> Result<String> {
     let out = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
+        .map_err(|e| {
+            Error::from(e)
+                .context(format!("cannot run {program}"))
+                .with_hint("./scripts/setup installs the host tools strata needs")
+        })?;
     if !out.status.success() {
-        return Err(format!(
+        return Err(Error::failed(format!(
             "`{program} {}` failed ({}): {}",
             args.join(" "),
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        )));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -113,6 +113,14 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// An error read as the one line that says what went wrong (its message, without the hint):
+/// what a check shows as the reason it could not look.
+impl AsRef<str> for Error {
+    fn as_ref(&self) -> &str {
+        &self.message
+    }
+}
+
 /// Attach "while doing X" context to any error convertible into ours.
 pub trait Context<T> {
     fn context(self, doing: impl fmt::Display) -> Result<T>;

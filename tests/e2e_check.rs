@@ -18,7 +18,7 @@ use common::*;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::Command;
 use std::sync::RwLock;
-use strata::check::fix::apply_all;
+use strata::check::fix::apply_on_host;
 use strata::check::FixAction;
 use strata::guest::docker::GuestDocker;
 
@@ -185,7 +185,7 @@ fn tcp_reaches(from_vm: &str, ip: &str) -> bool {
 #[test]
 fn vms_on_a_bridge_behind_dockers_drop_policy_are_found_and_fixed() {
     let _host_wide = host_wide_shared();
-    let (_lv, paths, mut cleanup, net, a) = scenario("brnf");
+    let (_lv, _paths, mut cleanup, net, a) = scenario("brnf");
     let b = format!("{a}-b");
     cleanup.vms.push(b.clone());
     let mut host = HostGuard::default();
@@ -275,15 +275,11 @@ fn vms_on_a_bridge_behind_dockers_drop_policy_are_found_and_fixed() {
         .unwrap()
         .to_string();
     let rules_before = strata_rules();
-    let reapplied = apply_all(
-        None,
-        &paths,
-        &[FixAction::AcceptWithinBridge {
-            chain,
-            bridge: bridge.clone(),
-        }],
-    );
-    assert_eq!(reapplied[0].result, "already in place", "{reapplied:?}");
+    let reapplied = apply_on_host(&FixAction::AcceptWithinBridge {
+        chain,
+        bridge: bridge.clone(),
+    });
+    assert_eq!(reapplied.as_deref(), Ok("already in place"), "{reapplied:?}");
     assert_eq!(strata_rules(), rules_before);
 
     ok(&["vm", "destroy", &a]);

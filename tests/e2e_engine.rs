@@ -283,7 +283,7 @@ fn bundle_installs_on_every_storage_layout_and_containers_run() {
     let err = strata::engine::install::apply_daemon_json(
         &session,
         "{\"storage-driver\": \"no-such-driver\"}\n",
-        strata::engine::decision::EngineVersion::new(20, 10, 24),
+        strata::guest::facts::EngineVersion::new(20, 10, 24),
     )
     .unwrap_err();
     assert!(

@@ -1,20 +1,15 @@
-//! Carrying out the fixes `strata check --fix` may apply: each is idempotent (it looks before
-//! it changes, and says "already in place" when there is nothing to do) and reports what it
-//! did. Fixes that restart a daemon on the host, reformat a disk or move a network are never
-//! applied here; their findings only describe them.
+//! Carrying out the host fixes `strata check --fix` may apply: each is idempotent (it looks
+//! before it changes, and says "already in place" when there is nothing to do) and reports
+//! what it did. Fixes that restart a daemon on the host, reformat a disk or move a network are
+//! never applied here; their findings only describe them. The one guest fix (log rotation)
+//! changes Docker's configuration in the guest: the engine layer carries it out, composed by
+//! lifecycle/checks.rs.
 
-use crate::check::FixAction;
+use crate::check::{Finding, FixAction, Verdict};
 use crate::command::capture;
-use crate::engine::config::{with_log_rotation, DAEMON_JSON_PATH};
-use crate::engine::decision::EngineVersion;
-use crate::engine::scripts;
 use crate::error::{Error, Result};
-use crate::guest::docker::{docker_error, GuestDocker};
-use crate::guest::ssh;
-use crate::state::Paths;
-use crate::vm::Libvirt;
 use serde::Serialize;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Marks the iptables rules strata adds, so people (and `iptables -S`) can tell them apart.
 pub const RULE_COMMENT: &str = "strata check --fix";
@@ -29,25 +24,23 @@ pub struct Applied {
     pub ok: bool,
 }
 
-/// Apply each action once, in order; a failed fix is reported and the others still run.
-pub fn apply_all(lv: Option<&Libvirt>, paths: &Paths, actions: &[FixAction]) -> Vec<Applied> {
-    actions
-        .iter()
-        .map(|action| {
-            let (result, ok) = match apply(lv, paths, action) {
-                Ok(said) => (said, true),
-                Err(e) => (format!("failed: {e}"), false),
-            };
-            Applied {
-                action: action.clone(),
-                result,
-                ok,
-            }
-        })
-        .collect()
+impl Applied {
+    /// What an attempted fix came to: its own words, or its error.
+    pub fn from_result(action: &FixAction, result: Result<String>) -> Applied {
+        let (result, ok) = match result {
+            Ok(said) => (said, true),
+            Err(e) => (format!("failed: {e}"), false),
+        };
+        Applied {
+            action: action.clone(),
+            result,
+            ok,
+        }
+    }
 }
 
-fn apply(lv: Option<&Libvirt>, paths: &Paths, action: &FixAction) -> Result<String> {
+/// Apply a fix to the host. A guest fix is not the host's to make: an error says so.
+pub fn apply_on_host(action: &FixAction) -> Result<String> {
     match action {
         FixAction::AcceptWithinBridge { chain, bridge } => {
             insert_rules(chain, &[within_bridge_rule(bridge)])
@@ -58,11 +51,23 @@ fn apply(lv: Option<&Libvirt>, paths: &Paths, action: &FixAction) -> Result<Stri
             subnet,
         } => insert_rules(chain, &routed_bridge_rules(bridge, subnet.as_deref())),
         FixAction::KvmGroupAccess => kvm_group_access(),
-        FixAction::GuestLogRotation { vm } => {
-            let lv = lv.ok_or_else(|| Error::failed("libvirt is not reachable"))?;
-            guest_log_rotation(lv, paths, vm)
+        FixAction::GuestLogRotation { vm } => Err(Error::failed(format!(
+            "log rotation in '{vm}' is made in the guest, not on the host"
+        ))),
+    }
+}
+
+/// The distinct actions of the findings that are not ok, in finding order.
+pub fn fixable(findings: &[Finding]) -> Vec<FixAction> {
+    let mut actions: Vec<FixAction> = Vec::new();
+    for f in findings.iter().filter(|f| f.verdict > Verdict::Skip) {
+        if let Some(action) = f.fix.as_ref().and_then(|x| x.action.clone()) {
+            if !actions.contains(&action) {
+                actions.push(action);
+            }
         }
     }
+    actions
 }
 
 fn with_comment(spec: &[&str]) -> Vec<String> {
@@ -107,7 +112,7 @@ fn insert_rules(chain: &str, rules: &[Vec<String>]) -> Result<String> {
         }
         let insert = args("-I");
         let refs: Vec<&str> = insert.iter().map(String::as_str).collect();
-        capture("iptables", &refs).map_err(Error::failed)?;
+        capture("iptables", &refs)?;
         added.push(format!("iptables {}", insert.join(" ")));
     }
     Ok(if added.is_empty() {
@@ -159,90 +164,34 @@ fn kvm_group_access() -> Result<String> {
     Ok(done)
 }
 
-/// Rotation for json-file logs in the guest without stopping its containers: live-restore
-/// goes in first and is reloaded (SIGHUP), then the full change is applied with a restart
-/// (validated, and rolled back if Docker does not come back).
-fn guest_log_rotation(lv: &Libvirt, paths: &Paths, vm: &str) -> Result<String> {
-    let target = crate::guest::Route::of_vm(lv, paths, vm)?;
-    let session = ssh::connect(&target, Duration::from_secs(15))?;
-    let current: serde_json::Value =
-        match crate::guest::sftp::read_file(&session, DAEMON_JSON_PATH)? {
-            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                Error::failed(format!("{DAEMON_JSON_PATH} in {vm} is not JSON: {e}")).with_hint(
-                    "fix it by hand first; strata does not rewrite a file it cannot read",
-                )
-            })?,
-            None => serde_json::json!({}),
-        };
-    let (staged, full) = with_log_rotation(&current)?;
-    if full == current {
-        return Ok("already in place".into());
-    }
-    let docker = GuestDocker::connect(&target)?;
-    let info = docker.run(docker.docker.info()).map_err(docker_error)?;
-    let engine = info
-        .server_version
-        .as_deref()
-        .and_then(EngineVersion::parse)
-        .ok_or_else(|| Error::failed(format!("Docker in {vm} reports no version")))?;
-    let mut steps = Vec::new();
-    if info.live_restore_enabled != Some(true) {
-        let text = serde_json::to_string_pretty(&staged)? + "\n";
-        crate::guest::sftp::upload(
-            &session,
-            &mut text.as_bytes(),
-            "/etc/docker/daemon.json.strata-new",
-            0o644,
-        )?;
-        let reload = |step: &str| {
-            let command = format!(
-                "{} strata-reload {step}",
-                scripts::sh_c(scripts::RELOAD_DAEMON_JSON)
-            );
-            ssh::run_checked(&session, &command)
-        };
-        reload("apply").map_err(|e| e.context("reloading Docker with live-restore"))?;
-        // The previous daemon.json is kept until Docker shows live-restore on; otherwise it
-        // goes back, so a failed fix leaves the guest as it was.
-        if let Err(e) = wait_for_live_restore(&docker, vm) {
-            return Err(match reload("revert") {
-                Ok(_) => e.with_hint(
-                    "the previous daemon.json is back in place; see `journalctl -u docker` in the VM",
-                ),
-                Err(back) => e.with_hint(format!(
-                    "putting the previous daemon.json back also failed ({back}): restore /etc/docker/daemon.json.strata-prev by hand"
-                )),
-            });
-        }
-        reload("keep")?;
-        steps.push("live-restore on (reloaded)");
-    }
-    let text = serde_json::to_string_pretty(&full)? + "\n";
-    crate::engine::install::apply_daemon_json(&session, &text, engine)
-        .map_err(|e| e.context(format!("restarting Docker in {vm}")))?;
-    steps.push("log-opts max-size/max-file set, Docker restarted");
-    Ok(format!("applied: {}", steps.join("; ")))
-}
-
-fn wait_for_live_restore(docker: &GuestDocker, vm: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let info = docker.run(docker.docker.info()).map_err(docker_error)?;
-        if info.live_restore_enabled == Some(true) {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(Error::failed(format!(
-                "Docker in {vm} did not turn live-restore on after a reload; nothing was restarted"
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::check::{Fix, Subject};
+
+    #[test]
+    fn each_action_once_and_only_for_problems() {
+        let f = |v, action: FixAction| {
+            Finding::new("x", Subject::Host, v, String::new()).with_fix(Fix::automatic("d", action))
+        };
+        let within = FixAction::AcceptWithinBridge {
+            chain: "DOCKER-USER".into(),
+            bridge: "stbr0".into(),
+        };
+        let found = vec![
+            f(Verdict::Fail, within.clone()),
+            f(Verdict::Fail, within.clone()),
+            f(Verdict::Ok, FixAction::KvmGroupAccess),
+            f(
+                Verdict::Warn,
+                FixAction::GuestLogRotation { vm: "a".into() },
+            ),
+        ];
+        assert_eq!(
+            fixable(&found),
+            vec![within, FixAction::GuestLogRotation { vm: "a".into() }]
+        );
+    }
 
     #[test]
     fn rules_carry_strata_comment() {

@@ -1,24 +1,21 @@
 //! Preflight checks of the host and of guests for the known libvirtd/Docker conflicts
 //! (../shared/reference/conflicts.md). Each check is one file: an id, a sentence saying what
-//! it reads, and a pure verdict function over facts gathered once per subject; a finding may
-//! carry a fix, and `fix` carries out the ones strata can apply safely. The facts are read
-//! from real state (sysctls, /proc, /sys, iptables, libvirt and Docker through their APIs,
-//! files in the guest over SSH); a fact that could not be read makes its checks say `skip`
-//! with the reason instead of guessing.
+//! it reads, and a pure verdict function over a snapshot gathered once per subject
+//! (snapshot/); a finding may carry a fix, and `fix` carries out the host fixes strata can
+//! apply safely. The snapshots are read from real state (sysctls, /proc, /sys, iptables,
+//! libvirt and Docker through their APIs, files in the guest over SSH); a fact that could not
+//! be read makes its checks say `skip` with the reason instead of guessing. A whole run (read,
+//! judge, fix, read again) is composed by the assembly layer (lifecycle/checks.rs).
 
-pub mod facts;
-pub mod firewall;
 pub mod fix;
 pub mod guest;
-pub mod guest_facts;
 pub mod host;
 pub mod report;
-pub mod run;
+pub mod snapshot;
 
 use serde::Serialize;
 
-pub use facts::HostFacts;
-pub use guest_facts::GuestCheckFacts;
+pub use snapshot::{GuestSnapshot, HostSnapshot, StorageExpectation};
 
 /// How bad a finding is. The order is the severity order (the worst decides the exit code).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -137,7 +134,8 @@ impl Finding {
         self
     }
     /// The finding of a check whose facts could not be read.
-    pub fn skipped(check: &'static str, subject: Subject, why: &str) -> Self {
+    pub fn skipped(check: &'static str, subject: Subject, why: impl AsRef<str>) -> Self {
+        let why = why.as_ref();
         Finding::new(check, subject, Verdict::Skip, format!("not checked: {why}"))
     }
 }
@@ -147,24 +145,68 @@ pub struct HostCheck {
     pub id: &'static str,
     /// What it reads, for `strata check --list` and the docs.
     pub reads: &'static str,
-    pub verdict: fn(&HostFacts) -> Vec<Finding>,
+    pub verdict: fn(&HostSnapshot) -> Vec<Finding>,
 }
 
 /// A check of one guest.
 pub struct GuestCheck {
     pub id: &'static str,
     pub reads: &'static str,
-    pub verdict: fn(&GuestCheckFacts) -> Vec<Finding>,
+    pub verdict: GuestVerdict,
 }
 
-/// Every host check on the facts (pure).
-pub fn judge_host(facts: &HostFacts) -> Vec<Finding> {
-    host::ALL.iter().flat_map(|c| (c.verdict)(facts)).collect()
+/// What a guest check judges. The runner gives it only what it needs, already read: a guest
+/// whose facts could not be read, or (for engine checks) whose Docker does not run, gets one
+/// `skip` finding with the reason instead.
+pub enum GuestVerdict {
+    /// The guest's facts; Docker's state may be absent.
+    Facts(fn(&GuestView) -> Vec<Finding>),
+    /// The running engine (and the facts).
+    Engine(fn(&GuestView, &snapshot::guest::GuestDockerState) -> Vec<Finding>),
 }
 
-/// Every guest check on one guest's facts (pure).
-pub fn judge_guest(facts: &GuestCheckFacts) -> Vec<Finding> {
-    guest::ALL.iter().flat_map(|c| (c.verdict)(facts)).collect()
+/// One guest as a check sees it.
+pub struct GuestView<'a> {
+    pub subject: Subject,
+    pub facts: &'a crate::guest::facts::GuestFacts,
+    pub snapshot: &'a GuestSnapshot,
+}
+
+/// Every host check on the snapshot (pure).
+pub fn judge_host(snapshot: &HostSnapshot) -> Vec<Finding> {
+    host::ALL
+        .iter()
+        .flat_map(|c| (c.verdict)(snapshot))
+        .collect()
+}
+
+/// Every guest check on one guest's snapshot (pure).
+pub fn judge_guest(snapshot: &GuestSnapshot) -> Vec<Finding> {
+    guest::ALL
+        .iter()
+        .flat_map(|check| judge_one(check, snapshot))
+        .collect()
+}
+
+/// One guest check: given what it needs, or skipped once with the reason it is missing.
+pub(crate) fn judge_one(check: &GuestCheck, snapshot: &GuestSnapshot) -> Vec<Finding> {
+    let subject = Subject::Vm(snapshot.vm.clone());
+    let skipped =
+        |why: &crate::error::Error| vec![Finding::skipped(check.id, subject.clone(), why)];
+    let facts = match &snapshot.facts {
+        Ok(facts) => facts,
+        Err(why) => return skipped(why),
+    };
+    let view = GuestView {
+        subject: subject.clone(),
+        facts,
+        snapshot,
+    };
+    match (&check.verdict, &snapshot.docker) {
+        (GuestVerdict::Facts(verdict), _) => verdict(&view),
+        (GuestVerdict::Engine(verdict), Ok(engine)) => verdict(&view, engine),
+        (GuestVerdict::Engine(_), Err(why)) => skipped(why),
+    }
 }
 
 /// The process exit code for a set of findings: 2 on a failure, 1 on a warning, else 0.

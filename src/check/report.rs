@@ -5,6 +5,7 @@
 
 use crate::check::fix::Applied;
 use crate::check::{exit_code, Finding, Subject, Verdict};
+use crate::error::Error;
 use comfy_table::{presets::UTF8_BORDERS_ONLY, Cell, Color, ContentArrangement, Table};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -62,6 +63,39 @@ impl Report {
             counts,
             exit_code: code,
         }
+    }
+}
+
+impl Report {
+    /// The error a launch in `vm` gets when the report holds failures (pure): each failure
+    /// with its fix; warnings never stop a launch.
+    pub fn refusal(&self, vm: &str) -> Option<Error> {
+        let failures: Vec<String> = self
+            .findings
+            .iter()
+            .map(|r| &r.finding)
+            .filter(|f| f.verdict == Verdict::Fail)
+            .map(|f| {
+                let fix = f
+                    .fix
+                    .as_ref()
+                    .map(|x| format!(" (fix: {})", x.description))
+                    .unwrap_or_default();
+                format!("{} on {}: {}{fix}", f.check, f.subject, f.summary)
+            })
+            .collect();
+        if failures.is_empty() {
+            return None;
+        }
+        Some(
+            Error::failed(format!(
+                "preflight checks for '{vm}' failed:\n  {}",
+                failures.join("\n  ")
+            ))
+            .with_hint(format!(
+                "`strata check --host {vm} --fix` applies the fixes strata can; --force launches anyway"
+            )),
+        )
     }
 }
 
@@ -229,5 +263,30 @@ mod tests {
             "no colour codes without a terminal"
         );
         assert!(table.contains("2 ok, 1 warn, 0 fail"));
+    }
+
+    #[test]
+    fn failures_refuse_a_launch_and_warnings_do_not() {
+        let f = |v| {
+            Finding::new(
+                "guest.storage",
+                Subject::Vm("web1".into()),
+                v,
+                "xfs ftype=0".into(),
+            )
+        };
+        let warn_only = Report::new(vec![f(Verdict::Warn)], None);
+        assert!(warn_only.refusal("web1").is_none());
+        let failing = Report::new(
+            vec![f(Verdict::Fail).with_fix(crate::check::Fix::manual("reformat"))],
+            None,
+        );
+        let err = failing.refusal("web1").unwrap();
+        assert!(
+            err.message()
+                .contains("guest.storage on vm web1: xfs ftype=0 (fix: reformat)"),
+            "{err}"
+        );
+        assert!(err.hint().unwrap().contains("--force"));
     }
 }

@@ -1,9 +1,9 @@
 //! `strata check [--host] [VM...] [--fix] [--output json]`: the preflight checks.
 
 use crate::check::report::render_table;
-use crate::check::run::{run as run_checks, CheckRequest};
 use crate::cli::{Env, OutputFormat};
 use crate::error::Result;
+use crate::lifecycle::checks::{run as run_checks, CheckRequest};
 use std::io::IsTerminal;
 
 #[derive(Debug, clap::Args)]

@@ -7,11 +7,10 @@ use crate::command::run_logged;
 use crate::engine::addresses;
 use crate::engine::bundle::{self, BundleRequest};
 use crate::engine::config::{EngineIntent, EngineRecord, LogDriver, DAEMON_JSON_PATH, RECORD_PATH};
-use crate::engine::decision::{
-    self, Backing, EngineVersion, GuestStorageFacts, KernelVersion, StoragePolicy, StorageRequest,
-};
+use crate::engine::decision::{self, GuestStorageFacts, StoragePolicy, StorageRequest};
 use crate::engine::scripts;
 use crate::error::{Context, Error, Result};
+use crate::guest::facts::{Backing, EngineVersion, KernelVersion};
 use crate::state::Paths;
 use crate::template::EngineBake;
 use std::path::Path;

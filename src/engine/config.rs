@@ -4,8 +4,9 @@
 //! /etc/strata/engine.json so that `engine info` can say why.
 
 use crate::engine::addresses::{AddressPool, DockerRanges};
-use crate::engine::decision::{Decision, Driver, EngineVersion, Layout};
+use crate::engine::decision::{Decision, Driver, Layout};
 use crate::error::{Error, Result};
+use crate::guest::facts::EngineVersion;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -13,7 +14,7 @@ use std::str::FromStr;
 pub const DATA_ROOT: &str = "/var/lib/docker";
 /// Where the guest keeps strata's record of its engine.
 pub const RECORD_PATH: &str = "/etc/strata/engine.json";
-pub const DAEMON_JSON_PATH: &str = "/etc/docker/daemon.json";
+pub const DAEMON_JSON_PATH: &str = crate::host::docker::DAEMON_JSON;
 /// The thin pool `--engine-storage devicemapper` makes (engines < 25 only).
 const THIN_POOL: &str = "/dev/mapper/strata-thinpool";
 
@@ -167,6 +168,15 @@ pub struct EngineRecord {
 }
 
 impl EngineRecord {
+    /// strata's record among the guest's facts, when it is there and readable (one it cannot
+    /// read counts as none: the next install rewrites it).
+    pub fn from_facts(facts: &crate::guest::facts::GuestFacts) -> Option<EngineRecord> {
+        facts
+            .engine_record
+            .clone()
+            .and_then(|json| serde_json::from_value(json).ok())
+    }
+
     pub fn new(
         intent: EngineIntent,
         decision: &Decision,
@@ -190,7 +200,7 @@ impl EngineRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::decision::Backing;
+    use crate::guest::facts::Backing;
 
     fn decision(driver: Driver, layout: Layout) -> Decision {
         Decision {

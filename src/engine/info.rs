@@ -23,8 +23,8 @@ pub struct EngineInfo {
 pub fn read(lv: &Libvirt, paths: &Paths, vm: &str) -> Result<EngineInfo> {
     let target = crate::guest::Route::of_vm(lv, paths, vm)?;
     let session = ssh::connect(&target, Duration::from_secs(15))?;
-    let facts = crate::engine::facts::gather(&session)?;
-    let record = facts.record.ok_or_else(|| {
+    let facts = crate::guest::facts::gather(&session)?;
+    let record = EngineRecord::from_facts(&facts).ok_or_else(|| {
         Error::not_found(format!(
             "Docker in '{vm}' was not installed by strata ({RECORD_PATH} is missing or unreadable)"
         ))

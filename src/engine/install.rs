@@ -9,11 +9,11 @@ use crate::engine::config::{
     EngineIntent, EngineRecord, LogDriver, DAEMON_JSON_PATH, DATA_ROOT, RECORD_PATH,
 };
 use crate::engine::decision::{self, Decision, GuestStorageFacts, Layout, StorageRequest};
-use crate::engine::facts::{self, GuestFacts};
 use crate::engine::scripts::{self, Script};
 use crate::engine::verify::{self, Observed};
 use crate::error::{Error, Result};
 use crate::guest::docker::GuestDocker;
+use crate::guest::facts::{self, EngineVersion, GuestFacts};
 use crate::guest::ssh;
 use crate::progress::{Progress, StageTime};
 use crate::state::Paths;
@@ -102,7 +102,7 @@ pub fn install(
         .collect();
     let plan = plan_packages(paths, &session, &guest, req, &missing)?;
     let engine_package = plan.engine_package().to_string();
-    let engine = decision::EngineVersion::parse_required(&engine_package)?;
+    let engine = EngineVersion::parse_required(&engine_package)?;
     let decided = decision::decide(
         &storage,
         &GuestStorageFacts {
@@ -182,7 +182,12 @@ pub fn install(
         source.unwrap_or("found installed"),
         &engine_package,
     );
-    write_record_if_changed(&session, guest.record.as_ref(), record, source.is_none())?;
+    write_record_if_changed(
+        &session,
+        EngineRecord::from_facts(&guest).as_ref(),
+        record,
+        source.is_none(),
+    )?;
 
     progress.stage("verifying through the Docker API");
     let docker = GuestDocker::over(&target, session)?;
@@ -399,7 +404,7 @@ fn run_script(
     what: &str,
 ) -> Result<String> {
     let text = scripts::render(script, context)?;
-    let out = ssh::exec(session, &scripts::sh_c(&text), false)?;
+    let out = ssh::exec(session, &ssh::sh_c(&text), false)?;
     if out.status != 0 {
         return Err(Error::failed(format!(
             "{what} failed in the guest (exit {}):\n{}",
@@ -460,7 +465,7 @@ fn prepare_storage(session: &Session, decided: &Decision) -> Result<String> {
 pub fn apply_daemon_json(
     session: &Session,
     daemon_json: &str,
-    engine: decision::EngineVersion,
+    engine: EngineVersion,
 ) -> Result<()> {
     ssh::run_checked(session, "mkdir -p /etc/docker")?;
     crate::guest::sftp::upload(
@@ -473,7 +478,7 @@ pub fn apply_daemon_json(
         session,
         scripts::APPLY_DAEMON_JSON,
         // `dockerd --validate` exists from Docker 23.0 on.
-        &serde_json::json!({ "can_validate": engine >= decision::EngineVersion::new(23, 0, 0) }),
+        &serde_json::json!({ "can_validate": engine >= EngineVersion::new(23, 0, 0) }),
         "starting dockerd with the new daemon.json",
     )?;
     Ok(())

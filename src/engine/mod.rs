@@ -1,13 +1,16 @@
-//! Docker inside a guest: the guest's facts, the storage-driver decision, the offline package
-//! bundle, Docker's address ranges, daemon.json, storage preparation, install and verification.
+//! Docker inside a guest, as a library of steps on a guest's route: the storage-driver
+//! decision, Docker's address ranges, the offline package bundle, daemon.json, storage
+//! preparation, install and verification, `engine info`, the log-rotation fix, and Docker
+//! baked into a template's root filesystem. It starts from the guest's facts (guest/facts) and
+//! never calls check or stack; lifecycle composes it with them.
 
 pub mod addresses;
 pub mod bake;
 pub mod bundle;
 pub mod config;
 pub mod decision;
-pub mod facts;
 pub mod info;
 pub mod install;
+pub mod log_rotation;
 pub mod scripts;
 pub mod verify;

@@ -15,10 +15,6 @@ macro_rules! script {
     };
 }
 
-/// Read-only facts (not a template: it takes no parameters).
-pub const FACTS: &str = include_str!("../../engine-templates/facts.sh");
-/// Read-only facts only `strata check` needs (driver folders, daemon.json validity).
-pub const CHECK_FACTS: &str = include_str!("../../engine-templates/check-facts.sh");
 pub const PREPARE_STORAGE: Script = script!("prepare-storage.sh.j2");
 pub const PREPARE_THIN_POOL: Script = script!("prepare-thin-pool.sh.j2");
 /// Prepended to the install scripts: policy-rc.d, finishing an interrupted dpkg run.
@@ -44,9 +40,4 @@ pub fn render(script: Script, context: &impl Serialize) -> Result<String> {
     } else {
         text
     })
-}
-
-/// `script` as one argument for `sh -c`, quoted for the remote shell.
-pub fn sh_c(script: &str) -> String {
-    format!("sh -c '{}'", script.replace('\'', "'\\''"))
 }

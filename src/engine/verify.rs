@@ -4,9 +4,9 @@
 
 use crate::engine::addresses::AddressPool;
 use crate::engine::config::EngineIntent;
-use crate::engine::decision::Backing;
 use crate::error::{Error, Result};
 use crate::guest::docker::{docker_error, GuestDocker};
+use crate::guest::facts::Backing;
 use bollard::models::{NetworkInspect, SystemInfo};
 use serde::Serialize;
 
@@ -202,7 +202,8 @@ pub fn mismatch_error(vm: &str, mismatches: &[Mismatch]) -> Error {
 mod tests {
     use super::*;
     use crate::engine::config::LogDriver;
-    use crate::engine::decision::{Decision, Driver, EngineVersion, Layout};
+    use crate::engine::decision::{Decision, Driver, Layout};
+    use crate::guest::facts::EngineVersion;
 
     fn intent() -> EngineIntent {
         EngineIntent::new(

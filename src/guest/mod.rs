@@ -6,6 +6,7 @@
 //! Docker API, port forwards).
 
 pub mod docker;
+pub mod facts;
 pub mod forward;
 pub mod keys;
 pub mod readiness;

@@ -150,3 +150,8 @@ pub fn run_checked(session: &Session, command: &str) -> Result<String> {
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// `script` as one argument for `sh -c`, quoted for the remote shell.
+pub fn sh_c(script: &str) -> String {
+    format!("sh -c '{}'", script.replace('\'', "'\\''"))
+}

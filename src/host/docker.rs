@@ -2,6 +2,7 @@
 //! networks as subnets a new libvirt network must not overlap, and what the checks need to
 //! know about it (version, configured address pools, daemon.json).
 
+use crate::error::{Error, ErrorKind, Result};
 use ipnet::Ipv4Net;
 use std::future::Future;
 use std::time::Duration;
@@ -27,29 +28,37 @@ pub struct HostDocker {
     pub daemon_json: Option<serde_json::Value>,
 }
 
+/// Where Docker reads its settings, on the host and in guests.
 pub const DAEMON_JSON: &str = "/etc/docker/daemon.json";
 
 /// Run one conversation with the local daemon, or say why it could not be had (no daemon, an
 /// API error, no answer within 5 s): callers then report what they did not check.
-fn with_docker<T, F, Fut>(talk: F) -> std::result::Result<T, String>
+fn with_docker<T, F, Fut>(talk: F) -> Result<T>
 where
     F: FnOnce(bollard::Docker) -> Fut,
     Fut: Future<Output = std::result::Result<T, bollard::errors::Error>>,
 {
     if !std::path::Path::new("/var/run/docker.sock").exists() {
-        return Err("no Docker daemon: /var/run/docker.sock does not exist".into());
+        return Err(Error::new(
+            ErrorKind::Unreachable,
+            "no Docker daemon: /var/run/docker.sock does not exist",
+        ));
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the Docker client: {e}"))?;
+        .map_err(|e| Error::from(e).context("cannot start the Docker client"))?;
     runtime.block_on(async {
-        let docker = bollard::Docker::connect_with_socket_defaults()
-            .map_err(|e| format!("cannot connect to Docker: {e}"))?;
+        let docker = bollard::Docker::connect_with_socket_defaults().map_err(|e| {
+            Error::new(
+                ErrorKind::Unreachable,
+                format!("cannot connect to Docker: {e}"),
+            )
+        })?;
         tokio::time::timeout(Duration::from_secs(5), talk(docker))
             .await
-            .map_err(|_| "Docker did not answer within 5 s".to_string())?
-            .map_err(|e| format!("Docker refused: {e}"))
+            .map_err(|_| Error::new(ErrorKind::Unreachable, "Docker did not answer within 5 s"))?
+            .map_err(|e| Error::failed(format!("Docker refused: {e}")))
     })
 }
 
@@ -81,13 +90,13 @@ fn network_of(n: bollard::models::Network) -> DockerNetwork {
 }
 
 /// Docker's networks, or why they could not be read.
-pub fn networks() -> std::result::Result<Vec<DockerNetwork>, String> {
+pub fn networks() -> Result<Vec<DockerNetwork>> {
     with_docker(|docker| async move { docker.list_networks(None).await })
         .map(|nets| nets.into_iter().map(network_of).collect())
 }
 
 /// Version, networks, pools and daemon.json of the host's Docker, or why not.
-pub fn read() -> std::result::Result<HostDocker, String> {
+pub fn read() -> Result<HostDocker> {
     let (info, nets) = with_docker(|docker| async move {
         let info = docker.info().await?;
         let nets = docker.list_networks(None).await?;

@@ -1,9 +1,17 @@
-//! Facts about the machine strata runs on: which accelerator qemu can use, which subnets are
-//! already taken (host routes, Docker networks), which user libvirt runs qemu as, and whether
-//! that user can reach strata's files.
+//! Facts about a hypervisor host, one reader per source: which accelerator qemu can use
+//! (accel), which user libvirt runs qemu as and what it can reach (qemu_user), Docker on the
+//! host (docker), listening sockets (listeners), routes, the iptables filter table (iptables:
+//! model, parser, FORWARD walker), the packet-filter back ends and nftables (nft), firewalld,
+//! LSM denials (lsm) and kernel switches (sysctl). Readers only read; each parser is pure and
+//! tested on captures from real hosts.
 
 pub mod accel;
 pub mod docker;
+pub mod firewalld;
+pub mod iptables;
 pub mod listeners;
+pub mod lsm;
+pub mod nft;
 pub mod qemu_user;
 pub mod routes;
+pub mod sysctl;

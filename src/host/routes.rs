@@ -1,6 +1,6 @@
 //! IPv4 routes of this host (`ip -j route` JSON), as subnets a new network must not overlap.
 
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Result};
 use ipnet::Ipv4Net;
 use serde::Deserialize;
 
@@ -40,21 +40,22 @@ pub fn parse_routes(json: &str) -> Result<Vec<HostRoute>> {
 
 /// The host's IPv4 routes (main table).
 pub fn read() -> Result<Vec<HostRoute>> {
-    let out = std::process::Command::new("ip")
-        .args(["-j", "-4", "route", "show"])
-        .output()
-        .map_err(|e| {
-            Error::from(e)
-                .context("running `ip -j -4 route show`")
-                .with_hint("install iproute2")
-        })?;
-    if !out.status.success() {
-        return Err(Error::failed(format!(
-            "`ip -j -4 route show` failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    parse_routes(&String::from_utf8_lossy(&out.stdout))
+    parse_routes(&crate::command::capture(
+        "ip",
+        &["-j", "-4", "route", "show"],
+    )?)
+}
+
+/// The device of the default route: where routed VM traffic leaves the host.
+pub fn default_route_device() -> Option<String> {
+    let json = crate::command::capture("ip", &["-j", "-4", "route", "show", "default"]).ok()?;
+    parse_default_device(&json)
+}
+
+/// The `dev` of the first route in `ip -j route show default` output (pure).
+pub fn parse_default_device(json: &str) -> Option<String> {
+    let routes: serde_json::Value = serde_json::from_str(json).ok()?;
+    routes[0]["dev"].as_str().map(str::to_string)
 }
 
 #[cfg(test)]
@@ -72,5 +73,7 @@ mod tests {
         assert_eq!(routes[1].subnet, "192.0.2.0/24".parse().unwrap());
         let host = parse_routes(r#"[{"dst":"169.254.169.254","dev":"eth0","flags":[]}]"#).unwrap();
         assert_eq!(host[0].subnet, "169.254.169.254/32".parse().unwrap());
+        assert_eq!(parse_default_device(json).as_deref(), Some("eth0"));
+        assert_eq!(parse_default_device("[]"), None);
     }
 }

@@ -5,6 +5,7 @@
 //! checks of check first), and `check` itself (check's verdicts, with engine's fix for a
 //! guest). Nothing below this layer calls a sibling; what combines siblings is here.
 
+pub mod checks;
 mod create_plan;
 mod first_boot;
 mod journal;

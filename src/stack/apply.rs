@@ -127,7 +127,7 @@ pub fn up(lv: &Libvirt, paths: &Paths, stack: &StackFile, options: UpOptions) ->
         return Ok(report);
     }
     // Something will be launched: the checks first.
-    report.checks = Some(crate::check::run::preflight(
+    report.checks = Some(crate::lifecycle::checks::preflight(
         lv,
         paths,
         &stack.vm,

@@ -193,7 +193,7 @@ pub fn subnets_in_use(conn: &Connect) -> Result<(Vec<Taken>, Vec<String>)> {
                 }
             }
         }
-        Err(why) => unchecked.push(format!("Docker networks ({why})")),
+        Err(why) => unchecked.push(format!("Docker networks ({})", why.message())),
     }
     Ok((taken, unchecked))
 }

@@ -1,25 +1,21 @@
 //! guest.cgroup (VM-1): Docker older than 20.10 cannot run containers on a cgroup v2 guest;
 //! Docker 29 and newer warn that cgroup v1 is deprecated.
 
-use super::{engine, engine_version, subject};
-use crate::check::guest_facts::GuestCheckFacts;
-use crate::check::{Finding, Fix, GuestCheck, Verdict};
-use crate::engine::decision::EngineVersion;
+use super::engine_version;
+use crate::check::snapshot::guest::GuestDockerState;
+use crate::check::{Finding, Fix, GuestCheck, GuestVerdict, GuestView, Verdict};
+use crate::guest::facts::EngineVersion;
 
 const ID: &str = "guest.cgroup";
 
 pub const CHECK: GuestCheck = GuestCheck {
     id: ID,
     reads: "the filesystem type of /sys/fs/cgroup (cgroup2fs = v2), docker info ServerVersion and CgroupVersion (API)",
-    verdict,
+    verdict: GuestVerdict::Engine(verdict),
 };
 
-fn verdict(facts: &GuestCheckFacts) -> Vec<Finding> {
-    let who = subject(facts);
-    let state = match engine(ID, facts) {
-        Ok(s) => s,
-        Err(skip) => return skip,
-    };
+fn verdict(view: &GuestView, state: &GuestDockerState) -> Vec<Finding> {
+    let who = view.subject.clone();
     let Some(version) = engine_version(state) else {
         return vec![Finding::skipped(
             ID,
@@ -32,7 +28,7 @@ fn verdict(facts: &GuestCheckFacts) -> Vec<Finding> {
         .cgroup_version
         .map(|v| v.to_string())
         .filter(|v| !v.is_empty())
-        .or_else(|| facts.facts.as_ref().ok().map(|f| f.cgroup_version.clone()))
+        .or_else(|| Some(view.facts.cgroup_version.clone()))
         .unwrap_or_default();
     let evidence = vec![format!("Docker {version} on cgroup v{cgroup}")];
     if cgroup == "2" && version < EngineVersion::new(20, 10, 0) {
@@ -76,12 +72,12 @@ mod tests {
     #[test]
     fn versions_against_cgroup() {
         let mut f = guest_facts();
-        assert_eq!(verdict(&f)[0].verdict, Verdict::Ok);
+        assert_eq!(judge(&CHECK, &f)[0].verdict, Verdict::Ok);
         docker_mut(&mut f).info.server_version = Some("19.03.15".into());
-        assert_eq!(verdict(&f)[0].verdict, Verdict::Fail);
+        assert_eq!(judge(&CHECK, &f)[0].verdict, Verdict::Fail);
         let d = docker_mut(&mut f);
         d.info.server_version = Some("29.1.0".into());
         d.info.cgroup_version = Some(bollard::models::SystemInfoCgroupVersionEnum::_1);
-        assert_eq!(verdict(&f)[0].verdict, Verdict::Warn);
+        assert_eq!(judge(&CHECK, &f)[0].verdict, Verdict::Warn);
     }
 }

@@ -3,25 +3,23 @@
 //! option"). Docker 23+ validates the file itself (`dockerd --validate`); for older engines the
 //! check can only say when the file changed after the running daemon read it.
 
-use super::subject;
-use crate::check::guest_facts::GuestCheckFacts;
-use crate::check::{Finding, Fix, GuestCheck, Verdict};
+use crate::check::{Finding, Fix, GuestCheck, GuestVerdict, GuestView, Verdict};
 
 const ID: &str = "guest.daemon-json";
 
 pub const CHECK: GuestCheck = GuestCheck {
     id: ID,
     reads: "/etc/docker/daemon.json (SFTP), `dockerd --validate --config-file` (Docker 23+), its mtime against dockerd's start time",
-    verdict,
+    verdict: GuestVerdict::Facts(verdict),
 };
 
-fn verdict(facts: &GuestCheckFacts) -> Vec<Finding> {
-    let who = subject(facts);
-    let script = match &facts.script {
+fn verdict(view: &GuestView) -> Vec<Finding> {
+    let who = view.subject.clone();
+    let script = match &view.snapshot.script {
         Ok(s) => s,
-        Err(why) => return vec![Finding::skipped(ID, who, why)],
+        Err(why) => return vec![Finding::skipped(ID, who, why.message())],
     };
-    if let Ok(state) = &facts.docker {
+    if let Ok(state) = &view.snapshot.docker {
         match &state.daemon_json {
             None => {
                 return vec![Finding::new(
@@ -71,12 +69,12 @@ mod tests {
     #[test]
     fn verdicts() {
         let mut f = guest_facts();
-        assert_eq!(verdict(&f)[0].verdict, Verdict::Ok);
+        assert_eq!(judge(&CHECK, &f)[0].verdict, Verdict::Ok);
         f.script.as_mut().unwrap().daemon_json_newer_than_dockerd = true;
-        assert_eq!(verdict(&f)[0].verdict, Verdict::Warn);
+        assert_eq!(judge(&CHECK, &f)[0].verdict, Verdict::Warn);
         f.script.as_mut().unwrap().daemon_json_valid = Some(Err("unknown key bogus".into()));
-        assert_eq!(verdict(&f)[0].verdict, Verdict::Fail);
-        docker_mut(&mut f).daemon_json = Some(Err("not JSON: EOF".into()));
-        assert!(verdict(&f)[0].summary.contains("not JSON"));
+        assert_eq!(judge(&CHECK, &f)[0].verdict, Verdict::Fail);
+        docker_mut(&mut f).daemon_json = Some(Err(crate::error::Error::failed("not JSON: EOF")));
+        assert!(judge(&CHECK, &f)[0].summary.contains("not JSON"));
     }
 }

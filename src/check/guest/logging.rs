@@ -3,16 +3,15 @@
 //! daemon.json and turns live-restore on before restarting Docker so containers keep
 //! running; containers made before keep their old log settings until they are recreated.
 
-use super::{engine, subject};
-use crate::check::guest_facts::GuestCheckFacts;
-use crate::check::{Finding, Fix, FixAction, GuestCheck, Verdict};
+use crate::check::snapshot::guest::GuestDockerState;
+use crate::check::{Finding, Fix, FixAction, GuestCheck, GuestVerdict, GuestView, Verdict};
 
 const ID: &str = "guest.logging";
 
 pub const CHECK: GuestCheck = GuestCheck {
     id: ID,
     reads: "docker info LoggingDriver (API), log-driver and log-opts in /etc/docker/daemon.json, each running container's HostConfig.LogConfig (API)",
-    verdict,
+    verdict: GuestVerdict::Engine(verdict),
 };
 
 /// json-file with a max-size rotates; every other driver strata knows rotates or keeps
@@ -21,12 +20,8 @@ fn rotates(driver: &str, opts: Option<&serde_json::Value>) -> bool {
     driver != "json-file" || opts.and_then(|o| o.get("max-size")).is_some()
 }
 
-fn verdict(facts: &GuestCheckFacts) -> Vec<Finding> {
-    let who = subject(facts);
-    let state = match engine(ID, facts) {
-        Ok(s) => s,
-        Err(skip) => return skip,
-    };
+fn verdict(view: &GuestView, state: &GuestDockerState) -> Vec<Finding> {
+    let who = view.subject.clone();
     let driver = state.info.logging_driver.clone().unwrap_or_default();
     let daemon = state.daemon_json.as_ref().and_then(|d| d.as_ref().ok());
     let opts = daemon.and_then(|d| d.get("log-opts"));
@@ -79,9 +74,9 @@ fn verdict(facts: &GuestCheckFacts) -> Vec<Finding> {
     .with_fix(Fix::automatic(
         format!(
             "set log-opts max-size=20m, max-file=5 and live-restore in /etc/docker/daemon.json, reload then restart Docker in {} (running containers keep running; they keep their old log settings until recreated)",
-            facts.vm
+            view.snapshot.vm
         ),
-        FixAction::GuestLogRotation { vm: facts.vm.clone() },
+        FixAction::GuestLogRotation { vm: view.snapshot.vm.clone() },
     ))]
 }
 
@@ -89,11 +84,11 @@ fn verdict(facts: &GuestCheckFacts) -> Vec<Finding> {
 mod tests {
     use super::super::test_facts::*;
     use super::*;
-    use crate::check::guest_facts::ContainerView;
+    use crate::check::snapshot::guest::ContainerView;
 
     #[test]
     fn local_driver_passes() {
-        assert_eq!(verdict(&guest_facts())[0].verdict, Verdict::Ok);
+        assert_eq!(judge(&CHECK, &guest_facts())[0].verdict, Verdict::Ok);
     }
 
     #[test]
@@ -108,7 +103,7 @@ mod tests {
             log_driver: "json-file".into(),
             log_opts: Default::default(),
         });
-        let found = verdict(&f);
+        let found = judge(&CHECK, &f);
         assert_eq!(found[0].verdict, Verdict::Warn);
         assert!(found[0].evidence[1].contains("chatty"));
         assert_eq!(
@@ -120,7 +115,7 @@ mod tests {
         d.daemon_json = Some(Ok(
             serde_json::json!({"log-driver": "json-file", "log-opts": {"max-size": "20m"}}),
         ));
-        let found = verdict(&f);
+        let found = judge(&CHECK, &f);
         assert_eq!(found[0].verdict, Verdict::Warn);
         assert!(found[0].fix.as_ref().unwrap().action.is_none());
     }
@@ -128,7 +123,7 @@ mod tests {
     #[test]
     fn no_docker_skips() {
         let mut f = guest_facts();
-        f.docker = Err("Docker is not installed".into());
-        assert_eq!(verdict(&f)[0].verdict, Verdict::Skip);
+        f.docker = Err(crate::error::Error::failed("Docker is not installed"));
+        assert_eq!(judge(&CHECK, &f)[0].verdict, Verdict::Skip);
     }
 }

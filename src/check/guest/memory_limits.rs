@@ -1,24 +1,19 @@
 //! guest.memory-limits (LOG-2, the paper's OOM lesson): a container without a memory limit can
 //! take the whole VM; and limits only hold when the kernel's memory controller is there.
 
-use super::{engine, subject};
-use crate::check::guest_facts::GuestCheckFacts;
-use crate::check::{Finding, Fix, GuestCheck, Verdict};
+use crate::check::snapshot::guest::GuestDockerState;
+use crate::check::{Finding, Fix, GuestCheck, GuestVerdict, GuestView, Verdict};
 
 const ID: &str = "guest.memory-limits";
 
 pub const CHECK: GuestCheck = GuestCheck {
     id: ID,
     reads: "each running container's HostConfig.Memory, docker info MemoryLimit (API)",
-    verdict,
+    verdict: GuestVerdict::Engine(verdict),
 };
 
-fn verdict(facts: &GuestCheckFacts) -> Vec<Finding> {
-    let who = subject(facts);
-    let state = match engine(ID, facts) {
-        Ok(s) => s,
-        Err(skip) => return skip,
-    };
+fn verdict(view: &GuestView, state: &GuestDockerState) -> Vec<Finding> {
+    let who = view.subject.clone();
     if state.info.memory_limit == Some(false) {
         return vec![Finding::new(
             ID,
@@ -65,7 +60,7 @@ fn verdict(facts: &GuestCheckFacts) -> Vec<Finding> {
 mod tests {
     use super::super::test_facts::*;
     use super::*;
-    use crate::check::guest_facts::ContainerView;
+    use crate::check::snapshot::guest::ContainerView;
 
     #[test]
     fn unlimited_containers_are_named() {
@@ -77,10 +72,10 @@ mod tests {
             log_opts: Default::default(),
         };
         docker_mut(&mut f).containers = vec![c("db", 268435456), c("web", 0)];
-        let found = verdict(&f);
+        let found = judge(&CHECK, &f);
         assert_eq!(found[0].verdict, Verdict::Warn);
         assert!(found[0].summary.ends_with("web"));
         docker_mut(&mut f).containers.pop();
-        assert_eq!(verdict(&f)[0].verdict, Verdict::Ok);
+        assert_eq!(judge(&CHECK, &f)[0].verdict, Verdict::Ok);
     }
 }

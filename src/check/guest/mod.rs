@@ -1,4 +1,4 @@
-//! The guest checks, one file each, and the facts-reading helpers they share.
+//! The guest checks, one file each, and what they share.
 
 mod cgroup;
 mod daemon_json;
@@ -8,9 +8,9 @@ mod mtu;
 mod storage;
 mod subnets;
 
-use crate::check::guest_facts::{GuestCheckFacts, GuestDockerState};
-use crate::check::{Finding, GuestCheck, Subject};
-use crate::engine::decision::EngineVersion;
+use crate::check::snapshot::guest::GuestDockerState;
+use crate::check::GuestCheck;
+use crate::guest::facts::EngineVersion;
 
 /// Every guest check, in the order the table shows them.
 pub const ALL: &[GuestCheck] = &[
@@ -22,22 +22,6 @@ pub const ALL: &[GuestCheck] = &[
     mtu::CHECK,
     subnets::CHECK,
 ];
-
-pub(crate) fn subject(facts: &GuestCheckFacts) -> Subject {
-    Subject::Vm(facts.vm.clone())
-}
-
-/// The engine's state, or the findings to return: the one saying why this check could not
-/// look.
-pub(crate) fn engine<'a>(
-    id: &'static str,
-    facts: &'a GuestCheckFacts,
-) -> std::result::Result<&'a GuestDockerState, Vec<Finding>> {
-    facts
-        .docker
-        .as_ref()
-        .map_err(|why| vec![Finding::skipped(id, subject(facts), why)])
-}
 
 /// The engine's version from `docker info`.
 pub(crate) fn engine_version(state: &GuestDockerState) -> Option<EngineVersion> {
@@ -52,7 +36,8 @@ pub(crate) fn engine_version(state: &GuestDockerState) -> Option<EngineVersion> 
 #[cfg(test)]
 pub(crate) mod test_facts {
     use super::*;
-    use crate::check::guest_facts::CheckScriptFacts;
+    use crate::check::snapshot::guest::CheckScriptFacts;
+    use crate::check::{Finding, GuestSnapshot, StorageExpectation};
 
     /// engine-templates/facts.sh output captured from a debian-12 clone with docker.io
     /// installed by `strata engine install` (TCG guest on this project's machine).
@@ -63,10 +48,15 @@ pub(crate) mod test_facts {
     pub const DOCKER_INFO: &str = include_str!("../testdata/docker-info-guest-20.10.json");
 
     /// A guest running Docker 20.10 as strata installs it: overlay2 on ext4, local logs.
-    pub fn guest_facts() -> GuestCheckFacts {
-        GuestCheckFacts {
+    pub fn guest_facts() -> GuestSnapshot {
+        with_facts(FACTS_WITH_DOCKER)
+    }
+
+    /// The same guest with other facts-script output.
+    pub fn with_facts(facts_script: &str) -> GuestSnapshot {
+        GuestSnapshot {
             vm: "web1".into(),
-            facts: crate::engine::facts::parse(FACTS_WITH_DOCKER).map_err(|e| e.to_string()),
+            facts: crate::guest::facts::parse(facts_script),
             script: Ok(CheckScriptFacts {
                 driver_dirs: vec!["overlay2".into()],
                 daemon_json_newer_than_dockerd: false,
@@ -82,10 +72,26 @@ pub(crate) mod test_facts {
                     "live-restore": true
                 }))),
             }),
+            // What the engine layer expects of ext4 with d_type: overlay2, nothing else.
+            storage: Some(StorageExpectation {
+                engine: EngineVersion::new(20, 10, 24),
+                recorded: None,
+                decided: Some("overlay2".into()),
+                unsupported: [
+                    ("btrfs".to_string(), "ext4 is not btrfs".to_string()),
+                    ("devicemapper".to_string(), "no thin pool".to_string()),
+                ]
+                .into(),
+            }),
         }
     }
 
-    pub fn docker_mut(f: &mut GuestCheckFacts) -> &mut GuestDockerState {
+    pub fn docker_mut(f: &mut GuestSnapshot) -> &mut GuestDockerState {
         f.docker.as_mut().unwrap()
+    }
+
+    /// One check through the runner, as `strata check` runs it.
+    pub fn judge(check: &GuestCheck, snapshot: &GuestSnapshot) -> Vec<Finding> {
+        crate::check::judge_one(check, snapshot)
     }
 }

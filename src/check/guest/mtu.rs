@@ -1,28 +1,20 @@
 //! guest.mtu (MTU-1): Docker's bridges default to MTU 1500 whatever the VM's NIC has; on a
 //! smaller NIC (VXLAN, VPN) large packets from containers vanish and TLS handshakes hang.
 
-use super::{engine, subject};
-use crate::check::guest_facts::GuestCheckFacts;
-use crate::check::{Finding, Fix, GuestCheck, Verdict};
+use crate::check::snapshot::guest::GuestDockerState;
+use crate::check::{Finding, Fix, GuestCheck, GuestVerdict, GuestView, Verdict};
 
 const ID: &str = "guest.mtu";
 
 pub const CHECK: GuestCheck = GuestCheck {
     id: ID,
     reads: "the MTU of the guest's NIC (/sys/class/net), each Docker network's com.docker.network.driver.mtu option (API; absent = 1500)",
-    verdict,
+    verdict: GuestVerdict::Engine(verdict),
 };
 
-fn verdict(facts: &GuestCheckFacts) -> Vec<Finding> {
-    let who = subject(facts);
-    let nic_mtu = match &facts.facts {
-        Ok(f) => f.nic_mtu,
-        Err(why) => return vec![Finding::skipped(ID, who, why)],
-    };
-    let state = match engine(ID, facts) {
-        Ok(s) => s,
-        Err(skip) => return skip,
-    };
+fn verdict(view: &GuestView, state: &GuestDockerState) -> Vec<Finding> {
+    let who = view.subject.clone();
+    let nic_mtu = view.facts.nic_mtu;
     let mut too_big = Vec::new();
     let mut evidence = vec![format!("guest NIC MTU {nic_mtu}")];
     for n in &state.networks {
@@ -80,11 +72,11 @@ mod tests {
     fn default_1500_on_a_1450_nic_fails() {
         let mut f = guest_facts();
         docker_mut(&mut f).networks = vec![bridge("bridge", Some("1450")), bridge("app", None)];
-        assert_eq!(verdict(&f)[0].verdict, Verdict::Ok);
+        assert_eq!(judge(&CHECK, &f)[0].verdict, Verdict::Ok);
         if let Ok(g) = f.facts.as_mut() {
             g.nic_mtu = 1450;
         }
-        let found = verdict(&f);
+        let found = judge(&CHECK, &f);
         assert_eq!(found[0].verdict, Verdict::Fail);
         assert!(
             found[0].summary.contains("app (1500)"),

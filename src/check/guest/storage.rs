@@ -1,66 +1,40 @@
 //! guest.storage (STO-1, STO-2, STO-5, STO-6): the filesystem under Docker's data-root must
 //! give overlay2 d_type (xfs ftype=1, ext4 filetype) and be a real block filesystem; the driver
-//! in use must be the one the decision function picks for these facts (never vfs); and no
-//! other driver's folder may be left under data-root (Docker then refuses to start or sticks
-//! to the old driver).
+//! in use must be the one strata configured, or the one its storage decision picks for these
+//! facts (never vfs); and no other driver's folder may be left under data-root (Docker then
+//! refuses to start or sticks to the old driver). What the engine layer expects arrives in the
+//! snapshot (StorageExpectation): this check compares, it does not decide.
 
-use super::subject;
-use crate::check::guest_facts::GuestCheckFacts;
-use crate::check::{Finding, Fix, GuestCheck, Verdict};
-use crate::engine::decision::{self, Driver, EngineVersion, GuestStorageFacts};
+use crate::check::{Finding, Fix, GuestCheck, GuestVerdict, GuestView, Verdict};
 
 const ID: &str = "guest.storage";
 
 pub const CHECK: GuestCheck = GuestCheck {
     id: ID,
-    reads: "filesystem type under /var/lib/docker (stat -f), xfs_info ftype / tune2fs filetype, driver folders under /var/lib/docker, docker info Driver and DriverStatus (API)",
-    verdict,
+    reads: "filesystem type under /var/lib/docker (stat -f), xfs_info ftype / tune2fs filetype, driver folders under /var/lib/docker, docker info Driver and DriverStatus (API), strata's record and storage decision",
+    verdict: GuestVerdict::Facts(verdict),
 };
 
-fn verdict(facts: &GuestCheckFacts) -> Vec<Finding> {
-    let who = subject(facts);
-    let guest = match &facts.facts {
-        Ok(f) => f,
-        Err(why) => return vec![Finding::skipped(ID, who, why)],
+fn verdict(view: &GuestView) -> Vec<Finding> {
+    let who = view.subject.clone();
+    let Some(expected) = &view.snapshot.storage else {
+        return vec![Finding::skipped(
+            ID,
+            who,
+            "strata's storage decision was not available for this guest",
+        )];
     };
-    let backing = &guest.data_root_backing;
+    let backing = &view.facts.data_root_backing;
     let mut evidence = vec![format!("/var/lib/docker is on {}", backing.describe())];
-    let running = facts.docker.as_ref().ok();
+    let running = view.snapshot.docker.as_ref().ok();
     let in_use = running.and_then(|d| d.info.driver.clone());
-    let version = running
-        .and_then(super::engine_version)
-        .or_else(|| {
-            guest
-                .engine_package
-                .as_deref()
-                .and_then(EngineVersion::parse)
-        })
-        // Not installed yet: judge for the engine an install would bring (Debian 12's).
-        .unwrap_or(EngineVersion::new(20, 10, 24));
-    let storage_facts = GuestStorageFacts {
-        engine: version,
-        kernel: guest.kernel,
-        root_fs: backing.clone(),
-    };
     if let Some(driver) = &in_use {
-        evidence.push(format!("Docker {version} uses the {driver} driver"));
+        evidence.push(format!(
+            "Docker {} uses the {driver} driver",
+            expected.engine
+        ));
     }
-    // What the driver should be: strata's record when strata installed the engine, else what
-    // the decision function picks for these facts.
-    let decided = decision::decide(
-        &decision::StorageRequest {
-            policy: decision::StoragePolicy::Auto,
-            data_disk: false,
-            devicemapper: false,
-        },
-        &storage_facts,
-    )
-    .ok()
-    .map(|d| d.driver.as_str().to_string());
-    let recorded = guest
-        .record
-        .as_ref()
-        .map(|r| r.intent.storage_driver.clone());
+    let (recorded, decided) = (&expected.recorded, &expected.decided);
     let mut problems: Vec<(Verdict, String, Option<Fix>)> = Vec::new();
     // Judge the filesystem for the driver in use; with Docker stopped, for the one strata
     // configured, else the one it would choose (overlay2 on every layout but btrfs/LVM).
@@ -69,14 +43,14 @@ fn verdict(facts: &GuestCheckFacts) -> Vec<Finding> {
         .or(recorded.as_deref())
         .or(decided.as_deref())
     {
-        Some("btrfs") => Driver::Btrfs,
-        Some("devicemapper") => Driver::Devicemapper,
-        _ => Driver::Overlay2,
+        Some("btrfs") => "btrfs",
+        Some("devicemapper") => "devicemapper",
+        _ => "overlay2",
     };
-    if let Err(why) = decision::supports(judged, backing, version, guest.kernel) {
+    if let Some(why) = expected.unsupported.get(judged) {
         problems.push((
             Verdict::Fail,
-            format!("{} cannot work here: {why}", judged.as_str()),
+            format!("{judged} cannot work here: {why}"),
             Fix::manual("give Docker a data disk: `strata engine install VM --data-disk 20G` (ext4, or LVM with xfs ftype=1), or reformat with `mkfs.xfs -n ftype=1`"),
         ));
     }
@@ -97,7 +71,7 @@ fn verdict(facts: &GuestCheckFacts) -> Vec<Finding> {
         }
         None => {}
     }
-    match (&in_use, &recorded, &decided) {
+    match (&in_use, recorded, decided) {
         (Some(used), Some(want), _) if !same_driver(used, want) => problems.push((
             Verdict::Fail,
             format!("Docker uses {used}, but strata configured {want}"),
@@ -111,7 +85,7 @@ fn verdict(facts: &GuestCheckFacts) -> Vec<Finding> {
         (None, _, Some(want)) => evidence.push(format!("an install would choose {want}")),
         _ => {}
     }
-    if let Ok(script) = &facts.script {
+    if let Ok(script) = &view.snapshot.script {
         let current = in_use.as_deref().unwrap_or("");
         // The folder of the driver in use is expected; with Docker stopped, overlay2's is.
         let expected =
@@ -131,7 +105,7 @@ fn verdict(facts: &GuestCheckFacts) -> Vec<Finding> {
             ID,
             who,
             Verdict::Ok,
-            format!("{} suits overlay2", backing.describe()),
+            format!("{} suits {judged}", backing.describe()),
         )
         .evidence(evidence)];
     }
@@ -158,23 +132,27 @@ mod tests {
 
     #[test]
     fn strata_installed_engine_passes() {
-        let found = verdict(&guest_facts());
+        let found = judge(&CHECK, &guest_facts());
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].verdict, Verdict::Ok, "{found:?}");
     }
 
     #[test]
     fn xfs_without_ftype_fails_even_before_docker_is_installed() {
-        let mut f = guest_facts();
-        f.facts = crate::engine::facts::parse(
+        let mut f = with_facts(
             &FACTS_WITH_DOCKER
                 .replace("data_root_fs=ext2/ext3", "data_root_fs=xfs")
                 .replace("ext_filetype=1", "xfs_ftype=0"),
-        )
-        .map_err(|e| e.to_string());
-        f.docker = Err("Docker is not installed".into());
+        );
+        f.docker = Err(crate::error::Error::not_found("Docker is not installed"));
         f.script = Ok(Default::default());
-        let found = verdict(&f);
+        // The engine layer's view of xfs ftype=0: overlay2 cannot work, nothing is decided.
+        let storage = f.storage.as_mut().unwrap();
+        storage.decided = None;
+        storage
+            .unsupported
+            .insert("overlay2".into(), "xfs ftype=0 gives no d_type".into());
+        let found = judge(&CHECK, &f);
         assert_eq!(found[0].verdict, Verdict::Fail);
         assert!(found[0].summary.contains("ftype"), "{}", found[0].summary);
     }
@@ -184,7 +162,7 @@ mod tests {
         let mut f = guest_facts();
         docker_mut(&mut f).info.driver = Some("btrfs".into());
         // No record: strata's decision for ext4 is overlay2.
-        let found = verdict(&f);
+        let found = judge(&CHECK, &f);
         assert!(
             found
                 .iter()
@@ -195,40 +173,25 @@ mod tests {
 
     #[test]
     fn stopped_docker_is_judged_for_the_recorded_driver() {
-        let mut f = guest_facts();
-        f.facts = crate::engine::facts::parse(
-            &FACTS_WITH_DOCKER.replace("data_root_fs=ext2/ext3", "data_root_fs=btrfs"),
-        )
-        .map_err(|e| e.to_string());
-        f.docker = Err("Docker is not running".into());
+        let mut f =
+            with_facts(&FACTS_WITH_DOCKER.replace("data_root_fs=ext2/ext3", "data_root_fs=btrfs"));
+        f.docker = Err(crate::error::Error::not_found("Docker is not running"));
         f.script = Ok(Default::default());
-        let guest = f.facts.as_mut().unwrap();
-        let storage = GuestStorageFacts {
-            engine: EngineVersion::new(20, 10, 24),
-            kernel: guest.kernel,
-            root_fs: guest.data_root_backing.clone(),
-        };
-        let request = decision::StorageRequest {
-            policy: decision::StoragePolicy::Btrfs,
-            data_disk: false,
-            devicemapper: false,
-        };
-        let decided = decision::decide(&request, &storage).unwrap();
-        let intent = crate::engine::config::EngineIntent::new(
-            &decided,
-            storage.engine,
-            crate::engine::config::LogDriver::Local,
-            crate::engine::addresses::choose(&[]).unwrap(),
-            1500,
-            "2",
-        );
-        guest.record = Some(crate::engine::config::EngineRecord::new(
-            intent, &decided, "test", "20.10.24",
-        ));
         // strata configured btrfs: with Docker stopped the filesystem is judged for btrfs,
-        // not for overlay2 (which strata refuses on btrfs).
-        let found = verdict(&f);
+        // not for overlay2 (which cannot work on btrfs).
+        let storage = f.storage.as_mut().unwrap();
+        storage.recorded = Some("btrfs".into());
+        storage.decided = None;
+        storage.unsupported =
+            [("overlay2".to_string(), "btrfs under data-root".to_string())].into();
+        let found = judge(&CHECK, &f);
         assert!(found.iter().all(|x| x.verdict == Verdict::Ok), "{found:?}");
+        f.storage.as_mut().unwrap().recorded = None;
+        let found = judge(&CHECK, &f);
+        assert!(
+            found.iter().any(|x| x.verdict == Verdict::Fail),
+            "{found:?}"
+        );
     }
 
     #[test]
@@ -237,7 +200,7 @@ mod tests {
         assert!(!same_driver("vfs", "overlay2"));
         let mut f = guest_facts();
         docker_mut(&mut f).info.driver = Some("overlayfs".into());
-        let found = verdict(&f);
+        let found = judge(&CHECK, &f);
         assert_eq!(found[0].verdict, Verdict::Ok, "{found:?}");
     }
 
@@ -246,12 +209,19 @@ mod tests {
         let mut f = guest_facts();
         docker_mut(&mut f).info.driver = Some("vfs".into());
         f.script.as_mut().unwrap().driver_dirs = vec!["vfs".into(), "devicemapper".into()];
-        let found = verdict(&f);
+        let found = judge(&CHECK, &f);
         assert!(found
             .iter()
             .any(|x| x.verdict == Verdict::Fail && x.summary.contains("vfs")));
         assert!(found
             .iter()
             .any(|x| x.verdict == Verdict::Warn && x.summary.contains("devicemapper")));
+    }
+
+    #[test]
+    fn without_the_engines_view_the_check_says_so() {
+        let mut f = guest_facts();
+        f.storage = None;
+        assert_eq!(judge(&CHECK, &f)[0].verdict, Verdict::Skip);
     }
 }

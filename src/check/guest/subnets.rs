@@ -2,9 +2,8 @@
 //! overlap the guest's own networks, or the guest loses the route to its own LAN (or to the
 //! host) as soon as Docker starts.
 
-use super::{engine, subject};
-use crate::check::guest_facts::GuestCheckFacts;
-use crate::check::{Finding, Fix, GuestCheck, Verdict};
+use crate::check::snapshot::guest::GuestDockerState;
+use crate::check::{Finding, Fix, GuestCheck, GuestVerdict, GuestView, Verdict};
 use ipnet::Ipv4Net;
 
 const ID: &str = "guest.subnets";
@@ -12,19 +11,12 @@ const ID: &str = "guest.subnets";
 pub const CHECK: GuestCheck = GuestCheck {
     id: ID,
     reads: "the guest's own addresses and routes (ip -4 addr/route, Docker's bridges left out), each Docker network's IPAM subnets (API)",
-    verdict,
+    verdict: GuestVerdict::Engine(verdict),
 };
 
-fn verdict(facts: &GuestCheckFacts) -> Vec<Finding> {
-    let who = subject(facts);
-    let own = match &facts.facts {
-        Ok(f) => &f.guest_networks,
-        Err(why) => return vec![Finding::skipped(ID, who, why)],
-    };
-    let state = match engine(ID, facts) {
-        Ok(s) => s,
-        Err(skip) => return skip,
-    };
+fn verdict(view: &GuestView, state: &GuestDockerState) -> Vec<Finding> {
+    let who = view.subject.clone();
+    let own = &view.facts.guest_networks;
     let mut clashes = Vec::new();
     let mut evidence = vec![format!(
         "guest networks: {}",
@@ -85,9 +77,9 @@ mod tests {
     fn docker0_over_the_guest_lan_fails() {
         let mut f = guest_facts();
         docker_mut(&mut f).networks = vec![network("bridge", "172.18.0.0/16")];
-        assert_eq!(verdict(&f)[0].verdict, Verdict::Ok);
+        assert_eq!(judge(&CHECK, &f)[0].verdict, Verdict::Ok);
         docker_mut(&mut f).networks = vec![network("bridge", "10.250.0.0/16")];
-        let found = verdict(&f);
+        let found = judge(&CHECK, &f);
         assert_eq!(found[0].verdict, Verdict::Fail);
         assert!(found[0].summary.contains("10.250.9.0/24"));
     }

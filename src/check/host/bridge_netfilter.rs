@@ -5,8 +5,8 @@
 //! from one VM to another on each bridge that carries VMs.
 
 use super::{accept_chain, describe_outcome, forward_evidence, vm_bridges, within_bridge};
-use crate::check::firewall::FlowVerdict;
-use crate::check::{Finding, Fix, FixAction, HostCheck, HostFacts, Subject, Verdict};
+use crate::check::{Finding, Fix, FixAction, HostCheck, HostSnapshot, Subject, Verdict};
+use crate::host::iptables::FlowVerdict;
 
 const ID: &str = "net.bridge-netfilter";
 
@@ -16,7 +16,7 @@ pub const CHECK: HostCheck = HostCheck {
     verdict,
 };
 
-fn verdict(facts: &HostFacts) -> Vec<Finding> {
+fn verdict(facts: &HostSnapshot) -> Vec<Finding> {
     if facts.bridge_nf_call_iptables != Some(true) {
         let why = match facts.bridge_nf_call_iptables {
             None => "br_netfilter is not active",
@@ -133,7 +133,7 @@ mod tests {
     fn unreadable_libvirt_is_skipped_not_ok() {
         let mut facts = host_facts(DOCKER_20_10);
         facts.bridge_nf_call_iptables = Some(true);
-        facts.libvirt_networks = Err("libvirt is not reachable".into());
+        facts.libvirt_networks = Err(crate::error::Error::failed("libvirt is not reachable"));
         assert_eq!(verdict(&facts)[0].verdict, Verdict::Skip);
     }
 

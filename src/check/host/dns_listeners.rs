@@ -3,7 +3,7 @@
 //! (a system dnsmasq in its default mode, bind, a container published with -p 53:53) makes
 //! libvirt networks fail to start with "Address already in use".
 
-use crate::check::{Finding, Fix, HostCheck, HostFacts, Subject, Verdict};
+use crate::check::{Finding, Fix, HostCheck, HostSnapshot, Subject, Verdict};
 use crate::host::listeners::Listener;
 
 const ID: &str = "net.dns-listeners";
@@ -31,7 +31,7 @@ fn describe(l: &Listener) -> String {
     format!("{} {}:{} ({owner})", l.protocol, l.address, l.port)
 }
 
-fn verdict(facts: &HostFacts) -> Vec<Finding> {
+fn verdict(facts: &HostSnapshot) -> Vec<Finding> {
     let listeners = match &facts.dns_dhcp_listeners {
         Ok(l) => l,
         Err(why) => return vec![Finding::skipped(ID, Subject::Host, why)],
@@ -93,7 +93,7 @@ mod tests {
     const TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 014DFA0A:0035 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0000000000000000 100 0 0 10 0\n   1: 00000000:0035 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4343 1 0000000000000000 100 0 0 10 0\n";
 
     fn listeners(libvirt_only: bool) -> Vec<Listener> {
-        let mut l = parse_proc_net(TCP, "tcp");
+        let mut l = parse_proc_net(TCP, "tcp").unwrap();
         l[0].owner = Some(Owner {
             pid: 900,
             command: "/usr/sbin/dnsmasq --conf-file=/var/lib/libvirt/dnsmasq/cap-t.conf".into(),

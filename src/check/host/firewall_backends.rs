@@ -5,8 +5,8 @@
 //! policy, where libvirt's accept in its own table is not final.
 
 use super::{describe_outcome, out_of_bridge, uplink, vm_bridges, within_bridge};
-use crate::check::firewall::FlowVerdict;
-use crate::check::{Finding, Fix, HostCheck, HostFacts, Subject, Verdict};
+use crate::check::{Finding, Fix, HostCheck, HostSnapshot, Subject, Verdict};
+use crate::host::iptables::FlowVerdict;
 
 const ID: &str = "net.firewall-backends";
 
@@ -16,11 +16,11 @@ pub const CHECK: HostCheck = HostCheck {
     verdict,
 };
 
-fn verdict(facts: &HostFacts) -> Vec<Finding> {
+fn verdict(facts: &HostSnapshot) -> Vec<Finding> {
     let b = &facts.backends;
-    let count = |r: &Result<usize, String>| match r {
+    let count = |r: &crate::error::Result<usize>| match r {
         Ok(n) => n.to_string(),
-        Err(why) => format!("unknown ({why})"),
+        Err(why) => format!("unknown ({})", why.message()),
     };
     let mut evidence = vec![
         format!(
@@ -144,7 +144,7 @@ mod tests {
             .contains("iptables-nft"));
     }
 
-    fn libvirt_on_nftables(save: &str) -> HostFacts {
+    fn libvirt_on_nftables(save: &str) -> HostSnapshot {
         let mut facts = with_libvirt_network(
             host_facts(save),
             "default",

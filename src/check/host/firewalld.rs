@@ -2,8 +2,8 @@
 //! zone (or `libvirt-routed`) and Docker's in `docker`; with firewalld's iptables backend a
 //! reload flushes the DOCKER-USER rules others added.
 
-use crate::check::facts::Firewalld;
-use crate::check::{Finding, Fix, HostCheck, HostFacts, Subject, Verdict};
+use crate::check::{Finding, Fix, HostCheck, HostSnapshot, Subject, Verdict};
+use crate::host::firewalld::Firewalld;
 
 const ID: &str = "net.firewalld";
 
@@ -20,7 +20,7 @@ fn zone_of<'a>(fw: &'a Firewalld, iface: &str) -> Option<&'a str> {
         .map(|(z, _)| z.as_str())
 }
 
-fn verdict(facts: &HostFacts) -> Vec<Finding> {
+fn verdict(facts: &HostSnapshot) -> Vec<Finding> {
     let fw = match &facts.firewalld {
         None => {
             return vec![Finding::new(
@@ -104,7 +104,9 @@ mod tests {
             "192.168.122.0/24",
         );
         facts.firewalld = Some(Ok(Firewalld {
-            zones: crate::check::facts::parse_active_zones("public\n  interfaces: eth0 virbr0\n"),
+            zones: crate::host::firewalld::parse_active_zones(
+                "public\n  interfaces: eth0 virbr0\n",
+            ),
             backend: Some("nftables".into()),
         }));
         let found = verdict(&facts);
@@ -115,7 +117,7 @@ mod tests {
             found[0].summary
         );
         facts.firewalld = Some(Ok(Firewalld {
-            zones: crate::check::facts::parse_active_zones("libvirt\n  interfaces: virbr0\n"),
+            zones: crate::host::firewalld::parse_active_zones("libvirt\n  interfaces: virbr0\n"),
             backend: None,
         }));
         assert_eq!(verdict(&facts)[0].verdict, Verdict::Ok);

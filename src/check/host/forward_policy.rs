@@ -4,9 +4,9 @@
 //! walks the rules in their current order for each network's first outbound packet.
 
 use super::{accept_chain, describe_outcome, forward_evidence, out_of_bridge, uplink, vm_bridges};
-use crate::check::firewall::FlowVerdict;
-use crate::check::{Finding, Fix, FixAction, HostCheck, HostFacts, Subject, Verdict};
-use crate::engine::decision::EngineVersion;
+use crate::check::{Finding, Fix, FixAction, HostCheck, HostSnapshot, Subject, Verdict};
+use crate::guest::facts::EngineVersion;
+use crate::host::iptables::FlowVerdict;
 
 const ID: &str = "net.forward-policy";
 
@@ -16,7 +16,7 @@ pub const CHECK: HostCheck = HostCheck {
     verdict,
 };
 
-fn verdict(facts: &HostFacts) -> Vec<Finding> {
+fn verdict(facts: &HostSnapshot) -> Vec<Finding> {
     let table = match &facts.filter {
         Ok(t) => t,
         Err(why) => return vec![Finding::skipped(ID, Subject::Host, why)],
@@ -83,7 +83,7 @@ fn verdict(facts: &HostFacts) -> Vec<Finding> {
 }
 
 /// Which daemon the DROP policy comes from, as far as the facts tell.
-fn who_set_drop(facts: &HostFacts) -> String {
+fn who_set_drop(facts: &HostSnapshot) -> String {
     match &facts.docker {
         Ok(d) => format!(
             "Docker {} runs on this host, the likely source: Docker sets FORWARD to DROP when it is the one that turns net.ipv4.ip_forward on at start",
@@ -94,7 +94,7 @@ fn who_set_drop(facts: &HostFacts) -> String {
 }
 
 /// The lasting fix for the host's Docker version (conflicts.md NET-1).
-pub(super) fn durable_fix(facts: &HostFacts) -> String {
+pub(super) fn durable_fix(facts: &HostSnapshot) -> String {
     let version = facts
         .docker
         .as_ref()
@@ -184,7 +184,7 @@ mod tests {
     #[test]
     fn unreadable_libvirt_is_skipped_not_ok() {
         let mut facts = host_facts(DOCKER_20_10);
-        facts.libvirt_networks = Err("libvirt is not reachable".into());
+        facts.libvirt_networks = Err(crate::error::Error::failed("libvirt is not reachable"));
         assert_eq!(verdict(&facts)[0].verdict, Verdict::Skip);
     }
 

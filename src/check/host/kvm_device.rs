@@ -3,7 +3,7 @@
 //! (measured here: 52 s per start at 0600 against 0.32 s at 0660 group kvm). Also reports
 //! whether the CPU offers hardware virtualisation and the nested-virtualisation setting.
 
-use crate::check::{Finding, Fix, FixAction, HostCheck, HostFacts, Subject, Verdict};
+use crate::check::{Finding, Fix, FixAction, HostCheck, HostSnapshot, Subject, Verdict};
 use crate::host::qemu_user::user_name;
 
 const ID: &str = "kvm.device";
@@ -14,7 +14,7 @@ pub const CHECK: HostCheck = HostCheck {
     verdict,
 };
 
-fn verdict(facts: &HostFacts) -> Vec<Finding> {
+fn verdict(facts: &HostSnapshot) -> Vec<Finding> {
     let kvm = match &facts.kvm {
         Ok(k) => k,
         Err(why) => return vec![Finding::skipped(ID, Subject::Host, why)],

@@ -12,9 +12,9 @@ mod security_denials;
 mod subnet_overlap;
 mod template_integrity;
 
-use crate::check::facts::HostFacts;
-use crate::check::firewall::{FilterTable, Flow, FlowVerdict, Outcome};
 use crate::check::HostCheck;
+use crate::check::HostSnapshot;
+use crate::host::iptables::{FilterTable, Flow, FlowVerdict, Outcome};
 use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
 
@@ -46,7 +46,7 @@ pub(crate) struct VmBridge {
 
 /// Active libvirt networks' bridges and host bridges with VM NICs (type='bridge'), without
 /// Docker's own bridges. Empty when libvirt could not be read (the checks say so).
-pub(crate) fn vm_bridges(facts: &HostFacts) -> Vec<VmBridge> {
+pub(crate) fn vm_bridges(facts: &HostSnapshot) -> Vec<VmBridge> {
     let mut bridges = Vec::new();
     for net in facts.libvirt_networks.iter().flatten() {
         let (true, Some(bridge)) = (net.active, net.bridge.clone()) else {
@@ -161,7 +161,7 @@ fn first_forward_rule_is_jump(table: &FilterTable) -> bool {
 }
 
 /// Evidence lines about the filter table that every forwarding finding shows.
-pub(crate) fn forward_evidence(facts: &HostFacts, table: &FilterTable) -> Vec<String> {
+pub(crate) fn forward_evidence(facts: &HostSnapshot, table: &FilterTable) -> Vec<String> {
     let policy = table.policy("FORWARD").unwrap_or("ACCEPT");
     let mut lines = vec![format!(
         "FORWARD policy {policy}; FORWARD jumps, in order: {}",
@@ -174,7 +174,7 @@ pub(crate) fn forward_evidence(facts: &HostFacts, table: &FilterTable) -> Vec<St
 }
 
 /// The default route's device, for outbound flows.
-pub(crate) fn uplink(facts: &HostFacts) -> String {
+pub(crate) fn uplink(facts: &HostSnapshot) -> String {
     facts
         .default_route_dev
         .clone()
@@ -184,8 +184,9 @@ pub(crate) fn uplink(facts: &HostFacts) -> String {
 /// Host facts for the checks' unit tests: everything empty or absent except the filter table.
 #[cfg(test)]
 pub(crate) mod test_facts {
-    use crate::check::facts::{BridgedNic, FirewallBackends, HostFacts};
-    use crate::check::firewall::FilterTable;
+    use crate::check::snapshot::host::{BridgedNic, HostSnapshot};
+    use crate::host::iptables::FilterTable;
+    use crate::host::nft::FirewallBackends;
     use crate::vm::network::NetworkInfo;
 
     /// Captured on this project's Debian 12 machine, Docker 20.10 running, no libvirt network.
@@ -197,28 +198,28 @@ pub(crate) mod test_facts {
     /// A strata NAT network (virbr2, 10.250.78.0/24) with Docker's jumps first.
     pub const NAT_DOCKER_FIRST: &str = include_str!("../testdata/iptables-nat-docker-first.txt");
 
-    pub fn host_facts(iptables_save: &str) -> HostFacts {
-        HostFacts {
+    pub fn host_facts(iptables_save: &str) -> HostSnapshot {
+        HostSnapshot {
             filter: FilterTable::parse(iptables_save),
             ip_forward: Ok(true),
             bridge_nf_call_iptables: None,
             libvirt_networks: Ok(Vec::new()),
             bridged_nics: Ok(Vec::new()),
-            docker: Err("not asked".into()),
+            docker: Err(crate::error::Error::failed("not asked")),
             routes: Ok(Vec::new()),
             default_route_dev: Some("eth0".into()),
             dns_dhcp_listeners: Ok(Vec::new()),
-            kvm: Err("not asked".into()),
+            kvm: Err(crate::error::Error::failed("not asked")),
             nested: None,
             backends: FirewallBackends {
                 iptables_variant: Some("nf_tables".into()),
                 legacy_rules: Ok(0),
                 nft_rules: Ok(0),
-                nft_tables: Err("nft is not installed".into()),
+                nft_tables: Err(crate::error::Error::failed("nft is not installed")),
                 libvirt_backend: None,
             },
             firewalld: None,
-            pool_access: Err("not asked".into()),
+            pool_access: Err(crate::error::Error::failed("not asked")),
             templates: Ok(Vec::new()),
             apparmor_denials: None,
             selinux_denials: None,
@@ -226,12 +227,12 @@ pub(crate) mod test_facts {
     }
 
     pub fn with_libvirt_network(
-        mut facts: HostFacts,
+        mut facts: HostSnapshot,
         name: &str,
         bridge: &str,
         mode: &str,
         subnet: &str,
-    ) -> HostFacts {
+    ) -> HostSnapshot {
         let subnet: ipnet::Ipv4Net = subnet.parse().unwrap();
         facts.libvirt_networks.as_mut().unwrap().push(NetworkInfo {
             name: name.into(),
@@ -247,7 +248,7 @@ pub(crate) mod test_facts {
         facts
     }
 
-    pub fn with_bridged_vms(mut facts: HostFacts, vms: &[&str], bridge: &str) -> HostFacts {
+    pub fn with_bridged_vms(mut facts: HostSnapshot, vms: &[&str], bridge: &str) -> HostSnapshot {
         for vm in vms {
             facts.bridged_nics.as_mut().unwrap().push(BridgedNic {
                 domain: vm.to_string(),

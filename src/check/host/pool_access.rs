@@ -2,7 +2,7 @@
 //! strata's storage pool needs the execute (search) bit for that user; otherwise domains fail
 //! to start with "Permission denied" on the disk.
 
-use crate::check::{Finding, Fix, HostCheck, HostFacts, Subject, Verdict};
+use crate::check::{Finding, Fix, HostCheck, HostSnapshot, Subject, Verdict};
 
 const ID: &str = "libvirt.pool-access";
 
@@ -12,7 +12,7 @@ pub const CHECK: HostCheck = HostCheck {
     verdict,
 };
 
-fn verdict(facts: &HostFacts) -> Vec<Finding> {
+fn verdict(facts: &HostSnapshot) -> Vec<Finding> {
     let access = match &facts.pool_access {
         Ok(a) => a,
         Err(why) => return vec![Finding::skipped(ID, Subject::Host, why)],
@@ -50,7 +50,7 @@ fn verdict(facts: &HostFacts) -> Vec<Finding> {
 mod tests {
     use super::super::test_facts::*;
     use super::*;
-    use crate::check::facts::PoolAccess;
+    use crate::check::snapshot::host::PoolAccess;
 
     #[test]
     fn blocked_directory_is_named() {

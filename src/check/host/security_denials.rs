@@ -2,8 +2,8 @@
 //! in the kernel log, and SELinux AVC denials of sVirt's domains (svirt_t) in the audit log;
 //! a denied disk or socket path shows up here before anywhere else.
 
-use crate::check::facts::Fact;
-use crate::check::{Finding, Fix, HostCheck, HostFacts, Subject, Verdict};
+use crate::check::{Finding, Fix, HostCheck, HostSnapshot, Subject, Verdict};
+use crate::error::Result;
 
 const ID: &str = "security.denials";
 
@@ -14,7 +14,7 @@ pub const CHECK: HostCheck = HostCheck {
 };
 
 /// One security module's denials as a finding.
-fn judge(module: &str, denials: &Option<Fact<Vec<String>>>, fix: &str) -> Finding {
+fn judge(module: &str, denials: &Option<Result<Vec<String>>>, fix: &str) -> Finding {
     match denials {
         None => Finding::new(
             ID,
@@ -40,7 +40,7 @@ fn judge(module: &str, denials: &Option<Fact<Vec<String>>>, fix: &str) -> Findin
     }
 }
 
-fn verdict(facts: &HostFacts) -> Vec<Finding> {
+fn verdict(facts: &HostSnapshot) -> Vec<Finding> {
     vec![
         judge(
             "AppArmor",
@@ -65,7 +65,9 @@ mod tests {
         let mut facts = host_facts(DOCKER_20_10);
         assert!(verdict(&facts).iter().all(|f| f.verdict == Verdict::Ok));
         facts.apparmor_denials = Some(Ok(vec!["a".into(), "b".into(), "c".into(), "d".into()]));
-        facts.selinux_denials = Some(Err("cannot read /var/log/audit/audit.log".into()));
+        facts.selinux_denials = Some(Err(crate::error::Error::failed(
+            "cannot read /var/log/audit/audit.log",
+        )));
         let found = verdict(&facts);
         assert_eq!(found[0].verdict, Verdict::Warn);
         assert_eq!(found[0].evidence, vec!["d", "c", "b"]);

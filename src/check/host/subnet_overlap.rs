@@ -4,7 +4,7 @@
 //! the moment it creates a network — so Docker's built-in 192.168.112.0/20 pool covers
 //! libvirt's default 192.168.122.0/24 whenever that network is down.
 
-use crate::check::{Finding, Fix, HostCheck, HostFacts, Subject, Verdict};
+use crate::check::{Finding, Fix, HostCheck, HostSnapshot, Subject, Verdict};
 use ipnet::Ipv4Net;
 
 const ID: &str = "net.subnet-overlap";
@@ -56,7 +56,7 @@ fn builtin_block(subnet: Ipv4Net) -> Option<Ipv4Net> {
     }
 }
 
-fn owned(facts: &HostFacts) -> Vec<Owned> {
+fn owned(facts: &HostSnapshot) -> Vec<Owned> {
     let mut list = Vec::new();
     let mut own_devices: Vec<String> = Vec::new();
     for n in facts.libvirt_networks.iter().flatten() {
@@ -92,7 +92,7 @@ fn owned(facts: &HostFacts) -> Vec<Owned> {
     list
 }
 
-fn verdict(facts: &HostFacts) -> Vec<Finding> {
+fn verdict(facts: &HostSnapshot) -> Vec<Finding> {
     let mut unread: Vec<&str> = Vec::new();
     for fact in [
         facts.libvirt_networks.as_ref().err(),
@@ -102,7 +102,7 @@ fn verdict(facts: &HostFacts) -> Vec<Finding> {
     .into_iter()
     .flatten()
     {
-        unread.push(fact);
+        unread.push(fact.message());
     }
     let list = owned(facts);
     let mut findings = Vec::new();

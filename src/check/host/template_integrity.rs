@@ -3,7 +3,7 @@
 //! every clone under it. The check hashes each built template's volume and compares it with
 //! the checksum recorded at build time.
 
-use crate::check::{Finding, Fix, HostCheck, HostFacts, Subject, Verdict};
+use crate::check::{Finding, Fix, HostCheck, HostSnapshot, Subject, Verdict};
 
 const ID: &str = "template.integrity";
 
@@ -13,7 +13,7 @@ pub const CHECK: HostCheck = HostCheck {
     verdict,
 };
 
-fn verdict(facts: &HostFacts) -> Vec<Finding> {
+fn verdict(facts: &HostSnapshot) -> Vec<Finding> {
     let templates = match &facts.templates {
         Ok(t) => t,
         Err(why) => return vec![Finding::skipped(ID, Subject::Host, why)],
@@ -70,7 +70,7 @@ fn verdict(facts: &HostFacts) -> Vec<Finding> {
 mod tests {
     use super::super::test_facts::*;
     use super::*;
-    use crate::check::facts::TemplateImage;
+    use crate::check::snapshot::host::TemplateImage;
 
     #[test]
     fn changed_volume_fails() {
@@ -93,7 +93,7 @@ mod tests {
             .description
             .contains("--refresh"));
         let unreadable = TemplateImage {
-            actual_sha256: Err("permission denied".into()),
+            actual_sha256: Err(crate::error::Error::failed("permission denied")),
             ..image("")
         };
         let gone = TemplateImage {

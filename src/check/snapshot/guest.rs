@@ -1,17 +1,20 @@
-//! What the guest checks read from one VM, gathered over one SSH login: the engine's facts
-//! script (release, kernel, filesystem under data-root, NIC MTU, the guest's networks,
-//! strata's record), the check script (driver folders, daemon.json validity) and, when
-//! Docker runs, the Docker API through the SSH tunnel (info, networks, running containers).
+//! What the guest checks read from one VM, gathered over one SSH login along its route: the
+//! guest's facts (guest/facts), the check script (driver folders, daemon.json validity) and,
+//! when Docker runs, the Docker API through the SSH tunnel (info, networks, running
+//! containers). What strata's engine layer expects of the guest's storage is added by the
+//! assembly layer (it is the engine's decision, and check does not call engine).
 
-use crate::check::facts::Fact;
-use crate::engine::facts::GuestFacts;
-use crate::engine::scripts;
+use crate::error::{Error, ErrorKind, Result};
 use crate::guest::docker::{docker_error, GuestDocker};
-use crate::guest::ssh;
-use crate::state::Paths;
-use crate::vm::Libvirt;
+use crate::guest::facts::{EngineVersion, GuestFacts};
+use crate::guest::{sftp, ssh, Route};
+use crate::host::docker::DAEMON_JSON;
 use bollard::models::{Network, SystemInfo};
+use std::collections::BTreeMap;
 use std::time::Duration;
+
+/// Read-only facts only `strata check` needs (driver folders, daemon.json validity).
+const CHECK_SCRIPT: &str = include_str!("../../../engine-templates/check-facts.sh");
 
 /// What `check-facts.sh` printed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -42,72 +45,84 @@ pub struct GuestDockerState {
     pub networks: Vec<Network>,
     pub containers: Vec<ContainerView>,
     /// /etc/docker/daemon.json: None when absent, Err when it is not JSON.
-    pub daemon_json: Option<std::result::Result<serde_json::Value, String>>,
+    pub daemon_json: Option<Result<serde_json::Value>>,
 }
 
 /// Everything the guest checks read about one VM.
 #[derive(Debug, Clone)]
-pub struct GuestCheckFacts {
+pub struct GuestSnapshot {
     pub vm: String,
-    pub facts: Fact<GuestFacts>,
-    pub script: Fact<CheckScriptFacts>,
-    /// Err says why the engine could not be asked (not installed, not running).
-    pub docker: Fact<GuestDockerState>,
+    pub facts: Result<GuestFacts>,
+    pub script: Result<CheckScriptFacts>,
+    /// An error says why the engine could not be asked (not installed, not running).
+    pub docker: Result<GuestDockerState>,
+    /// None until the assembly layer adds the engine's view (and when the facts are missing).
+    pub storage: Option<StorageExpectation>,
 }
 
-impl GuestCheckFacts {
-    /// Facts for a VM that could not be reached at all: every check skips with the reason.
-    pub fn unreachable(vm: &str, why: &str) -> GuestCheckFacts {
-        GuestCheckFacts {
+/// What strata's engine layer expects of the storage under Docker's data-root in this guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageExpectation {
+    /// The engine version judged: the one running, the one installed, or the one an install
+    /// would bring.
+    pub engine: EngineVersion,
+    /// The driver strata recorded when it configured the engine.
+    pub recorded: Option<String>,
+    /// The driver strata's storage decision picks for these facts (policy auto, no data disk).
+    pub decided: Option<String>,
+    /// For each driver strata may configure (overlay2, btrfs, devicemapper) that cannot work
+    /// here: why not.
+    pub unsupported: BTreeMap<String, String>,
+}
+
+impl GuestSnapshot {
+    /// A VM that could not be reached at all: every check skips with the reason.
+    pub fn unreachable(vm: &str, why: Error) -> GuestSnapshot {
+        GuestSnapshot {
             vm: vm.to_string(),
-            facts: Err(why.to_string()),
-            script: Err(why.to_string()),
-            docker: Err(why.to_string()),
+            facts: Err(why.clone()),
+            script: Err(why.clone()),
+            docker: Err(why),
+            storage: None,
         }
     }
 }
 
 /// Log into the VM and read everything; only reads.
-pub fn gather(lv: &Libvirt, paths: &Paths, vm: &str) -> GuestCheckFacts {
-    let target = match crate::guest::Route::of_vm(lv, paths, vm) {
-        Ok(t) => t,
-        Err(e) => return GuestCheckFacts::unreachable(vm, e.message()),
-    };
-    let session = match ssh::connect(&target, Duration::from_secs(15)) {
+pub fn gather(route: &Route, vm: &str) -> GuestSnapshot {
+    let session = match ssh::connect(route, Duration::from_secs(15)) {
         Ok(s) => s,
-        Err(e) => return GuestCheckFacts::unreachable(vm, e.message()),
+        Err(e) => return GuestSnapshot::unreachable(vm, e),
     };
-    let facts = crate::engine::facts::gather(&session).map_err(|e| e.to_string());
-    let script = ssh::run_checked(&session, &scripts::sh_c(scripts::CHECK_FACTS))
-        .map(|out| parse_check_script(&out))
-        .map_err(|e| e.to_string());
-    let daemon_json =
-        crate::guest::sftp::read_file(&session, crate::engine::config::DAEMON_JSON_PATH)
-            .map_err(|e| e.to_string())
-            .map(|bytes| {
-                bytes.map(|b| serde_json::from_slice(&b).map_err(|e| format!("not JSON: {e}")))
-            });
+    let facts = crate::guest::facts::gather(&session);
+    let script =
+        ssh::run_checked(&session, &ssh::sh_c(CHECK_SCRIPT)).map(|out| parse_check_script(&out));
+    let daemon_json = sftp::read_file(&session, DAEMON_JSON).map(|bytes| {
+        bytes.map(|b| {
+            serde_json::from_slice(&b).map_err(|e| Error::failed(format!("not JSON: {e}")))
+        })
+    });
+    let not_running = |why: &str| Err(Error::new(ErrorKind::NotFound, why));
     let docker = match &facts {
-        Ok(f) if f.engine_package.is_none() => Err("Docker is not installed".to_string()),
-        Ok(f) if !f.docker_active => Err("Docker is installed but not running".to_string()),
+        Ok(f) if f.engine_package.is_none() => not_running("Docker is not installed"),
+        Ok(f) if !f.docker_active => not_running("Docker is installed but not running"),
         Err(why) => Err(why.clone()),
-        Ok(_) => daemon_json.and_then(|daemon_json| {
-            read_docker(&target, session, daemon_json).map_err(|e| e.to_string())
-        }),
+        Ok(_) => daemon_json.and_then(|daemon_json| read_docker(route, session, daemon_json)),
     };
-    GuestCheckFacts {
+    GuestSnapshot {
         vm: vm.to_string(),
         facts,
         script,
         docker,
+        storage: None,
     }
 }
 
 fn read_docker(
-    target: &crate::guest::Route,
+    target: &Route,
     session: ssh2::Session,
-    daemon_json: Option<std::result::Result<serde_json::Value, String>>,
-) -> crate::error::Result<GuestDockerState> {
+    daemon_json: Option<Result<serde_json::Value>>,
+) -> Result<GuestDockerState> {
     let docker = GuestDocker::over(target, session)?;
     let api = &docker.docker;
     let info = docker.run(api.info()).map_err(docker_error)?;

@@ -1,14 +1,22 @@
-//! What strata reads from a guest before it decides anything: release, kernel, the installed
-//! engine, what lies under Docker's data-root, the NIC's MTU and the guest's own networks. One read-only script (engine-templates/facts.sh) prints key=value lines;
-//! parsing them is pure.
+//! What a guest is, as strata reads it before it decides anything: release, kernel, the
+//! installed engine, what lies under Docker's data-root, the NIC's MTU, the guest's own
+//! networks and strata's record of its engine. One read-only script
+//! (engine-templates/facts.sh) prints key=value lines; parsing them is pure. The engine, the
+//! checks and the stacks all start from these facts.
 
-use crate::engine::config::EngineRecord;
-use crate::engine::decision::{Backing, KernelVersion};
-use crate::engine::scripts;
+mod backing;
+mod versions;
+
+pub use backing::Backing;
+pub use versions::{EngineVersion, KernelVersion};
+
 use crate::error::{Error, Result};
 use crate::guest::ssh;
 use ipnet::Ipv4Net;
 use ssh2::Session;
+
+/// The read-only facts script (not a template: it takes no parameters).
+const FACTS_SCRIPT: &str = include_str!("../../../engine-templates/facts.sh");
 
 /// The guest as the facts script saw it.
 #[derive(Debug, Clone)]
@@ -24,15 +32,16 @@ pub struct GuestFacts {
     pub nic_mtu: u32,
     pub guest_networks: Vec<Ipv4Net>,
     pub daemon_json_sha256: Option<String>,
-    /// strata's record (/etc/strata/engine.json), when there is one.
-    pub record: Option<EngineRecord>,
+    /// strata's record of the engine it installed (/etc/strata/engine.json), as JSON, when
+    /// there is one; the engine layer reads its fields.
+    pub engine_record: Option<serde_json::Value>,
     /// Which of the packages an install may need are installed.
     pub installed: Vec<String>,
 }
 
 /// Run the facts script in the guest.
 pub fn gather(session: &Session) -> Result<GuestFacts> {
-    let out = ssh::run_checked(session, &scripts::sh_c(scripts::FACTS))
+    let out = ssh::run_checked(session, &ssh::sh_c(FACTS_SCRIPT))
         .map_err(|e| e.context("reading the guest's facts"))?;
     parse(&out)
 }
@@ -89,7 +98,7 @@ pub fn parse(text: &str) -> Result<GuestFacts> {
         guest_networks,
         daemon_json_sha256: get("daemon_json_sha256").map(str::to_string),
         // A record strata cannot read is treated as none: the next install rewrites it.
-        record: get("record").and_then(|json| serde_json::from_str(json).ok()),
+        engine_record: get("record").and_then(|json| serde_json::from_str(json).ok()),
         installed: values
             .iter()
             .filter(|(k, _)| *k == "installed")
@@ -124,7 +133,7 @@ mod tests {
             vec!["10.250.9.0/24".parse::<Ipv4Net>().unwrap()]
         );
         assert_eq!(f.daemon_json_sha256, None);
-        assert!(f.record.is_none());
+        assert!(f.engine_record.is_none());
     }
 
     #[test]

@@ -1,0 +1,202 @@
+//! One check run, top-down: read the host's snapshot and each guest's (guests in parallel,
+//! one SSH login each, with the engine's storage expectation added), judge them, and with
+//! --fix apply the fixes strata can apply (the host's by check, a guest's log rotation by
+//! engine), then read and judge everything again so the report shows before and after. And
+//! the preflight a launch runs first.
+
+use crate::check::fix::{self, Applied};
+use crate::check::report::Report;
+use crate::check::{self, Finding, FixAction, GuestSnapshot, StorageExpectation, Verdict};
+use crate::engine::config::EngineRecord;
+use crate::engine::decision::{self, Driver, GuestStorageFacts, StoragePolicy, StorageRequest};
+use crate::error::{Error, ErrorKind, Result};
+use crate::guest::facts::EngineVersion;
+use crate::guest::Route;
+use crate::state::Paths;
+use crate::vm::Libvirt;
+
+/// What to check.
+#[derive(Debug, Clone, Default)]
+pub struct CheckRequest {
+    pub host: bool,
+    pub vms: Vec<String>,
+    pub fix: bool,
+}
+
+/// Check, fix when asked, and report.
+pub fn run(lv: Option<&Libvirt>, paths: &Paths, request: &CheckRequest) -> Report {
+    let first = judge(lv, paths, request);
+    if !request.fix {
+        return Report::new(first, None);
+    }
+    let applied = fix::fixable(&first)
+        .iter()
+        .map(|action| Applied::from_result(action, apply(lv, paths, action)))
+        .collect();
+    let second = judge(lv, paths, request);
+    Report::new(second, Some((first, applied)))
+}
+
+/// Before containers are launched in `vm`: check the host and that VM, and refuse (naming
+/// each failure and its fix) unless `force`. Warnings never stop a launch.
+pub fn preflight(lv: &Libvirt, paths: &Paths, vm: &str, force: bool) -> Result<Report> {
+    let report = run(
+        Some(lv),
+        paths,
+        &CheckRequest {
+            host: true,
+            vms: vec![vm.to_string()],
+            fix: false,
+        },
+    );
+    match report.refusal(vm) {
+        Some(err) if !force => Err(err),
+        _ => Ok(report),
+    }
+}
+
+/// One fix: the host's are check's own; a guest's log rotation is a change to its engine.
+fn apply(lv: Option<&Libvirt>, paths: &Paths, action: &FixAction) -> Result<String> {
+    match action {
+        FixAction::GuestLogRotation { vm } => {
+            let lv =
+                lv.ok_or_else(|| Error::new(ErrorKind::Unreachable, "libvirt is not reachable"))?;
+            crate::engine::log_rotation::apply(&Route::of_vm(lv, paths, vm)?, vm)
+        }
+        host_action => fix::apply_on_host(host_action),
+    }
+}
+
+fn judge(lv: Option<&Libvirt>, paths: &Paths, request: &CheckRequest) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    std::thread::scope(|scope| {
+        let guests: Vec<_> = request
+            .vms
+            .iter()
+            .map(|vm| scope.spawn(move || guest_snapshot(lv, paths, vm)))
+            .collect();
+        if request.host {
+            findings.extend(check::judge_host(&check::snapshot::host::gather(lv, paths)));
+        }
+        for g in guests {
+            match g.join() {
+                Ok(snapshot) => findings.extend(check::judge_guest(&snapshot)),
+                Err(_) => findings.push(Finding::new(
+                    "guest.facts",
+                    check::Subject::Host,
+                    Verdict::Fail,
+                    "reading a guest's facts panicked".into(),
+                )),
+            }
+        }
+    });
+    findings
+}
+
+/// A guest's snapshot with what the engine layer expects of its storage.
+fn guest_snapshot(lv: Option<&Libvirt>, paths: &Paths, vm: &str) -> GuestSnapshot {
+    let route = lv
+        .ok_or_else(|| Error::new(ErrorKind::Unreachable, "libvirt is not reachable"))
+        .and_then(|lv| Route::of_vm(lv, paths, vm));
+    let mut snapshot = match route {
+        Ok(route) => check::snapshot::guest::gather(&route, vm),
+        Err(why) => GuestSnapshot::unreachable(vm, why),
+    };
+    snapshot.storage = storage_expectation(&snapshot);
+    snapshot
+}
+
+/// The engine layer's view of the guest's storage: what strata recorded, what its decision
+/// picks for these facts, and which drivers cannot work here.
+fn storage_expectation(snapshot: &GuestSnapshot) -> Option<StorageExpectation> {
+    let facts = snapshot.facts.as_ref().ok()?;
+    let running = snapshot
+        .docker
+        .as_ref()
+        .ok()
+        .and_then(|d| d.info.server_version.as_deref())
+        .and_then(EngineVersion::parse);
+    let engine = running
+        .or_else(|| {
+            facts
+                .engine_package
+                .as_deref()
+                .and_then(EngineVersion::parse)
+        })
+        // Not installed yet: judge for the engine an install would bring (Debian 12's).
+        .unwrap_or(EngineVersion::new(20, 10, 24));
+    let storage = GuestStorageFacts {
+        engine,
+        kernel: facts.kernel,
+        root_fs: facts.data_root_backing.clone(),
+    };
+    let auto = StorageRequest {
+        policy: StoragePolicy::Auto,
+        data_disk: false,
+        devicemapper: false,
+    };
+    Some(StorageExpectation {
+        engine,
+        recorded: EngineRecord::from_facts(facts).map(|r| r.intent.storage_driver),
+        decided: decision::decide(&auto, &storage)
+            .ok()
+            .map(|d| d.driver.as_str().to_string()),
+        unsupported: [Driver::Overlay2, Driver::Btrfs, Driver::Devicemapper]
+            .into_iter()
+            .filter_map(|driver| {
+                decision::supports(driver, &facts.data_root_backing, engine, facts.kernel)
+                    .err()
+                    .map(|why| (driver.as_str().to_string(), why))
+            })
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::guest::test_facts::{with_facts, FACTS_WITH_DOCKER};
+
+    /// The engine's decision and the storage check together, as a run composes them.
+    fn storage_findings(facts_script: &str, docker_running: bool) -> Vec<Finding> {
+        let mut snapshot = with_facts(facts_script);
+        if !docker_running {
+            snapshot.docker = Err(Error::not_found("Docker is not installed"));
+        }
+        snapshot.storage = storage_expectation(&snapshot);
+        check::judge_guest(&snapshot)
+            .into_iter()
+            .filter(|f| f.check == "guest.storage")
+            .collect()
+    }
+
+    #[test]
+    fn ext4_with_docker_as_strata_installs_it_passes() {
+        let found = storage_findings(FACTS_WITH_DOCKER, true);
+        assert!(found.iter().all(|f| f.verdict == Verdict::Ok), "{found:?}");
+    }
+
+    #[test]
+    fn xfs_without_ftype_fails_before_docker_is_installed() {
+        let facts = FACTS_WITH_DOCKER
+            .replace("data_root_fs=ext2/ext3", "data_root_fs=xfs")
+            .replace("ext_filetype=1", "xfs_ftype=0");
+        let found = storage_findings(&facts, false);
+        assert!(
+            found
+                .iter()
+                .any(|f| f.verdict == Verdict::Fail && f.summary.contains("ftype")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn the_expectation_names_the_decision_and_what_cannot_work() {
+        let snapshot = with_facts(FACTS_WITH_DOCKER);
+        let expected = storage_expectation(&snapshot).unwrap();
+        assert_eq!(expected.decided.as_deref(), Some("overlay2"));
+        assert!(expected.unsupported.contains_key("btrfs"), "{expected:?}");
+        assert!(!expected.unsupported.contains_key("overlay2"));
+        assert_eq!(expected.recorded, None);
+    }
+}
