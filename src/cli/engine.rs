@@ -1,6 +1,6 @@
 //! `strata engine install|info`: Docker inside a VM.
 
-use crate::cli::{Env, OutputFormat};
+use crate::cli::{args, Env, OutputFormat};
 use crate::engine::config::LogDriver;
 use crate::engine::decision::{Layout, StoragePolicy, StorageRequest};
 use crate::engine::info;
@@ -29,8 +29,8 @@ pub enum EngineCommand {
         #[arg(long, value_parser = ["overlay2", "devicemapper"], default_value = "overlay2")]
         engine_storage: String,
         /// attach a data disk of this size for Docker's data-root, e.g. 20G
-        #[arg(long)]
-        data_disk: Option<String>,
+        #[arg(long, value_parser = args::size_with_unit, allow_hyphen_values = true)]
+        data_disk: Option<u64>,
         /// local (rotated by Docker) or json-file (rotated with max-size/max-file)
         #[arg(long, default_value = "local")]
         log_driver: String,
@@ -66,9 +66,7 @@ pub fn run(env: &Env, cmd: EngineCommand) -> Result<i32> {
                     data_disk: data_disk.is_some(),
                     devicemapper: engine_storage == "devicemapper",
                 },
-                data_disk: data_disk
-                    .map(|s| crate::units::parse_size("--data-disk", &s))
-                    .transpose()?,
+                data_disk,
                 log_driver: log_driver.parse::<LogDriver>()?,
             };
             let lv = env.libvirt()?;

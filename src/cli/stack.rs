@@ -1,6 +1,6 @@
 //! `strata up|ps|logs|down STACK` and `strata context VM`: service stacks in the VMs.
 
-use crate::cli::{output, Env, OutputFormat};
+use crate::cli::{args, output, Env, OutputFormat};
 use crate::error::Result;
 use crate::guest::docker::GuestDocker;
 use crate::stack::objects::ServiceRow;
@@ -39,7 +39,7 @@ pub struct LogsArgs {
     #[arg(long, short = 'f')]
     follow: bool,
     /// Only the last N lines
-    #[arg(long)]
+    #[arg(long, value_parser = args::log_lines, allow_hyphen_values = true)]
     tail: Option<usize>,
 }
 
