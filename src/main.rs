@@ -1,6 +1,10 @@
 //! The strata command: parse, set up logging, dispatch, report errors.
 
+// Output goes through strata::console, which cannot panic on a closed pipe.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 use strata::cli::{parse_args, ArgsError};
+use strata::errln;
 
 fn main() {
     let cli = match parse_args(std::env::args_os()) {
@@ -22,6 +26,6 @@ fn main() {
 }
 
 fn fail(e: strata::error::Error) -> ! {
-    eprintln!("error: {e}");
+    errln!("error: {e}");
     std::process::exit(e.exit_code());
 }

@@ -7,6 +7,7 @@ use crate::engine::info;
 use crate::engine::install::{self, InstallRequest, Source};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
+use crate::{out, outln};
 use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
@@ -73,14 +74,14 @@ pub fn run(env: &Env, cmd: EngineCommand) -> Result<i32> {
             let progress = Progress::new(&format!("engine {vm}"));
             let report = install::install(&lv, &env.paths, &vm, &request, &progress)?;
             if output == OutputFormat::Json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?);
                 return Ok(0);
             }
             if report.changes.is_empty() {
-                println!("Docker in {vm} is installed and configured as intended: nothing changed");
+                outln!("Docker in {vm} is installed and configured as intended: nothing changed");
             } else {
                 for change in &report.changes {
-                    println!("{change}");
+                    outln!("{change}");
                 }
             }
             // A thin pool has no filesystem of its own to name.
@@ -88,7 +89,7 @@ pub fn run(env: &Env, cmd: EngineCommand) -> Result<i32> {
                 Layout::LvmThinPool => String::new(),
                 _ => format!(" ({})", report.decision.backing.describe()),
             };
-            println!(
+            outln!(
                 "verified: docker.io {}, {} {}{backing}, data-root {}, log driver {}",
                 report.engine_package,
                 report.observed.driver,
@@ -97,7 +98,7 @@ pub fn run(env: &Env, cmd: EngineCommand) -> Result<i32> {
                 report.observed.logging_driver
             );
             for s in &report.stages {
-                println!("  {:<34} {:>6.2}s", s.stage, s.seconds);
+                outln!("  {:<34} {:>6.2}s", s.stage, s.seconds);
             }
             Ok(0)
         }
@@ -105,8 +106,8 @@ pub fn run(env: &Env, cmd: EngineCommand) -> Result<i32> {
             let lv = env.libvirt()?;
             let report = info::read(&lv, &env.paths, &vm)?;
             match output {
-                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-                OutputFormat::Table => print!("{}", info::render_table(&report)),
+                OutputFormat::Json => outln!("{}", serde_json::to_string_pretty(&report)?),
+                OutputFormat::Table => out!("{}", info::render_table(&report)),
             }
             if report.mismatches.is_empty() {
                 Ok(0)

@@ -3,6 +3,7 @@
 use crate::cli::{args, output, Env, OutputFormat};
 use crate::error::Result;
 use crate::vm::network::{self, NetworkMode};
+use crate::{errln, outln};
 use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
@@ -51,9 +52,9 @@ pub fn run(env: &Env, cmd: NetCommand) -> Result<i32> {
                 Ok((info, unchecked))
             })?;
             for what in unchecked {
-                eprintln!("note: not checked for overlap: {what}");
+                errln!("note: not checked for overlap: {what}");
             }
-            println!(
+            outln!(
                 "created network {} ({}, {}, bridge {})",
                 info.name,
                 info.subnet.map(|s| s.to_string()).unwrap_or_default(),
@@ -89,7 +90,7 @@ pub fn run(env: &Env, cmd: NetCommand) -> Result<i32> {
                 vm.network == name
             })?;
             network::destroy(&lv.conn, &name)?;
-            println!("destroyed network {name}");
+            outln!("destroyed network {name}");
         }
     }
     Ok(0)

@@ -5,6 +5,7 @@ use crate::error::{Error, Result};
 use crate::guest::ssh;
 use crate::host::accel::AccelRequest;
 use crate::lifecycle::{self, CreateRequest};
+use crate::outln;
 use crate::progress::Progress;
 use crate::vm::domain;
 use clap::Subcommand;
@@ -108,9 +109,9 @@ pub fn run(env: &Env, cmd: VmCommand) -> Result<i32> {
             let created = lifecycle::create(&lv, &env.paths, &req, &progress)?;
             drop(progress);
             if format == OutputFormat::Json {
-                println!("{}", serde_json::to_string_pretty(&created)?);
+                outln!("{}", serde_json::to_string_pretty(&created)?);
             } else {
-                println!(
+                outln!(
                     "created {} at {} ({}: {})",
                     created.name,
                     created.ip,
@@ -118,12 +119,12 @@ pub fn run(env: &Env, cmd: VmCommand) -> Result<i32> {
                     created.accel_reason
                 );
                 for s in &created.stages {
-                    println!("  {:<16} {:>6.2}s", s.stage, s.seconds);
+                    outln!("  {:<16} {:>6.2}s", s.stage, s.seconds);
                 }
                 if no_wait {
-                    println!("started; not waiting for SSH (--no-wait)");
+                    outln!("started; not waiting for SSH (--no-wait)");
                 } else {
-                    println!("log in with: strata vm ssh {}", created.name);
+                    outln!("log in with: strata vm ssh {}", created.name);
                 }
             }
             Ok(0)
@@ -165,7 +166,7 @@ pub fn run(env: &Env, cmd: VmCommand) -> Result<i32> {
             let (local, remote) = ports;
             let target = lifecycle::ssh_target(&lv, &env.paths, &name)?;
             let forward = crate::guest::forward::Forward::open(&target, local, &to, remote)?;
-            println!(
+            outln!(
                 "forwarding http://{} → {to}:{remote} in {name} over SSH; Ctrl-C to stop",
                 forward.local
             );
@@ -175,7 +176,7 @@ pub fn run(env: &Env, cmd: VmCommand) -> Result<i32> {
         VmCommand::Stop { name, timeout } => {
             let (dom, _) = domain::lookup(&lv.conn, &name)?;
             let clean = domain::stop(&dom, Duration::from_secs(timeout))?;
-            println!(
+            outln!(
                 "stopped {name}{}",
                 if clean {
                     ""
@@ -199,12 +200,12 @@ pub fn run(env: &Env, cmd: VmCommand) -> Result<i32> {
                 &progress,
             )?;
             progress.finish();
-            println!("started {name}; SSH answers at {}", target.addr.ip());
+            outln!("started {name}; SSH answers at {}", target.addr.ip());
             Ok(0)
         }
         VmCommand::Destroy { name } => {
             lifecycle::destroy(&lv, &env.paths, &name)?;
-            println!("destroyed {name}");
+            outln!("destroyed {name}");
             Ok(0)
         }
     }
