@@ -5,6 +5,7 @@
 // Output goes through `console`, which cannot panic on a closed pipe; tests may print.
 #![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
+pub mod atomic_write;
 pub mod check;
 pub mod cli;
 pub mod command;
