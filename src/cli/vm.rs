@@ -18,12 +18,13 @@ pub enum VmCommand {
         name: String,
         #[arg(long, short = 't')]
         template: String,
+        /// virtual CPUs (default: the template's)
         #[arg(long, value_parser = args::cpus, allow_hyphen_values = true)]
         cpus: Option<u32>,
-        /// e.g. 1G, 512M (default: the template's)
+        /// with a unit, e.g. 1G, 512M (default: the template's)
         #[arg(long, value_parser = args::size_text, allow_hyphen_values = true)]
         memory: Option<String>,
-        /// e.g. 10G (default: the template's); thin, grows as the guest writes
+        /// with a unit, e.g. 10G (default: the template's); thin, grows as the guest writes
         #[arg(long, value_parser = args::size_text, allow_hyphen_values = true)]
         disk: Option<String>,
         /// libvirt network to attach to
@@ -65,12 +66,14 @@ pub enum VmCommand {
     /// Shut down (ACPI, then power off after --timeout seconds)
     Stop {
         name: String,
+        /// seconds to wait for the guest to shut down
         #[arg(long, default_value = "60", value_parser = args::seconds, allow_hyphen_values = true)]
         timeout: u64,
     },
     /// Start a stopped VM and wait for SSH
     Start {
         name: String,
+        /// seconds to wait for SSH
         #[arg(long, default_value = "300", value_parser = args::seconds, allow_hyphen_values = true)]
         ssh_timeout: u64,
     },
