@@ -89,12 +89,12 @@ pub enum ArgsError {
 }
 
 /// Read the command line (`std::env::args_os()` in main, a list in tests).
-pub fn parse_args<I, T>(args: I) -> std::result::Result<Cli, ArgsError>
+pub fn parse_args<I, T>(argv: I) -> std::result::Result<Cli, ArgsError>
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    Cli::try_parse_from(args).map_err(|e| match args::input_error(&e) {
+    Cli::try_parse_from(argv).map_err(|e| match args::input_error(&e) {
         Some(named) => ArgsError::Input(named),
         None => ArgsError::Clap(e),
     })
