@@ -2,9 +2,14 @@
 //! libvirtd/Docker conflicts, and run service stacks. The layers, bottom up:
 //! host <- vm <- guest <- lifecycle <- cli (see DESIGN.md).
 
+// Output goes through `console`, which cannot panic on a closed pipe; tests may print.
+#![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
+
+pub mod atomic_write;
 pub mod check;
 pub mod cli;
 pub mod command;
+pub mod console;
 pub mod digest;
 pub mod engine;
 pub mod error;

@@ -1,9 +1,17 @@
 //! The strata command: parse, set up logging, dispatch, report errors.
 
-use clap::Parser;
+// Output goes through strata::console, which cannot panic on a closed pipe.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+use strata::cli::{parse_args, ArgsError};
+use strata::errln;
 
 fn main() {
-    let cli = strata::cli::Cli::parse();
+    let cli = match parse_args(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(ArgsError::Input(e)) => fail(e),
+        Err(ArgsError::Clap(e)) => e.exit(),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
@@ -13,9 +21,11 @@ fn main() {
         .init();
     match strata::cli::run(cli) {
         Ok(code) => std::process::exit(code),
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::exit(e.exit_code());
-        }
+        Err(e) => fail(e),
     }
+}
+
+fn fail(e: strata::error::Error) -> ! {
+    errln!("error: {e}");
+    std::process::exit(e.exit_code());
 }

@@ -1,6 +1,7 @@
 //! Progress for multi-step commands: an indicatif spinner on a terminal, plain log lines
 //! otherwise. Each stage's duration is kept so commands can print the time per stage.
 
+use crate::errln;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::Mutex;
@@ -49,7 +50,7 @@ impl Progress {
         }
         match &self.bar {
             Some(bar) => bar.set_message(name.to_string()),
-            None => eprintln!("{}: {name}", self.prefix),
+            None => errln!("{}: {name}", self.prefix),
         }
     }
 
@@ -84,7 +85,7 @@ impl Progress {
     pub fn println(&self, line: &str) {
         match &self.bar {
             Some(bar) => bar.println(line),
-            None => eprintln!("{line}"),
+            None => errln!("{line}"),
         }
     }
 }

@@ -12,8 +12,14 @@ pub fn now_rfc3339() -> String {
 /// Parse a size like `10G`, `512M`, `1.5G`, `2048K` or a plain byte count.
 /// `field` names the flag or manifest field, so the error can say where the bad value was.
 pub fn parse_size(field: &str, text: &str) -> Result<u64> {
+    parse_bytes(text).map_err(|e| e.context(field))
+}
+
+/// `parse_size` for a caller that names the field itself (the command-line parsers, which
+/// learn the option's name only from clap).
+pub fn parse_bytes(text: &str) -> Result<u64> {
     let bad = || {
-        Error::bad_input(format!("{field}: '{text}' is not a size")).with_hint(
+        Error::bad_input(format!("'{text}' is not a size")).with_hint(
             "write a number with an optional unit K, M, G or T (binary), e.g. 512M or 10G",
         )
     };
@@ -48,10 +54,7 @@ pub fn parse_size(field: &str, text: &str) -> Result<u64> {
             .ok_or_else(bad)?
     };
     if bytes == 0 {
-        return Err(
-            Error::bad_input(format!("{field}: size must be greater than zero"))
-                .with_hint("e.g. 1G"),
-        );
+        return Err(Error::bad_input(format!("'{text}' is zero")).with_hint("e.g. 1G"));
     }
     Ok(bytes)
 }

@@ -279,7 +279,11 @@ fn vms_on_a_bridge_behind_dockers_drop_policy_are_found_and_fixed() {
         chain,
         bridge: bridge.clone(),
     });
-    assert_eq!(reapplied.as_deref(), Ok("already in place"), "{reapplied:?}");
+    assert_eq!(
+        reapplied.as_deref(),
+        Ok("already in place"),
+        "{reapplied:?}"
+    );
     assert_eq!(strata_rules(), rules_before);
 
     ok(&["vm", "destroy", &a]);

@@ -4,6 +4,7 @@ use crate::check::report::render_table;
 use crate::cli::{Env, OutputFormat};
 use crate::error::Result;
 use crate::lifecycle::checks::{run as run_checks, CheckRequest};
+use crate::{errln, out, outln};
 use std::io::IsTerminal;
 
 #[derive(Debug, clap::Args)]
@@ -28,7 +29,7 @@ pub struct CheckArgs {
 /// exit 1 must keep meaning "ran, with warnings", never "could not check".
 pub fn run(env: &Env, args: CheckArgs) -> Result<i32> {
     check(env, args).or_else(|e| {
-        eprintln!("error: {e}");
+        errln!("error: {e}");
         Ok(e.exit_code().max(2))
     })
 }
@@ -36,7 +37,7 @@ pub fn run(env: &Env, args: CheckArgs) -> Result<i32> {
 fn check(env: &Env, args: CheckArgs) -> Result<i32> {
     if args.list {
         for (scope, id, reads) in crate::check::catalogue() {
-            println!("{id:<24} {scope:<5} reads {reads}");
+            outln!("{id:<24} {scope:<5} reads {reads}");
         }
         return Ok(0);
     }
@@ -67,10 +68,10 @@ fn check(env: &Env, args: CheckArgs) -> Result<i32> {
     };
     let report = run_checks(libvirt.as_ref(), &env.paths, &request);
     match args.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        OutputFormat::Json => outln!("{}", serde_json::to_string_pretty(&report)?),
         OutputFormat::Table => {
             let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-            print!("{}", render_table(&report, color));
+            out!("{}", render_table(&report, color));
         }
     }
     Ok(report.exit_code)

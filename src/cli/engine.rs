@@ -1,12 +1,13 @@
 //! `strata engine install|info`: Docker inside a VM.
 
-use crate::cli::{Env, OutputFormat};
+use crate::cli::{args, Env, OutputFormat};
 use crate::engine::config::LogDriver;
 use crate::engine::decision::{Layout, StoragePolicy, StorageRequest};
 use crate::engine::info;
 use crate::engine::install::{self, InstallRequest, Source};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
+use crate::{out, outln};
 use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
@@ -29,8 +30,8 @@ pub enum EngineCommand {
         #[arg(long, value_parser = ["overlay2", "devicemapper"], default_value = "overlay2")]
         engine_storage: String,
         /// attach a data disk of this size for Docker's data-root, e.g. 20G
-        #[arg(long)]
-        data_disk: Option<String>,
+        #[arg(long, value_parser = args::size_with_unit, allow_hyphen_values = true)]
+        data_disk: Option<u64>,
         /// local (rotated by Docker) or json-file (rotated with max-size/max-file)
         #[arg(long, default_value = "local")]
         log_driver: String,
@@ -66,23 +67,21 @@ pub fn run(env: &Env, cmd: EngineCommand) -> Result<i32> {
                     data_disk: data_disk.is_some(),
                     devicemapper: engine_storage == "devicemapper",
                 },
-                data_disk: data_disk
-                    .map(|s| crate::units::parse_size("--data-disk", &s))
-                    .transpose()?,
+                data_disk,
                 log_driver: log_driver.parse::<LogDriver>()?,
             };
             let lv = env.libvirt()?;
             let progress = Progress::new(&format!("engine {vm}"));
             let report = install::install(&lv, &env.paths, &vm, &request, &progress)?;
             if output == OutputFormat::Json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?);
                 return Ok(0);
             }
             if report.changes.is_empty() {
-                println!("Docker in {vm} is installed and configured as intended: nothing changed");
+                outln!("Docker in {vm} is installed and configured as intended: nothing changed");
             } else {
                 for change in &report.changes {
-                    println!("{change}");
+                    outln!("{change}");
                 }
             }
             // A thin pool has no filesystem of its own to name.
@@ -90,7 +89,7 @@ pub fn run(env: &Env, cmd: EngineCommand) -> Result<i32> {
                 Layout::LvmThinPool => String::new(),
                 _ => format!(" ({})", report.decision.backing.describe()),
             };
-            println!(
+            outln!(
                 "verified: docker.io {}, {} {}{backing}, data-root {}, log driver {}",
                 report.engine_package,
                 report.observed.driver,
@@ -99,7 +98,7 @@ pub fn run(env: &Env, cmd: EngineCommand) -> Result<i32> {
                 report.observed.logging_driver
             );
             for s in &report.stages {
-                println!("  {:<34} {:>6.2}s", s.stage, s.seconds);
+                outln!("  {:<34} {:>6.2}s", s.stage, s.seconds);
             }
             Ok(0)
         }
@@ -107,8 +106,8 @@ pub fn run(env: &Env, cmd: EngineCommand) -> Result<i32> {
             let lv = env.libvirt()?;
             let report = info::read(&lv, &env.paths, &vm)?;
             match output {
-                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-                OutputFormat::Table => print!("{}", info::render_table(&report)),
+                OutputFormat::Json => outln!("{}", serde_json::to_string_pretty(&report)?),
+                OutputFormat::Table => out!("{}", info::render_table(&report)),
             }
             if report.mismatches.is_empty() {
                 Ok(0)

@@ -1,6 +1,7 @@
 //! Command-line grammar (clap) and dispatch to one file per command group. No logic here
 //! beyond turning flags into requests and results into output.
 
+pub mod args;
 mod check;
 mod engine;
 mod net;
@@ -9,7 +10,7 @@ mod stack;
 mod template;
 mod vm;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::state::Paths;
 use crate::vm::{connect, Libvirt};
 use clap::{Parser, Subcommand};
@@ -75,6 +76,28 @@ impl Env {
     pub fn libvirt(&self) -> Result<Libvirt> {
         Libvirt::open(&self.uri)
     }
+}
+
+/// Why the command line was not accepted.
+#[derive(Debug)]
+pub enum ArgsError {
+    /// A value strata's own parsers refused, named after its option: report like any error.
+    Input(Error),
+    /// Everything else (unknown flag, missing argument, also --help and --version):
+    /// clap prints it and picks the exit code, through `clap::Error::exit`.
+    Clap(clap::Error),
+}
+
+/// Read the command line (`std::env::args_os()` in main, a list in tests).
+pub fn parse_args<I, T>(argv: I) -> std::result::Result<Cli, ArgsError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    Cli::try_parse_from(argv).map_err(|e| match args::input_error(&e) {
+        Some(named) => ArgsError::Input(named),
+        None => ArgsError::Clap(e),
+    })
 }
 
 /// Run the parsed command; the Ok value is the process exit code.

@@ -1,8 +1,9 @@
 //! `strata net create|list|destroy`.
 
-use crate::cli::{output, Env, OutputFormat};
-use crate::error::{Error, Result};
+use crate::cli::{args, output, Env, OutputFormat};
+use crate::error::Result;
 use crate::vm::network::{self, NetworkMode};
+use crate::{errln, outln};
 use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
@@ -11,8 +12,8 @@ pub enum NetCommand {
     Create {
         name: String,
         /// IPv4 subnet, e.g. 10.77.0.0/24
-        #[arg(long)]
-        subnet: String,
+        #[arg(long, value_parser = args::subnet, allow_hyphen_values = true)]
+        subnet: ipnet::Ipv4Net,
         /// No forwarding: guests reach only the host and each other (the default)
         #[arg(long, conflicts_with = "nat")]
         isolated: bool,
@@ -38,10 +39,6 @@ pub fn run(env: &Env, cmd: NetCommand) -> Result<i32> {
             isolated: _,
             nat,
         } => {
-            let parsed: ipnet::Ipv4Net = subnet.parse().map_err(|_| {
-                Error::bad_input(format!("--subnet '{subnet}' is not an IPv4 CIDR"))
-                    .with_hint("write it like 10.77.0.0/24")
-            })?;
             let mode = if nat {
                 NetworkMode::Nat
             } else {
@@ -51,13 +48,13 @@ pub fn run(env: &Env, cmd: NetCommand) -> Result<i32> {
             // once must not both pass the overlap check.
             let (info, unchecked) = env.paths.with_lock(|| {
                 let (taken, unchecked) = network::subnets_in_use(&lv.conn)?;
-                let info = network::create(&lv.conn, &name, parsed, mode, &taken)?;
+                let info = network::create(&lv.conn, &name, subnet, mode, &taken)?;
                 Ok((info, unchecked))
             })?;
             for what in unchecked {
-                eprintln!("note: not checked for overlap: {what}");
+                errln!("note: not checked for overlap: {what}");
             }
-            println!(
+            outln!(
                 "created network {} ({}, {}, bridge {})",
                 info.name,
                 info.subnet.map(|s| s.to_string()).unwrap_or_default(),
@@ -93,7 +90,7 @@ pub fn run(env: &Env, cmd: NetCommand) -> Result<i32> {
                 vm.network == name
             })?;
             network::destroy(&lv.conn, &name)?;
-            println!("destroyed network {name}");
+            outln!("destroyed network {name}");
         }
     }
     Ok(0)

@@ -2,6 +2,7 @@
 
 use crate::cli::OutputFormat;
 use crate::error::Result;
+use crate::outln;
 use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
 use serde::Serialize;
 
@@ -13,7 +14,7 @@ pub fn print<T: Serialize>(
     cells: impl Fn(&T) -> Vec<String>,
 ) -> Result<()> {
     match format {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(rows)?),
+        OutputFormat::Json => outln!("{}", serde_json::to_string_pretty(rows)?),
         OutputFormat::Table => {
             let mut table = Table::new();
             table
@@ -22,7 +23,7 @@ pub fn print<T: Serialize>(
             for row in rows {
                 table.add_row(cells(row));
             }
-            println!("{table}");
+            outln!("{table}");
         }
     }
     Ok(())

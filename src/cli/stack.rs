@@ -1,8 +1,9 @@
 //! `strata up|ps|logs|down STACK` and `strata context VM`: service stacks in the VMs.
 
-use crate::cli::{output, Env, OutputFormat};
+use crate::cli::{args, output, Env, OutputFormat};
 use crate::error::Result;
 use crate::guest::docker::GuestDocker;
+use crate::outln;
 use crate::stack::objects::ServiceRow;
 use crate::stack::{self, StackFile, UpOptions};
 use std::path::PathBuf;
@@ -39,7 +40,7 @@ pub struct LogsArgs {
     #[arg(long, short = 'f')]
     follow: bool,
     /// Only the last N lines
-    #[arg(long)]
+    #[arg(long, value_parser = args::log_lines, allow_hyphen_values = true)]
     tail: Option<usize>,
 }
 
@@ -83,7 +84,7 @@ pub fn up(env: &Env, args: UpArgs) -> Result<i32> {
     let file = StackFile::load(&args.stack)?;
     if args.validate {
         let order = stack::validate(&file)?;
-        println!(
+        outln!(
             "{}: stack '{}' for VM '{}' is valid; start order: {}",
             args.stack.display(),
             file.name,
@@ -104,12 +105,12 @@ pub fn up(env: &Env, args: UpArgs) -> Result<i32> {
         },
     )?;
     if args.output == OutputFormat::Json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(0);
     }
     if let Some(checks) = &report.checks {
         let (warn, fail) = (checks.counts["warn"], checks.counts["fail"]);
-        println!(
+        outln!(
             "preflight checks for '{}': {} ok, {warn} warn, {fail} fail{}",
             file.vm,
             checks.counts["ok"],
@@ -117,14 +118,14 @@ pub fn up(env: &Env, args: UpArgs) -> Result<i32> {
         );
     }
     for line in &report.images {
-        println!("image {line}");
+        outln!("image {line}");
     }
     for gone in &report.removed {
-        println!("removed {gone} (no longer in the stack file)");
+        outln!("removed {gone} (no longer in the stack file)");
     }
     print_rows(OutputFormat::Table, &report.services, true)?;
     let all_unchanged = report.services.iter().all(|s| s.action == "unchanged");
-    println!(
+    outln!(
         "stack '{}' in VM '{}': {} in {:.1}s",
         file.name,
         file.vm,
@@ -165,13 +166,13 @@ pub fn down(env: &Env, args: DownArgs) -> Result<i32> {
         ("volume", &report.volumes),
     ] {
         for name in list {
-            println!("removed {what} {name}");
+            outln!("removed {what} {name}");
         }
     }
     for name in &report.kept_volumes {
-        println!("kept volume {name} (remove it with --volumes)");
+        outln!("kept volume {name} (remove it with --volumes)");
     }
-    println!("stack '{}' in VM '{}' is down", file.name, file.vm);
+    outln!("stack '{}' in VM '{}' is down", file.name, file.vm);
     Ok(0)
 }
 
@@ -184,18 +185,18 @@ pub fn context(env: &Env, args: ContextArgs) -> Result<i32> {
         &env.paths.vm_known_hosts(&args.vm),
         &stack::context::Homes::of_current_user()?,
     )?;
-    println!("ssh settings: {}", files.ssh_snippet.display());
+    outln!("ssh settings: {}", files.ssh_snippet.display());
     if files.include_added {
-        println!(
+        outln!(
             "added `Include strata/*.conf` at the top of {}",
             files.ssh_config.display()
         );
     }
-    println!(
+    outln!(
         "docker context: {} ({})",
         files.context,
         files.docker_meta.display()
     );
-    println!("use it with:  docker --context {} ps", files.context);
+    outln!("use it with:  docker --context {} ps", files.context);
     Ok(0)
 }

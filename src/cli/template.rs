@@ -3,6 +3,7 @@
 use crate::cli::{output, Env, OutputFormat};
 use crate::error::Result;
 use crate::image::{self, BuildOutcome};
+use crate::outln;
 use crate::progress::Progress;
 use crate::template;
 use crate::units::format_size;
@@ -57,7 +58,7 @@ pub fn import(env: &Env, args: ImportArgs) -> Result<i32> {
             cmdline: args.cmdline,
         },
     )?;
-    println!(
+    outln!(
         "imported template {}: volume {} ({}), sha256 {}",
         args.name,
         rec.volume,
@@ -88,16 +89,16 @@ pub fn run(env: &Env, cmd: TemplateCommand) -> Result<i32> {
             match image::build(&lv, &env.paths, &template, refresh, &progress)? {
                 BuildOutcome::UpToDate(rec) => {
                     progress.finish();
-                    println!(
+                    outln!(
                         "template {name} is up to date (sha256 {}); nothing to do",
                         rec.sha256
                     );
                 }
                 BuildOutcome::Built(rec) => {
                     for (stage, took) in progress.finish() {
-                        println!("  {stage:<26} {:>7.1}s", took.as_secs_f64());
+                        outln!("  {stage:<26} {:>7.1}s", took.as_secs_f64());
                     }
-                    println!(
+                    outln!(
                         "built template {name}: volume {} ({} file, {} disk), sha256 {}, {:.0}s",
                         rec.volume,
                         format_size(rec.file_size),
@@ -112,7 +113,7 @@ pub fn run(env: &Env, cmd: TemplateCommand) -> Result<i32> {
         TemplateCommand::Remove { name } => {
             let lv = env.libvirt()?;
             image::remove(&lv, &env.paths, &name)?;
-            println!("removed template {name}");
+            outln!("removed template {name}");
             Ok(0)
         }
         TemplateCommand::List { output: format } => {

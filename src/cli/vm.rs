@@ -1,10 +1,11 @@
 //! `strata vm create|list|ssh|stop|start|destroy`.
 
-use crate::cli::{output, Env, OutputFormat};
+use crate::cli::{args, output, Env, OutputFormat};
 use crate::error::{Error, Result};
 use crate::guest::ssh;
 use crate::host::accel::AccelRequest;
 use crate::lifecycle::{self, CreateRequest};
+use crate::outln;
 use crate::progress::Progress;
 use crate::vm::domain;
 use clap::Subcommand;
@@ -17,13 +18,14 @@ pub enum VmCommand {
         name: String,
         #[arg(long, short = 't')]
         template: String,
-        #[arg(long)]
+        /// virtual CPUs (default: the template's)
+        #[arg(long, value_parser = args::cpus, allow_hyphen_values = true)]
         cpus: Option<u32>,
-        /// e.g. 1G, 512M (default: the template's)
-        #[arg(long)]
+        /// with a unit, e.g. 1G, 512M (default: the template's)
+        #[arg(long, value_parser = args::size_text, allow_hyphen_values = true)]
         memory: Option<String>,
-        /// e.g. 10G (default: the template's); thin, grows as the guest writes
-        #[arg(long)]
+        /// with a unit, e.g. 10G (default: the template's); thin, grows as the guest writes
+        #[arg(long, value_parser = args::size_text, allow_hyphen_values = true)]
         disk: Option<String>,
         /// libvirt network to attach to
         #[arg(long, default_value = "strata")]
@@ -32,7 +34,7 @@ pub enum VmCommand {
         #[arg(long, value_enum, default_value = "auto")]
         accel: AccelRequest,
         /// seconds to wait for SSH
-        #[arg(long, default_value_t = 300)]
+        #[arg(long, default_value = "300", value_parser = args::seconds, allow_hyphen_values = true)]
         ssh_timeout: u64,
         /// return once the VM is started, without waiting for SSH
         #[arg(long)]
@@ -55,7 +57,8 @@ pub enum VmCommand {
     Forward {
         name: String,
         /// REMOTE or LOCAL:REMOTE, e.g. 8080 or 18080:8080
-        ports: String,
+        #[arg(value_parser = args::forward_ports, allow_hyphen_values = true)]
+        ports: (u16, u16),
         /// Host the VM connects to (default: its own loopback, where stacks publish ports)
         #[arg(long, default_value = "127.0.0.1")]
         to: String,
@@ -63,13 +66,15 @@ pub enum VmCommand {
     /// Shut down (ACPI, then power off after --timeout seconds)
     Stop {
         name: String,
-        #[arg(long, default_value_t = 60)]
+        /// seconds to wait for the guest to shut down
+        #[arg(long, default_value = "60", value_parser = args::seconds, allow_hyphen_values = true)]
         timeout: u64,
     },
     /// Start a stopped VM and wait for SSH
     Start {
         name: String,
-        #[arg(long, default_value_t = 300)]
+        /// seconds to wait for SSH
+        #[arg(long, default_value = "300", value_parser = args::seconds, allow_hyphen_values = true)]
         ssh_timeout: u64,
     },
     /// Remove a VM: domain, disk, address reservation and keys (never the template)
@@ -107,9 +112,9 @@ pub fn run(env: &Env, cmd: VmCommand) -> Result<i32> {
             let created = lifecycle::create(&lv, &env.paths, &req, &progress)?;
             drop(progress);
             if format == OutputFormat::Json {
-                println!("{}", serde_json::to_string_pretty(&created)?);
+                outln!("{}", serde_json::to_string_pretty(&created)?);
             } else {
-                println!(
+                outln!(
                     "created {} at {} ({}: {})",
                     created.name,
                     created.ip,
@@ -117,12 +122,12 @@ pub fn run(env: &Env, cmd: VmCommand) -> Result<i32> {
                     created.accel_reason
                 );
                 for s in &created.stages {
-                    println!("  {:<16} {:>6.2}s", s.stage, s.seconds);
+                    outln!("  {:<16} {:>6.2}s", s.stage, s.seconds);
                 }
                 if no_wait {
-                    println!("started; not waiting for SSH (--no-wait)");
+                    outln!("started; not waiting for SSH (--no-wait)");
                 } else {
-                    println!("log in with: strata vm ssh {}", created.name);
+                    outln!("log in with: strata vm ssh {}", created.name);
                 }
             }
             Ok(0)
@@ -161,10 +166,10 @@ pub fn run(env: &Env, cmd: VmCommand) -> Result<i32> {
             }
         }
         VmCommand::Forward { name, ports, to } => {
-            let (local, remote) = parse_forward_ports(&ports)?;
+            let (local, remote) = ports;
             let target = crate::guest::Route::of_vm(&lv, &env.paths, &name)?;
             let forward = crate::guest::forward::Forward::open(&target, local, &to, remote)?;
-            println!(
+            outln!(
                 "forwarding http://{} → {to}:{remote} in {name} over SSH; Ctrl-C to stop",
                 forward.local
             );
@@ -174,7 +179,7 @@ pub fn run(env: &Env, cmd: VmCommand) -> Result<i32> {
         VmCommand::Stop { name, timeout } => {
             let (dom, _) = domain::lookup(&lv.conn, &name)?;
             let clean = domain::stop(&dom, Duration::from_secs(timeout))?;
-            println!(
+            outln!(
                 "stopped {name}{}",
                 if clean {
                     ""
@@ -198,12 +203,12 @@ pub fn run(env: &Env, cmd: VmCommand) -> Result<i32> {
                 &progress,
             )?;
             progress.finish();
-            println!("started {name}; SSH answers at {}", target.addr.ip());
+            outln!("started {name}; SSH answers at {}", target.addr.ip());
             Ok(0)
         }
         VmCommand::Destroy { name } => {
             lifecycle::destroy(&lv, &env.paths, &name)?;
-            println!("destroyed {name}");
+            outln!("destroyed {name}");
             Ok(0)
         }
     }
@@ -271,31 +276,5 @@ mod tests {
             .collect();
         assert_eq!(shell_join(&args), "echo 'a b' 'it'\\''s'");
         assert_eq!(shell_join(&["uname -a".to_string()]), "uname -a");
-    }
-}
-
-/// "8080" (same port on both sides) or "18080:8080".
-fn parse_forward_ports(text: &str) -> Result<(u16, u16)> {
-    let port = |p: &str| {
-        p.parse::<u16>().map_err(|_| {
-            crate::error::Error::bad_input(format!("'{text}' is not REMOTE or LOCAL:REMOTE"))
-                .with_hint("ports are numbers, e.g. 8080 or 18080:8080")
-        })
-    };
-    match text.split_once(':') {
-        Some((local, remote)) => Ok((port(local)?, port(remote)?)),
-        None => Ok((port(text)?, port(text)?)),
-    }
-}
-
-#[cfg(test)]
-mod forward_tests {
-    use super::parse_forward_ports;
-
-    #[test]
-    fn forward_ports() {
-        assert_eq!(parse_forward_ports("8080").unwrap(), (8080, 8080));
-        assert_eq!(parse_forward_ports("18080:80").unwrap(), (18080, 80));
-        assert!(parse_forward_ports("x:80").is_err());
     }
 }

@@ -4,6 +4,7 @@
 //! ~/.docker/contexts the way `docker context create` stores it. Docker's socket stays
 //! unexposed: the CLI runs `docker system dial-stdio` in the VM over that SSH login.
 
+use crate::atomic_write;
 use crate::error::{Context, Error, Result};
 use crate::guest::Route;
 use sha2::{Digest, Sha256};
@@ -84,6 +85,9 @@ impl Homes {
     }
 }
 
+/// Write the snippet, the Include line and the docker context. ~/.ssh/config is read first: if
+/// strata cannot read it as text, nothing is written at all. Every file is replaced atomically
+/// and keeps its permissions, so an error midway never leaves a config cut short.
 pub fn write(vm: &str, target: &Route, known_hosts: &Path, homes: &Homes) -> Result<ContextFiles> {
     if !known_hosts.is_file() {
         return Err(Error::not_found(format!(
@@ -92,17 +96,19 @@ pub fn write(vm: &str, target: &Route, known_hosts: &Path, homes: &Homes) -> Res
         )));
     }
     let ssh_dir = &homes.ssh_dir;
-    let snippet_dir = ssh_dir.join("strata");
-    std::fs::create_dir_all(&snippet_dir).context(format!("creating {}", snippet_dir.display()))?;
-    let snippet = snippet_dir.join(format!("{vm}.conf"));
-    std::fs::write(&snippet, ssh_snippet(vm, target, known_hosts))
-        .context(format!("writing {}", snippet.display()))?;
     let config_path = ssh_dir.join("config");
-    let config = std::fs::read_to_string(&config_path).unwrap_or_default();
-    let include_added = match with_include(&config) {
+    let config_update = config_with_include(&config_path)?;
+    let snippet_dir = ssh_dir.join("strata");
+    create_private_dir(&snippet_dir)?;
+    let snippet = snippet_dir.join(format!("{vm}.conf"));
+    atomic_write::replace(
+        &snippet,
+        ssh_snippet(vm, target, known_hosts).as_bytes(),
+        0o600,
+    )?;
+    let include_added = match config_update {
         Some(updated) => {
-            std::fs::write(&config_path, updated)
-                .context(format!("writing {}", config_path.display()))?;
+            atomic_write::replace(&config_path, updated.as_bytes(), 0o600)?;
             true
         }
         None => false,
@@ -114,8 +120,12 @@ pub fn write(vm: &str, target: &Route, known_hosts: &Path, homes: &Homes) -> Res
         .join(format!("{:x}", Sha256::digest(name.as_bytes())));
     std::fs::create_dir_all(&meta_dir).context(format!("creating {}", meta_dir.display()))?;
     let meta = meta_dir.join("meta.json");
-    std::fs::write(&meta, serde_json::to_string(&docker_meta(vm))?)
-        .context(format!("writing {}", meta.display()))?;
+    // The mode the docker CLI gives the meta.json files it writes itself.
+    atomic_write::replace(
+        &meta,
+        serde_json::to_string(&docker_meta(vm))?.as_bytes(),
+        0o644,
+    )?;
     Ok(ContextFiles {
         context: name,
         ssh_snippet: snippet,
@@ -123,6 +133,46 @@ pub fn write(vm: &str, target: &Route, known_hosts: &Path, homes: &Homes) -> Res
         ssh_config: config_path,
         include_added,
     })
+}
+
+/// The new text of ~/.ssh/config, or None when it already includes strata's snippets. A
+/// missing file is empty; one strata cannot read as text is an error, so that it is never
+/// mistaken for an empty one and overwritten.
+fn config_with_include(path: &Path) -> Result<Option<String>> {
+    let hint = format!(
+        "nothing was changed; make {} a readable text file, or add the line `{INCLUDE_LINE}` at its top yourself",
+        path.display()
+    );
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            return Err(Error::from(e)
+                .context(format!("reading {}", path.display()))
+                .with_hint(hint))
+        }
+    };
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(with_include(&text)),
+        // With the line already there, nothing is rewritten, whatever the encoding.
+        Err(e) if with_include(&String::from_utf8_lossy(e.as_bytes())).is_none() => Ok(None),
+        Err(_) => Err(Error::bad_input(format!(
+            "{} is not UTF-8 text; strata will not rewrite it",
+            path.display()
+        ))
+        .with_hint(hint)),
+    }
+}
+
+/// ssh refuses settings that others can write, so directories strata makes under ~/.ssh are
+/// the user's alone; an existing directory is left as it is.
+fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .context(format!("creating {}", dir.display()))
 }
 
 #[cfg(test)]
@@ -152,6 +202,127 @@ mod tests {
             docker_meta("demo")["Endpoints"]["docker"]["Host"],
             "ssh://strata-demo"
         );
+    }
+
+    /// A user's home in a temporary directory, with a pinned host key for `demo`.
+    struct FakeHome {
+        dir: PathBuf,
+    }
+
+    impl FakeHome {
+        fn new(tag: &str) -> FakeHome {
+            let dir = std::env::temp_dir().join(format!("strata-ctx-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(dir.join(".ssh")).unwrap();
+            std::fs::write(dir.join("known_hosts"), "10.78.0.5 ssh-ed25519 AAAA\n").unwrap();
+            FakeHome { dir }
+        }
+        fn config(&self) -> PathBuf {
+            self.dir.join(".ssh/config")
+        }
+        fn write(&self) -> Result<ContextFiles> {
+            let target = Route {
+                addr: "10.78.0.5:22".parse().unwrap(),
+                user: "root".into(),
+                key: "/var/lib/strata/vms/demo/id_ed25519".into(),
+                pinned_host_key: "ssh-ed25519 AAAA".into(),
+            };
+            let homes = Homes {
+                ssh_dir: self.dir.join(".ssh"),
+                docker_config: self.dir.join(".docker"),
+            };
+            write("demo", &target, &self.dir.join("known_hosts"), &homes)
+        }
+        /// Nothing but what the test set up: no snippet, no docker context.
+        fn assert_nothing_written(&self) {
+            assert!(!self.dir.join(".ssh/strata").exists());
+            assert!(!self.dir.join(".docker").exists());
+        }
+    }
+
+    impl Drop for FakeHome {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn a_config_that_is_not_utf8_is_refused_and_left_as_it_was() {
+        let home = FakeHome::new("latin1");
+        let original = b"Host old\n  # caf\xe9\n  User me\n".to_vec();
+        std::fs::write(home.config(), &original).unwrap();
+        let err = home.write().unwrap_err();
+        assert!(
+            err.message().contains(&home.config().display().to_string()),
+            "{err}"
+        );
+        assert!(err.message().contains("not UTF-8"), "{err}");
+        assert!(err.hint().unwrap().contains(INCLUDE_LINE), "{err}");
+        assert_eq!(std::fs::read(home.config()).unwrap(), original);
+        home.assert_nothing_written();
+    }
+
+    #[test]
+    fn a_config_that_cannot_be_read_is_refused() {
+        let home = FakeHome::new("unreadable");
+        std::fs::create_dir(home.config()).unwrap();
+        let err = home.write().unwrap_err();
+        assert!(
+            err.message().contains(&home.config().display().to_string()),
+            "{err}"
+        );
+        assert!(err.hint().is_some(), "{err}");
+        assert!(home.config().is_dir());
+        home.assert_nothing_written();
+    }
+
+    #[test]
+    fn an_existing_config_keeps_its_text_and_mode() {
+        let home = FakeHome::new("existing");
+        let original = "Host old\n  User me\n";
+        std::fs::write(home.config(), original).unwrap();
+        std::fs::set_permissions(
+            home.config(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o644),
+        )
+        .unwrap();
+        let files = home.write().unwrap();
+        assert!(files.include_added);
+        let text = std::fs::read_to_string(home.config()).unwrap();
+        assert_eq!(Some(text.clone()), with_include(original));
+        assert!(text.ends_with(original), "{text}");
+        assert_eq!(mode(&home.config()), 0o644);
+        // A second run changes nothing.
+        assert!(!home.write().unwrap().include_added);
+        assert_eq!(std::fs::read_to_string(home.config()).unwrap(), text);
+    }
+
+    #[test]
+    fn a_new_config_and_snippet_are_private() {
+        let home = FakeHome::new("new");
+        let files = home.write().unwrap();
+        assert!(files.include_added);
+        assert_eq!(mode(&home.config()), 0o600);
+        assert_eq!(mode(&files.ssh_snippet), 0o600);
+        assert_eq!(mode(&home.dir.join(".ssh/strata")), 0o700);
+        let meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&files.docker_meta).unwrap()).unwrap();
+        assert_eq!(meta["Name"], "strata-demo");
+    }
+
+    #[test]
+    fn a_non_utf8_config_that_already_includes_the_snippets_is_fine() {
+        let home = FakeHome::new("latin1-included");
+        let mut original = format!("{INCLUDE_LINE}\n").into_bytes();
+        original.extend_from_slice(b"# caf\xe9\n");
+        std::fs::write(home.config(), &original).unwrap();
+        assert!(!home.write().unwrap().include_added);
+        assert_eq!(std::fs::read(home.config()).unwrap(), original);
     }
 
     #[test]
