@@ -133,7 +133,7 @@ fn default_restart() -> String {
 }
 
 /// Where container templates are looked up, first match wins: STRATA_CONTAINER_TEMPLATE_PATH
-/// (colon-separated), ./container-templates, the installed share folder, the source tree.
+/// (colon-separated), the installed share folder, the source tree (never the current folder).
 pub fn search_path() -> Vec<PathBuf> {
     super::search_dirs("STRATA_CONTAINER_TEMPLATE_PATH", "container-templates")
 }
