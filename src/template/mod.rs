@@ -6,6 +6,7 @@
 pub mod container;
 mod manifest;
 mod render;
+mod toml_escape;
 
 pub use manifest::parse_toml;
 pub use manifest::{
