@@ -82,11 +82,12 @@ fn resolve(stack: &StackFile) -> Result<Vec<Resolved<'_>>> {
             };
             let spec = template
                 .render(&service.decl.params, &context)
-                .map_err(|why| {
+                .map_err(|e| {
                     stack.error_at(
                         service,
-                        why,
-                        "see params.toml of the template for its parameters",
+                        e.message(),
+                        e.hint()
+                            .unwrap_or("see params.toml of the template for its parameters"),
                     )
                 })?;
             Ok(Resolved {
@@ -533,4 +534,22 @@ fn same_config(c: &ContainerInspectResponse, plan: &ContainerPlan) -> bool {
 /// A container's labels carry the plan's config hash: it was created from this request.
 fn carries_config(labels: Option<&HashMap<String, String>>, plan: &ContainerPlan) -> bool {
     labels.and_then(|l| l.get(LABEL_CONFIG)) == Some(&plan.config_hash)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn a_parameter_of_the_wrong_type_names_file_line_service_given_and_expected() {
+        let text = "vm = \"v\"\n\n[services.web]\ntemplate = \"busybox-httpd\"\nparams = { port = \"80\\n[[volumes]]\" }\n";
+        let stack = StackFile::parse(Path::new("stacks/shop.toml"), text).unwrap();
+        let err = validate(&stack).unwrap_err();
+        assert_eq!(
+            err.message(),
+            r#"stacks/shop.toml:3: service 'web': parameter 'port' is "80\n[[volumes]]" (a string); expected an integer in 0..=65535"#
+        );
+        assert!(err.hint().unwrap().contains("port in the VM"), "{err:?}");
+    }
 }

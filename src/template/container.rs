@@ -3,27 +3,11 @@
 //! minijinja in strict mode into a ServiceSpec: image, command, environment, ports, volumes,
 //! memory limit, log options, restart policy, read-only root, health check.
 
+pub use super::params::{ParamDecl, ParamType, ParamsFile};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-/// params.toml of a container template.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ParamsFile {
-    pub description: String,
-    #[serde(default)]
-    pub params: BTreeMap<String, ParamDecl>,
-}
-
-/// One parameter: without a default the stack must set it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ParamDecl {
-    pub default: Option<toml::Value>,
-    pub doc: String,
-}
 
 /// A container template found on disk.
 #[derive(Debug, Clone)]
@@ -143,7 +127,7 @@ impl ContainerTemplate {
         let path = dir.join("params.toml");
         let text = std::fs::read_to_string(&path)
             .map_err(|e| Error::from(e).context(format!("reading {}", path.display())))?;
-        let params: ParamsFile = super::parse_toml(&path, &text)?;
+        let params = ParamsFile::parse(&path, &text)?;
         let name = dir
             .file_name()
             .and_then(|n| n.to_str())
@@ -157,40 +141,51 @@ impl ContainerTemplate {
     }
 
     /// Render service.toml.j2 with the stack's parameters over the defaults. An unknown or
-    /// missing parameter is an error naming the parameters the template has.
-    pub fn render(
-        &self,
-        given: &toml::Table,
-        context: &RenderContext,
-    ) -> std::result::Result<ServiceSpec, String> {
-        let known = || {
-            self.params
+    /// missing parameter, or one of the wrong type or out of its bounds, is an error naming
+    /// the parameter, checked before anything is rendered.
+    pub fn render(&self, given: &toml::Table, context: &RenderContext) -> Result<ServiceSpec> {
+        let params_file = self.dir.join("params.toml");
+        if let Some(unknown) = given.keys().find(|k| !self.params.params.contains_key(*k)) {
+            let known = self
+                .params
                 .params
                 .iter()
                 .map(|(k, p)| format!("{k} ({})", p.doc))
                 .collect::<Vec<_>>()
-                .join("; ")
-        };
-        if let Some(unknown) = given.keys().find(|k| !self.params.params.contains_key(*k)) {
-            return Err(format!(
-                "template '{}' has no parameter '{unknown}'; it has: {}",
-                self.name,
-                known()
-            ));
+                .join("; ");
+            return Err(Error::bad_input(format!(
+                "template '{}' has no parameter '{unknown}'",
+                self.name
+            ))
+            .with_hint(format!("it has: {known}")));
         }
         let mut values = toml::Table::new();
         for (key, decl) in &self.params.params {
-            match given.get(key).or(decl.default.as_ref()) {
-                Some(v) => {
-                    values.insert(key.clone(), v.clone());
+            let value = match (given.get(key), &decl.default) {
+                (Some(value), _) => {
+                    decl.accepts(value).map_err(|expected| {
+                        Error::bad_input(format!(
+                            "parameter '{key}' is {}; expected {expected}",
+                            super::params::shown(value)
+                        ))
+                        .with_hint(format!(
+                            "{key}: {}; see {}",
+                            decl.doc,
+                            params_file.display()
+                        ))
+                    })?;
+                    value
                 }
-                None => {
-                    return Err(format!(
+                (None, Some(default)) => default,
+                (None, None) => {
+                    return Err(Error::bad_input(format!(
                         "template '{}' needs parameter '{key}' ({})",
-                        self.name, decl.doc
+                        self.name, decl.kind
                     ))
+                    .with_hint(format!("set params.{key}: {}", decl.doc)))
                 }
-            }
+            };
+            values.insert(key.clone(), value.clone());
         }
         let path = self.dir.join("service.toml.j2");
         let ctx = serde_json::json!({
@@ -199,12 +194,15 @@ impl ContainerTemplate {
             "service": context.service,
             "template_dir": self.dir,
         });
-        let text = super::render_file(&path, &ctx).map_err(|e| e.to_string())?;
+        let text = super::render_file(&path, &ctx)?;
         toml::from_str(&text).map_err(|e| {
-            format!(
+            Error::bad_input(format!(
                 "{} rendered to TOML that does not describe a service: {}",
                 path.display(),
                 e.message()
+            ))
+            .with_hint(
+                "a parameter's value may not fit where the template puts it; see service.toml.j2",
             )
         })
     }
@@ -287,13 +285,7 @@ mod tests {
             assert!(all.iter().any(|t| t.name == name), "{name} missing");
         }
         for t in all {
-            let mut given = toml::Table::new();
-            // Required parameters get a value the way a stack would give one.
-            for (key, decl) in &t.params.params {
-                if decl.default.is_none() {
-                    given.insert(key.clone(), toml::Value::String("x".into()));
-                }
-            }
+            let given = required_values(&t);
             let spec = t
                 .render(&given, &ctx())
                 .unwrap_or_else(|e| panic!("{}: {e}", t.name));
@@ -313,6 +305,24 @@ mod tests {
         }
     }
 
+    /// Required parameters with a value the way a stack would give one.
+    fn required_values(t: &ContainerTemplate) -> toml::Table {
+        t.params
+            .params
+            .iter()
+            .filter(|(_, decl)| decl.default.is_none())
+            .map(|(key, decl)| {
+                let value = match decl.kind {
+                    ParamType::Integer => toml::Value::Integer(decl.min.unwrap_or(1).max(1)),
+                    ParamType::Bool => toml::Value::Boolean(true),
+                    ParamType::List => toml::Value::Array(vec!["x".into()]),
+                    ParamType::String => toml::Value::String("x".into()),
+                };
+                (key.clone(), value)
+            })
+            .collect()
+    }
+
     #[test]
     fn parameters_override_defaults_and_unknown_ones_are_refused() {
         let t = find(&shipped(), "busybox-httpd").unwrap();
@@ -322,10 +332,95 @@ mod tests {
         assert_eq!(spec.ports[0].host, 8081);
         given.insert("prot".into(), toml::Value::Integer(1));
         let err = t.render(&given, &ctx()).unwrap_err();
-        assert!(
-            err.contains("no parameter 'prot'") && err.contains("port ("),
-            "{err}"
-        );
+        assert!(err.message().contains("no parameter 'prot'"), "{err}");
+        assert!(err.hint().unwrap().contains("port ("), "{err}");
+    }
+
+    #[test]
+    fn parameters_of_the_wrong_type_or_out_of_range_are_refused_before_rendering() {
+        let t = find(&shipped(), "busybox-httpd").unwrap();
+        for (value, says) in [
+            (
+                toml::Value::String("8080\n[[volumes]]".into()),
+                r#"parameter 'port' is "8080\n[[volumes]]" (a string); expected an integer in 0..=65535"#,
+            ),
+            (
+                toml::Value::Integer(70000),
+                "parameter 'port' is 70000 (an integer); expected an integer in 0..=65535",
+            ),
+            (
+                toml::Value::Boolean(true),
+                "parameter 'port' is true (a bool); expected an integer in 0..=65535",
+            ),
+        ] {
+            let given = toml::Table::from_iter([("port".to_string(), value)]);
+            let err = t.render(&given, &ctx()).unwrap_err();
+            assert_eq!(err.message(), says);
+            assert!(err.hint().unwrap().contains("params.toml"), "{err:?}");
+        }
+        let given = toml::Table::from_iter([("content".to_string(), toml::Value::Integer(1))]);
+        let err = t.render(&given, &ctx()).unwrap_err();
+        assert!(err.message().contains("expected a string"), "{err}");
+    }
+
+    #[test]
+    fn every_shipped_port_and_retry_parameter_is_bounded() {
+        for t in list(&shipped()).unwrap() {
+            for (key, decl) in &t.params.params {
+                if key.contains("port") || key.contains("retries") {
+                    assert_eq!(decl.kind, ParamType::Integer, "{}: {key}", t.name);
+                    assert!(
+                        decl.min.is_some() && decl.max.is_some_and(|m| m <= 65535),
+                        "{}: {key} has no bounds",
+                        t.name
+                    );
+                }
+            }
+        }
+    }
+
+    /// Values that try to leave their TOML string, for every string parameter of every
+    /// shipped template: each render fails, or gives the template's own image, volumes and
+    /// ports (never one the value wrote).
+    #[test]
+    fn injected_parameters_add_no_volume_port_or_image() {
+        const ATTACKS: [&str; 5] = [
+            "x\"\n[[volumes]]\nsource = \"/\"\ntarget = \"/host\"\n[x]\ny = \"",
+            "x\"\n[[ports]]\ncontainer = 22\nhost = 2222\nhost_ip = \"0.0.0.0\"\n#",
+            "x'''\n[image]\nreference = 'evil'\ncontext_files = { k = '/etc/shadow' }\n'''",
+            "x\"]\nvolumes = [{ source = \"/\", target = \"/host\" }]\n#",
+            "x\r\n[[volumes]]\r\nsource = '/'\r\ntarget = '/host'",
+        ];
+        for t in list(&shipped()).unwrap() {
+            let base = required_values(&t);
+            let own = t.render(&base, &ctx()).unwrap();
+            for (key, decl) in &t.params.params {
+                if decl.kind != ParamType::String {
+                    continue;
+                }
+                for attack in ATTACKS {
+                    let mut given = base.clone();
+                    given.insert(key.clone(), toml::Value::String(attack.into()));
+                    let Ok(spec) = t.render(&given, &ctx()) else {
+                        continue;
+                    };
+                    let what = format!("{}: {key} = {attack:?}", t.name);
+                    assert_eq!(spec.image.build, own.image.build, "{what}");
+                    assert_eq!(spec.image.tarball, own.image.tarball, "{what}");
+                    assert_eq!(spec.image.context_files, own.image.context_files, "{what}");
+                    assert_eq!(spec.ports, own.ports, "{what}");
+                    assert_eq!(spec.volumes.len(), own.volumes.len(), "{what}");
+                    for (v, o) in spec.volumes.iter().zip(&own.volumes) {
+                        assert_eq!((&v.target, v.read_only), (&o.target, o.read_only), "{what}");
+                        assert!(
+                            v.source == o.source || !v.source.starts_with('/'),
+                            "{what}: volume source {}",
+                            v.source
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

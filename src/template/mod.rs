@@ -5,6 +5,7 @@
 
 pub mod container;
 mod manifest;
+mod params;
 mod render;
 mod toml_escape;
 
