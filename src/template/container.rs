@@ -5,6 +5,7 @@
 
 pub use super::params::{ParamDecl, ParamType, ParamsFile};
 use crate::error::{Error, Result};
+use crate::names::{is_valid_name, NAME_RULE};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,18 +18,23 @@ pub struct ContainerTemplate {
     pub params: ParamsFile,
 }
 
-/// Where the image comes from: exactly one of the three.
+/// Where the image comes from: exactly one of reference, build, tarball. Every host path
+/// here is held to the template's folder or to public system files (confine.rs).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ImageSource {
     /// A registry reference ("postgres:15"), used when present in the VM, else pulled.
     pub reference: Option<String>,
-    /// A build context folder, relative to the template's folder.
+    /// A build context folder inside the template's folder, relative to it.
     pub build: Option<String>,
-    /// Files from the host put into the build context: context path = host path.
+    /// The built image's name (strata-build/NAME:HASH); default: the template's. Templates
+    /// with identical contexts share one image by giving the same name.
+    pub name: Option<String>,
+    /// Public system files copied into the build context: context path = host path.
     #[serde(default)]
     pub context_files: BTreeMap<String, String>,
-    /// An image tarball (`docker save` format) on the host, loaded into the VM.
+    /// An image tarball (`docker save` format) inside the template's folder, loaded into
+    /// the VM.
     pub tarball: Option<String>,
 }
 
@@ -123,6 +129,8 @@ pub fn search_path() -> Vec<PathBuf> {
 }
 
 impl ContainerTemplate {
+    /// Load the template in `dir`; its folder is kept with symlinks resolved, as the one
+    /// place its image paths must stay in.
     pub fn load(dir: &Path) -> Result<ContainerTemplate> {
         let path = dir.join("params.toml");
         let text = std::fs::read_to_string(&path)
@@ -133,11 +141,10 @@ impl ContainerTemplate {
             .and_then(|n| n.to_str())
             .unwrap_or_default()
             .to_string();
-        Ok(ContainerTemplate {
-            name,
-            dir: dir.to_path_buf(),
-            params,
-        })
+        let dir = dir
+            .canonicalize()
+            .map_err(|e| Error::from(e).context(format!("resolving {}", dir.display())))?;
+        Ok(ContainerTemplate { name, dir, params })
     }
 
     /// Render service.toml.j2 with the stack's parameters over the defaults. An unknown or
@@ -195,7 +202,7 @@ impl ContainerTemplate {
             "template_dir": self.dir,
         });
         let text = super::render_file(&path, &ctx)?;
-        toml::from_str(&text).map_err(|e| {
+        let spec: ServiceSpec = toml::from_str(&text).map_err(|e| {
             Error::bad_input(format!(
                 "{} rendered to TOML that does not describe a service: {}",
                 path.display(),
@@ -204,7 +211,9 @@ impl ContainerTemplate {
             .with_hint(
                 "a parameter's value may not fit where the template puts it; see service.toml.j2",
             )
-        })
+        })?;
+        super::confine::check_image(&self.name, &self.dir, &spec.image)?;
+        Ok(spec)
     }
 }
 
@@ -215,8 +224,15 @@ pub struct RenderContext {
     pub service: String,
 }
 
-/// Find one container template by name, or say which exist.
+/// Find one container template by name, or say which exist. A name, never a path: it is
+/// joined onto each search folder.
 pub fn find(search: &[PathBuf], name: &str) -> Result<ContainerTemplate> {
+    if !is_valid_name(name) {
+        return Err(
+            Error::bad_input(format!("'{name}' is not a container template name"))
+                .with_hint(NAME_RULE),
+        );
+    }
     for dir in search {
         let folder = dir.join(name);
         if folder.join("service.toml.j2").is_file() {
@@ -243,6 +259,11 @@ pub fn find(search: &[PathBuf], name: &str) -> Result<ContainerTemplate> {
 pub fn list(search: &[PathBuf]) -> Result<Vec<ContainerTemplate>> {
     let mut found: Vec<ContainerTemplate> = Vec::new();
     for folder in super::folders_with(search, "service.toml.j2") {
+        // A folder whose name no stack could ask for is not a template.
+        let named = folder.file_name().and_then(|n| n.to_str());
+        if !named.is_some_and(is_valid_name) {
+            continue;
+        }
         let t = ContainerTemplate::load(&folder)?;
         if !found.iter().any(|f| f.name == t.name) {
             found.push(t);
@@ -420,6 +441,23 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_template_name_that_is_a_path_is_refused_before_any_lookup() {
+        for path in [
+            "/tmp/x",
+            "..",
+            "../contexts",
+            "busybox-httpd/../busybox-poller",
+        ] {
+            let err = find(&shipped(), path).unwrap_err();
+            assert_eq!(err.kind(), crate::error::ErrorKind::BadInput, "{path}");
+            assert!(
+                err.message().contains("is not a container template name"),
+                "{path}: {err}"
+            );
         }
     }
 

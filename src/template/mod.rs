@@ -3,6 +3,7 @@
 //! domain.xml.j2. This module finds templates, parses manifests (errors name file and line),
 //! and renders their files with minijinja in strict mode.
 
+pub mod confine;
 pub mod container;
 mod manifest;
 mod params;
