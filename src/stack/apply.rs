@@ -14,11 +14,9 @@ use crate::stack::objects::{
     inspect, list_stack_containers, missing_networks, missing_volumes, remove_container, row,
     row_from_summary, service_and_name, ServiceRow,
 };
-use crate::stack::order::waves;
+use crate::stack::resolve::{resolve, Resolved};
 use crate::state::Paths;
-use crate::template::container::{
-    self as templates, ContainerTemplate, ImageSource, RenderContext, ServiceSpec,
-};
+use crate::template::container::{ImageSource, ServiceSpec};
 use crate::vm::Libvirt;
 use bollard::models::{
     ContainerInspectResponse, ContainerSummary, ContainerSummaryStateEnum, HealthStatusEnum,
@@ -48,65 +46,6 @@ pub struct UpReport {
     #[serde(skip)]
     pub checks: Option<Report>,
     pub images: Vec<String>,
-}
-
-/// A service with its template and rendered spec.
-struct Resolved<'a> {
-    service: &'a Service,
-    /// Which start wave it belongs to (see order::waves).
-    wave: usize,
-    template: ContainerTemplate,
-    spec: ServiceSpec,
-}
-
-/// Render every service of the stack (templates found, parameters known), in start order.
-fn resolve(stack: &StackFile) -> Result<Vec<Resolved<'_>>> {
-    let waves = waves(stack)?;
-    let search = templates::search_path();
-    waves
-        .iter()
-        .enumerate()
-        .flat_map(|(wave, names)| names.iter().map(move |name| (wave, name)))
-        .map(|(wave, name)| {
-            let service = &stack.services[name];
-            let template = templates::find(&search, &service.decl.template).map_err(|e| {
-                stack.error_at(
-                    service,
-                    e.message(),
-                    e.hint().unwrap_or_default().to_string(),
-                )
-            })?;
-            let context = RenderContext {
-                stack: stack.name.clone(),
-                service: name.clone(),
-            };
-            let spec = template
-                .render(&service.decl.params, &context)
-                .map_err(|e| {
-                    stack.error_at(
-                        service,
-                        e.message(),
-                        e.hint()
-                            .unwrap_or("see params.toml of the template for its parameters"),
-                    )
-                })?;
-            Ok(Resolved {
-                service,
-                wave,
-                template,
-                spec,
-            })
-        })
-        .collect()
-}
-
-/// Check a stack file without touching any VM: templates, parameters, order, requests.
-pub fn validate(stack: &StackFile) -> Result<Vec<String>> {
-    let resolved = resolve(stack)?;
-    for r in &resolved {
-        container::plan(stack, r.service, &r.spec, "sha256:validate")?;
-    }
-    Ok(resolved.iter().map(|r| r.service.name.clone()).collect())
 }
 
 /// The stack's pipeline: render, look, check, converge (or roll back).
@@ -462,7 +401,16 @@ fn wait_ready(
     plan: &ContainerPlan,
     spec: &ServiceSpec,
 ) -> Result<ContainerInspectResponse> {
-    let deadline = Instant::now() + container::health_deadline(spec);
+    let patience = container::health_deadline(spec);
+    let deadline = patience
+        .and_then(|p| Instant::now().checked_add(p))
+        .ok_or_else(|| {
+            stack.error_at(
+                service,
+                "its health check would be waited on for longer than time can count",
+                "keep healthcheck durations at most 1h and retries at most 1000",
+            )
+        })?;
     loop {
         let c = inspect(docker, &plan.name)?
             .ok_or_else(|| Error::failed(format!("container {} disappeared", plan.name)))?;
@@ -494,7 +442,7 @@ fn wait_ready(
                     format!(
                         "{} did not turn healthy in {}s: {}",
                         plan.name,
-                        container::health_deadline(spec).as_secs(),
+                        patience.unwrap_or_default().as_secs(),
                         last_probe(&c)
                     ),
                     "its health check never passed; see `strata logs STACK SERVICE`",
@@ -534,22 +482,4 @@ fn same_config(c: &ContainerInspectResponse, plan: &ContainerPlan) -> bool {
 /// A container's labels carry the plan's config hash: it was created from this request.
 fn carries_config(labels: Option<&HashMap<String, String>>, plan: &ContainerPlan) -> bool {
     labels.and_then(|l| l.get(LABEL_CONFIG)) == Some(&plan.config_hash)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::path::Path;
-
-    #[test]
-    fn a_parameter_of_the_wrong_type_names_file_line_service_given_and_expected() {
-        let text = "vm = \"v\"\n\n[services.web]\ntemplate = \"busybox-httpd\"\nparams = { port = \"80\\n[[volumes]]\" }\n";
-        let stack = StackFile::parse(Path::new("stacks/shop.toml"), text).unwrap();
-        let err = validate(&stack).unwrap_err();
-        assert_eq!(
-            err.message(),
-            r#"stacks/shop.toml:3: service 'web': parameter 'port' is "80\n[[volumes]]" (a string); expected an integer in 0..=65535"#
-        );
-        assert!(err.hint().unwrap().contains("port in the VM"), "{err:?}");
-    }
 }

@@ -466,4 +466,32 @@ mod tests {
         let err = find(&shipped(), "tomcat").unwrap_err();
         assert!(err.hint().unwrap().contains("tomcat-webapp"), "{err:?}");
     }
+
+    #[test]
+    fn a_template_whose_build_context_leaves_its_folder_does_not_render() {
+        // A template (in a folder the test makes) whose build context is someone else's.
+        let top = std::env::temp_dir().join(format!("strata-resolve-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&top);
+        std::fs::create_dir_all(top.join("evil")).unwrap();
+        std::fs::write(top.join("evil/params.toml"), "description = \"e\"\n").unwrap();
+        std::fs::write(
+            top.join("evil/service.toml.j2"),
+            "memory = \"32M\"\n[image]\nbuild = \"../../..\"\n[log]\nmax_size = \"1m\"\nmax_file = 1\n",
+        )
+        .unwrap();
+        let search = vec![top.clone()];
+        let t = find(&search, "evil").unwrap();
+        let ctx = RenderContext {
+            stack: "s".into(),
+            service: "web".into(),
+        };
+        let err = t.render(&toml::Table::new(), &ctx).unwrap_err();
+        assert!(
+            err.message()
+                .starts_with("template 'evil': image.build '../../..' is /")
+                && err.message().contains("outside the template's folder"),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&top);
+    }
 }
