@@ -194,6 +194,18 @@ impl ContainerTemplate {
             };
             values.insert(key.clone(), value.clone());
         }
+        let spec = self.render_values(&values, context)?;
+        super::confine::check_image(&self.name, &self.dir, &spec.image)?;
+        super::volume_sources::check(self, &spec, &values, context)?;
+        Ok(spec)
+    }
+
+    /// service.toml.j2 rendered with exactly these parameter values, read as a ServiceSpec.
+    pub(super) fn render_values(
+        &self,
+        values: &toml::Table,
+        context: &RenderContext,
+    ) -> Result<ServiceSpec> {
         let path = self.dir.join("service.toml.j2");
         let ctx = serde_json::json!({
             "params": values,
@@ -202,7 +214,7 @@ impl ContainerTemplate {
             "template_dir": self.dir,
         });
         let text = super::render_file(&path, &ctx)?;
-        let spec: ServiceSpec = toml::from_str(&text).map_err(|e| {
+        toml::from_str(&text).map_err(|e| {
             Error::bad_input(format!(
                 "{} rendered to TOML that does not describe a service: {}",
                 path.display(),
@@ -211,9 +223,7 @@ impl ContainerTemplate {
             .with_hint(
                 "a parameter's value may not fit where the template puts it; see service.toml.j2",
             )
-        })?;
-        super::confine::check_image(&self.name, &self.dir, &spec.image)?;
-        Ok(spec)
+        })
     }
 }
 

@@ -9,6 +9,7 @@ mod manifest;
 mod params;
 mod render;
 mod toml_escape;
+mod volume_sources;
 
 pub use manifest::parse_toml;
 pub use manifest::{
