@@ -1,7 +1,9 @@
 //! Container templates as data: each folder under container-templates/ holds params.toml (the
-//! parameters a stack may set, with defaults and docs) and service.toml.j2, rendered with
-//! minijinja in strict mode into a ServiceSpec: image, command, environment, ports, volumes,
-//! memory limit, log options, restart policy, read-only root, health check.
+//! parameters a stack may set, typed, with defaults and docs: params.rs) and service.toml.j2,
+//! rendered with minijinja in strict mode, values TOML-escaped, into a ServiceSpec: image,
+//! command, environment, ports, volumes, memory limit, log options, restart policy, read-only
+//! root, health check. A template is found by name, never by path, and what its [image] reads
+//! on the host (confine.rs) and mounts in the VM (volume_sources.rs) is checked at render.
 
 pub use super::params::{ParamDecl, ParamType, ParamsFile};
 use crate::error::{Error, Result};
