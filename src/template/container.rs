@@ -417,7 +417,11 @@ mod tests {
     /// ports (never one the value wrote).
     #[test]
     fn injected_parameters_add_no_volume_port_or_image() {
-        const ATTACKS: [&str; 5] = [
+        const ATTACKS: [&str; 7] = [
+            // The rest of the template's line closes the injected string: these parse when
+            // nothing is escaped.
+            "x\"\n[[volumes]]\nsource = \"/\"\ntarget = \"/host",
+            "x\"\n[[ports]]\ncontainer = 22\nhost = 2222\nhost_ip = \"0.0.0.0",
             "x\"\n[[volumes]]\nsource = \"/\"\ntarget = \"/host\"\n[x]\ny = \"",
             "x\"\n[[ports]]\ncontainer = 22\nhost = 2222\nhost_ip = \"0.0.0.0\"\n#",
             "x'''\n[image]\nreference = 'evil'\ncontext_files = { k = '/etc/shadow' }\n'''",
