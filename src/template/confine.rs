@@ -258,6 +258,7 @@ mod tests {
                 "{tarball}: {err}"
             );
         }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -293,6 +294,7 @@ mod tests {
                 "{key}: {err}"
             );
         }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
