@@ -18,6 +18,7 @@ pub mod host;
 pub mod image;
 pub mod interrupt;
 pub mod lifecycle;
+pub mod names;
 pub mod progress;
 pub mod stack;
 pub mod state;

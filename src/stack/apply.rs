@@ -11,20 +11,18 @@ use crate::stack::container::{self, ContainerPlan, LABEL_CONFIG, LABEL_STACK, LA
 use crate::stack::file::{Service, StackFile};
 use crate::stack::images::{self, Obtained};
 use crate::stack::objects::{
-    inspect, list_stack_containers, missing_networks, missing_volumes, remove_container, row,
-    row_from_summary, service_and_name, ServiceRow,
+    inspect, list_stack_containers, made_by, missing_networks, missing_volumes, not_ours,
+    remove_container, remove_network, remove_volume, row, row_from_summary, service_and_name,
+    ServiceRow,
 };
-use crate::stack::order::waves;
+use crate::stack::resolve::{resolve, Resolved};
 use crate::state::Paths;
-use crate::template::container::{
-    self as templates, ContainerTemplate, ImageSource, RenderContext, ServiceSpec,
-};
+use crate::template::container::{ImageSource, ServiceSpec};
 use crate::vm::Libvirt;
 use bollard::models::{
     ContainerInspectResponse, ContainerSummary, ContainerSummaryStateEnum, HealthStatusEnum,
     NetworkConnectRequest, NetworkCreateRequest, VolumeCreateRequest,
 };
-use bollard::query_parameters::RemoveVolumeOptions;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -48,64 +46,6 @@ pub struct UpReport {
     #[serde(skip)]
     pub checks: Option<Report>,
     pub images: Vec<String>,
-}
-
-/// A service with its template and rendered spec.
-struct Resolved<'a> {
-    service: &'a Service,
-    /// Which start wave it belongs to (see order::waves).
-    wave: usize,
-    template: ContainerTemplate,
-    spec: ServiceSpec,
-}
-
-/// Render every service of the stack (templates found, parameters known), in start order.
-fn resolve(stack: &StackFile) -> Result<Vec<Resolved<'_>>> {
-    let waves = waves(stack)?;
-    let search = templates::search_path();
-    waves
-        .iter()
-        .enumerate()
-        .flat_map(|(wave, names)| names.iter().map(move |name| (wave, name)))
-        .map(|(wave, name)| {
-            let service = &stack.services[name];
-            let template = templates::find(&search, &service.decl.template).map_err(|e| {
-                stack.error_at(
-                    service,
-                    e.message(),
-                    e.hint().unwrap_or_default().to_string(),
-                )
-            })?;
-            let context = RenderContext {
-                stack: stack.name.clone(),
-                service: name.clone(),
-            };
-            let spec = template
-                .render(&service.decl.params, &context)
-                .map_err(|why| {
-                    stack.error_at(
-                        service,
-                        why,
-                        "see params.toml of the template for its parameters",
-                    )
-                })?;
-            Ok(Resolved {
-                service,
-                wave,
-                template,
-                spec,
-            })
-        })
-        .collect()
-}
-
-/// Check a stack file without touching any VM: templates, parameters, order, requests.
-pub fn validate(stack: &StackFile) -> Result<Vec<String>> {
-    let resolved = resolve(stack)?;
-    for r in &resolved {
-        container::plan(stack, r.service, &r.spec, "sha256:validate")?;
-    }
-    Ok(resolved.iter().map(|r| r.service.name.clone()).collect())
 }
 
 /// The stack's pipeline: render, look, check, converge (or roll back).
@@ -142,7 +82,7 @@ pub fn up(lv: &Libvirt, paths: &Paths, stack: &StackFile, options: UpOptions) ->
             stack.vm,
             made.describe()
         ))),
-        Err(e) => Err(match made.undo(&docker) {
+        Err(e) => Err(match made.undo(&docker, &stack.name) {
             Ok(()) => e.and_hint(format!(
                 "removed what this run had created ({}); nothing half-started is left",
                 made.describe()
@@ -257,19 +197,17 @@ impl Made {
         }
     }
 
-    fn undo(&self, docker: &GuestDocker) -> Result<()> {
+    /// Remove what this run made; each object is looked at first and left alone unless it
+    /// carries the stack's label (a name is no proof).
+    fn undo(&self, docker: &GuestDocker, stack: &str) -> Result<()> {
         for c in self.containers.iter().rev() {
-            remove_container(docker, c)?;
+            remove_container(docker, stack, c)?;
         }
         for n in &self.networks {
-            docker
-                .run(docker.docker.remove_network(n))
-                .map_err(docker_error)?;
+            remove_network(docker, stack, n)?;
         }
         for v in &self.volumes {
-            docker
-                .run(docker.docker.remove_volume(v, None::<RemoveVolumeOptions>))
-                .map_err(docker_error)?;
+            remove_volume(docker, stack, v)?;
         }
         Ok(())
     }
@@ -341,7 +279,7 @@ fn converge(
         made.volumes.push(name);
     }
     for orphan in &seen.orphans {
-        remove_container(docker, orphan)?;
+        remove_container(docker, &stack.name, orphan)?;
         report.removed.push(orphan.clone());
     }
     // Wave by wave: start every service of a wave, then wait for all of them, so services
@@ -358,18 +296,21 @@ fn converge(
             let id = id.as_deref().unwrap_or_default();
             let plan = container::plan(stack, r.service, &r.spec, id)?;
             let current = inspect(docker, &plan.name)?;
-            let action = match &current {
-                Some(c) if is_current(Some(c), &plan) => "unchanged",
-                Some(c) if same_config(c, &plan) => {
+            let step = step_for(current.as_ref(), &plan, &stack.name).map_err(|e| {
+                stack.error_at(r.service, e.message(), e.hint().unwrap_or_default())
+            })?;
+            let action = match step {
+                Step::Unchanged => "unchanged",
+                Step::Start => {
                     start(docker, stack, r.service, &plan.name)?;
                     "started"
                 }
-                Some(_) => {
-                    remove_container(docker, &plan.name)?;
+                Step::Recreate => {
+                    remove_container(docker, &stack.name, &plan.name)?;
                     create(docker, stack, r.service, &plan, made)?;
                     "recreated"
                 }
-                None => {
+                Step::Create => {
                     create(docker, stack, r.service, &plan, made)?;
                     "created"
                 }
@@ -388,6 +329,37 @@ fn converge(
         }
     }
     Ok(())
+}
+
+/// What `up` does with the container by a plan's name.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    Unchanged,
+    Start,
+    Recreate,
+    Create,
+}
+
+/// The step for the container `current` (by the plan's name, if there is one): a container
+/// by that name that `stack` did not make is refused, never started or removed.
+fn step_for(
+    current: Option<&ContainerInspectResponse>,
+    plan: &ContainerPlan,
+    stack: &str,
+) -> Result<Step> {
+    let Some(c) = current else {
+        return Ok(Step::Create);
+    };
+    if !made_by(c.config.as_ref().and_then(|cfg| cfg.labels.as_ref()), stack) {
+        return Err(not_ours("container", &plan.name, stack));
+    }
+    Ok(if is_current(Some(c), plan) {
+        Step::Unchanged
+    } else if same_config(c, plan) {
+        Step::Start
+    } else {
+        Step::Recreate
+    })
 }
 
 fn labels(stack: &StackFile) -> HashMap<String, String> {
@@ -461,7 +433,16 @@ fn wait_ready(
     plan: &ContainerPlan,
     spec: &ServiceSpec,
 ) -> Result<ContainerInspectResponse> {
-    let deadline = Instant::now() + container::health_deadline(spec);
+    let patience = container::health_deadline(spec);
+    let deadline = patience
+        .and_then(|p| Instant::now().checked_add(p))
+        .ok_or_else(|| {
+            stack.error_at(
+                service,
+                "its health check would be waited on for longer than time can count",
+                "keep healthcheck durations at most 1h and retries at most 1000",
+            )
+        })?;
     loop {
         let c = inspect(docker, &plan.name)?
             .ok_or_else(|| Error::failed(format!("container {} disappeared", plan.name)))?;
@@ -493,7 +474,7 @@ fn wait_ready(
                     format!(
                         "{} did not turn healthy in {}s: {}",
                         plan.name,
-                        container::health_deadline(spec).as_secs(),
+                        patience.unwrap_or_default().as_secs(),
                         last_probe(&c)
                     ),
                     "its health check never passed; see `strata logs STACK SERVICE`",
@@ -533,4 +514,73 @@ fn same_config(c: &ContainerInspectResponse, plan: &ContainerPlan) -> bool {
 /// A container's labels carry the plan's config hash: it was created from this request.
 fn carries_config(labels: Option<&HashMap<String, String>>, plan: &ContainerPlan) -> bool {
     labels.and_then(|l| l.get(LABEL_CONFIG)) == Some(&plan.config_hash)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard::models::{ContainerConfig, ContainerState};
+
+    fn plan() -> ContainerPlan {
+        ContainerPlan {
+            service: "web".into(),
+            name: "shop-web".into(),
+            body: Default::default(),
+            more_networks: Vec::new(),
+            config_hash: "abc".into(),
+            has_healthcheck: false,
+        }
+    }
+
+    fn container(labels: &[(&str, &str)], running: bool) -> ContainerInspectResponse {
+        ContainerInspectResponse {
+            config: Some(ContainerConfig {
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
+            state: Some(ContainerState {
+                running: Some(running),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_container_by_the_stacks_name_that_it_did_not_make_is_left_alone() {
+        let p = plan();
+        for foreign in [
+            container(&[], true),
+            container(&[(LABEL_CONFIG, "old")], false),
+            container(&[(LABEL_STACK, "other"), (LABEL_CONFIG, "abc")], true),
+        ] {
+            let err = step_for(Some(&foreign), &p, "shop").unwrap_err();
+            assert!(
+                err.message()
+                    .starts_with("container shop-web exists but stack 'shop' did not make it"),
+                "{err}"
+            );
+        }
+        let ours = |config: &str, running| {
+            container(&[(LABEL_STACK, "shop"), (LABEL_CONFIG, config)], running)
+        };
+        assert_eq!(step_for(None, &p, "shop").unwrap(), Step::Create);
+        assert_eq!(
+            step_for(Some(&ours("abc", true)), &p, "shop").unwrap(),
+            Step::Unchanged
+        );
+        assert_eq!(
+            step_for(Some(&ours("abc", false)), &p, "shop").unwrap(),
+            Step::Start
+        );
+        assert_eq!(
+            step_for(Some(&ours("old", true)), &p, "shop").unwrap(),
+            Step::Recreate
+        );
+    }
 }

@@ -13,6 +13,7 @@ use bollard::models::{
 };
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::time::Duration;
 
 pub const LABEL_STACK: &str = "strata.stack";
 pub const LABEL_SERVICE: &str = "strata.service";
@@ -43,6 +44,12 @@ pub fn plan(
     let bad = |what: String, hint: &str| stack.error_at(service, what, hint.to_string());
     let memory = crate::units::parse_size("memory", &spec.memory)
         .map_err(|e| bad(e.message().to_string(), "give memory as a size, e.g. 64M"))?;
+    let memory = i64::try_from(memory).map_err(|_| {
+        bad(
+            format!("memory '{}' is too large", spec.memory),
+            "at most 1T",
+        )
+    })?;
     let restart: RestartPolicyNameEnum = spec.restart.parse().map_err(|_| {
         bad(
             format!("restart '{}' is not a restart policy", spec.restart),
@@ -116,9 +123,9 @@ pub fn plan(
         exposed_ports: (!exposed.is_empty()).then_some(exposed),
         healthcheck,
         host_config: Some(HostConfig {
-            memory: Some(memory as i64),
+            memory: Some(memory),
             // Swap as large as memory again would hide an OOM as slowness: none.
-            memory_swap: Some(memory as i64),
+            memory_swap: Some(memory),
             binds: (!binds.is_empty()).then_some(binds),
             port_bindings: (!bindings.is_empty()).then_some(bindings),
             log_config: Some(HostConfigLogConfig {
@@ -170,31 +177,35 @@ fn hash_of(body: &ContainerCreateBody, networks: &[String]) -> Result<String> {
 
 fn health_config(h: &HealthSpec) -> std::result::Result<HealthConfig, String> {
     let nanos = |field: &str, text: &str| {
-        humantime::parse_duration(text)
-            .map(|d| d.as_nanos() as i64)
-            .map_err(|e| format!("healthcheck.{field} '{text}': {e}"))
+        let d = humantime::parse_duration(text)
+            .map_err(|e| format!("healthcheck.{field} '{text}': {e}"))?;
+        i64::try_from(d.as_nanos())
+            .map_err(|_| format!("healthcheck.{field} '{text}' is too long for Docker"))
     };
     Ok(HealthConfig {
         test: Some(h.test.clone()),
         interval: Some(nanos("interval", &h.interval)?),
         timeout: Some(nanos("timeout", &h.timeout)?),
-        retries: Some(h.retries as i64),
+        retries: Some(i64::from(h.retries)),
         start_period: Some(nanos("start_period", &h.start_period)?),
         start_interval: None,
     })
 }
 
-/// How long `up` waits for a service to turn healthy: Docker's own give-up point plus slack.
-pub fn health_deadline(spec: &ServiceSpec) -> std::time::Duration {
+/// How long `up` waits for a service to turn healthy: Docker's own give-up point (start
+/// period + (retries + 1) x (interval + timeout)) plus slack. None when that does not fit a
+/// Duration: stack::bounds refuses such values first, and a panic here would skip rollback.
+pub fn health_deadline(spec: &ServiceSpec) -> Option<Duration> {
+    let Some(h) = &spec.healthcheck else {
+        return Some(Duration::from_secs(10));
+    };
     let parse = |t: &str| humantime::parse_duration(t).unwrap_or_default();
-    match &spec.healthcheck {
-        Some(h) => {
-            parse(&h.start_period)
-                + (parse(&h.interval) + parse(&h.timeout)) * (h.retries + 1)
-                + std::time::Duration::from_secs(5)
-        }
-        None => std::time::Duration::from_secs(10),
-    }
+    let probes = h.retries.checked_add(1)?;
+    parse(&h.interval)
+        .checked_add(parse(&h.timeout))?
+        .checked_mul(probes)?
+        .checked_add(parse(&h.start_period))?
+        .checked_add(Duration::from_secs(5))
 }
 
 #[cfg(test)]
@@ -276,6 +287,29 @@ params = { url = "http://web/" }
         // Another service's change does not touch this one.
         let other = STACK.replace("http://web/", "http://web:80/");
         assert_eq!(a, planned(&other, "web").unwrap().config_hash);
+    }
+
+    #[test]
+    fn a_health_deadline_that_overflows_is_none_not_a_panic() {
+        let stack = StackFile::parse(Path::new("shop.toml"), STACK).unwrap();
+        let search = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("container-templates")];
+        let t = container::find(&search, "busybox-httpd").unwrap();
+        let ctx = RenderContext {
+            stack: stack.name.clone(),
+            service: "web".into(),
+        };
+        let mut spec = t.render(&toml::Table::new(), &ctx).unwrap();
+        // 2 s + 10 s per probe, 31 probes, 5 s slack.
+        assert_eq!(health_deadline(&spec), Some(Duration::from_secs(377)));
+        let h = spec.healthcheck.as_mut().unwrap();
+        h.retries = u32::MAX;
+        assert!(health_deadline(&spec).is_none());
+        let h = spec.healthcheck.as_mut().unwrap();
+        h.retries = 1000;
+        h.interval = "100000000000000h".into();
+        assert!(health_deadline(&spec).is_none());
+        let err = plan(&stack, &stack.services["web"], &spec, "sha256:x").unwrap_err();
+        assert!(err.message().contains("healthcheck.interval"), "{err}");
     }
 
     #[test]

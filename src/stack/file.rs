@@ -3,6 +3,7 @@
 //! Parsing keeps each service's line so that every later error can name it.
 
 use crate::error::{Error, Result};
+use crate::names::{is_valid_name, NAME_RULE};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -94,6 +95,12 @@ impl StackFile {
                 .to_string(),
         };
         check_name(path, "name", &name)?;
+        for network in raw.networks.keys() {
+            check_name(path, "network", network)?;
+        }
+        for volume in raw.volumes.keys() {
+            check_name(path, "volume", volume)?;
+        }
         let services: BTreeMap<String, Service> = raw
             .services
             .into_iter()
@@ -127,6 +134,17 @@ impl StackFile {
         }
         for service in stack.services.values() {
             check_name(path, "service", &service.name)?;
+            // The template name becomes a folder path: a name, never a path.
+            if !is_valid_name(&service.decl.template) {
+                return Err(stack.error_at(
+                    service,
+                    format!(
+                        "template '{}' is not a container template name",
+                        service.decl.template
+                    ),
+                    format!("name a folder of container-templates; {NAME_RULE}"),
+                ));
+            }
             if service.decl.networks.is_empty() {
                 networks.entry(DEFAULT_NETWORK.into()).or_default();
             }
@@ -180,22 +198,16 @@ impl StackFile {
     }
 }
 
-/// Stack, service and network names become Docker object names and DNS aliases.
+/// Stack, service, network and volume names become Docker object names and DNS aliases.
 fn check_name(path: &Path, what: &str, name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 40
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if ok {
+    if is_valid_name(name) {
         return Ok(());
     }
     Err(Error::bad_input(format!(
         "{}: {what} '{name}' is not a valid name",
         path.display()
     ))
-    .with_hint("use lowercase letters, digits and '-', starting with a letter (at most 40)"))
+    .with_hint(NAME_RULE))
 }
 
 /// 1-based line of a byte offset.
@@ -271,5 +283,38 @@ params = { port = 8080 }
         );
         let err = parse("vm = \"x\"\n[services.Web]\ntemplate = \"t\"\n").unwrap_err();
         assert!(err.message().contains("'Web' is not a valid name"), "{err}");
+    }
+
+    #[test]
+    fn a_template_is_named_never_a_path() {
+        for path in ["/tmp/x", "../..", "../contexts/busybox", "busybox-httpd/.."] {
+            let text = GOOD.replace(
+                "template = \"busybox-httpd\"\ndepends_on",
+                &format!("template = {path:?}\ndepends_on"),
+            );
+            let err = parse(&text).unwrap_err();
+            assert!(
+                err.message().starts_with(&format!(
+                    "stacks/shop.toml:12: service 'web': template '{path}' is not a container template name"
+                )),
+                "{err}"
+            );
+            assert!(err.hint().unwrap().contains("lowercase letters"), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn network_and_volume_names_follow_the_name_rule() {
+        for (bad, what) in [
+            ("[networks.back]", "[networks.\"../x\"]"),
+            ("[volumes.data]", "[volumes.\"/srv\"]"),
+            ("[volumes.data]", "[volumes.Data]"),
+        ] {
+            let err = parse(&GOOD.replace(bad, what)).unwrap_err();
+            assert!(
+                err.message().contains("is not a valid name"),
+                "{what}: {err}"
+            );
+        }
     }
 }

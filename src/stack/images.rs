@@ -1,10 +1,12 @@
 //! Images for a stack's services, in the VM's Docker: a registry reference is used when the
-//! VM has it and pulled otherwise; a build context is tarred (with the host files the template
-//! adds) and built once per content hash; an image tarball is loaded once per file hash. Each
-//! ends as an image id, which goes into the container's config hash.
+//! VM has it and pulled otherwise; a build context is tarred (with the public system files the
+//! template adds) and built once per content hash; an image tarball is loaded once per file
+//! hash. Each ends as an image id, which goes into the container's config hash. Every host
+//! file is read through template::confine: inside the template's folder, or public.
 
 use crate::error::{Error, Result};
 use crate::guest::docker::{docker_error, GuestDocker};
+use crate::template::confine;
 use crate::template::container::{ContainerTemplate, ImageSource};
 use bollard::query_parameters::{
     BuildImageOptions, CreateImageOptions, ImportImageOptions, ListImagesOptions, TagImageOptions,
@@ -31,11 +33,8 @@ pub fn ensure(
 ) -> std::result::Result<(String, Obtained), String> {
     match (&source.reference, &source.build, &source.tarball) {
         (Some(reference), None, None) => by_reference(docker, reference),
-        (None, Some(context), None) => {
-            let dir = template.dir.join(context);
-            built(docker, &template.name, &dir, source)
-        }
-        (None, None, Some(tarball)) => loaded(docker, Path::new(tarball)),
+        (None, Some(_), None) => built(docker, template, source),
+        (None, None, Some(tarball)) => loaded(docker, template, tarball),
         _ => Err("image must set exactly one of reference, build or tarball".into()),
     }
 }
@@ -68,14 +67,13 @@ pub fn present(
 ) -> Option<String> {
     let name = match (&source.reference, &source.build, &source.tarball) {
         (Some(reference), None, None) => reference.clone(),
-        (None, Some(context), None) => {
-            let dir = template.dir.join(context);
-            let tar = context_tar(&dir, source).ok()?;
-            build_tag(&image_name(&template.name, &dir), &tar)
+        (None, Some(_), None) => {
+            let tar = context_tar(template, source).ok()?;
+            build_tag(template, source, &tar)
         }
         (None, None, Some(tarball)) => {
-            let sum = crate::digest::sha256_file(Path::new(tarball)).ok()?;
-            format!("{TARBALL_REPO}:{}", &sum[..12])
+            let (_, short_hash) = open_tarball(template, tarball).ok()?;
+            format!("{TARBALL_REPO}:{short_hash}")
         }
         _ => return None,
     };
@@ -86,25 +84,12 @@ pub fn present(
 }
 
 /// Images built from a context are tagged with the context's hash: same files, same tag,
-/// whichever template (or stack) asks for it.
-fn build_tag(name: &str, context: &[u8]) -> String {
+/// whichever template (or stack) asks for it. The name is the template's unless the
+/// template names the image (the busybox-* templates share "busybox").
+fn build_tag(template: &ContainerTemplate, source: &ImageSource, context: &[u8]) -> String {
+    let name = source.name.as_deref().unwrap_or(&template.name);
     let hash = format!("{:x}", Sha256::digest(context));
     format!("strata-build/{name}:{}", &hash[..12])
-}
-
-/// The image's name: its context folder's (contexts/busybox -> "busybox", shared by the
-/// templates built on it), or the template's when the folder is just "context".
-fn image_name(template: &str, dir: &Path) -> String {
-    let folder = dir
-        .components()
-        .next_back()
-        .and_then(|c| c.as_os_str().to_str())
-        .unwrap_or("context");
-    if folder == "context" || folder == "." {
-        template.to_string()
-    } else {
-        folder.to_lowercase()
-    }
 }
 
 /// Loaded tarballs are tagged with the file's hash, so a second `up` does not load again.
@@ -151,12 +136,12 @@ fn by_reference(
 
 fn built(
     docker: &GuestDocker,
-    template: &str,
-    dir: &Path,
+    template: &ContainerTemplate,
     source: &ImageSource,
 ) -> std::result::Result<(String, Obtained), String> {
-    let context = context_tar(dir, source).map_err(|e| e.to_string())?;
-    let tag = build_tag(&image_name(template, dir), &context);
+    let dir = template.dir.join(source.build.as_deref().unwrap_or("."));
+    let context = context_tar(template, source).map_err(|e| e.to_string())?;
+    let tag = build_tag(template, source, &context);
     if let Some(id) = image_id(docker, &tag) {
         return Ok((id, Obtained::Present));
     }
@@ -191,8 +176,13 @@ fn built(
 }
 
 /// The build context as a tar with fixed owners and times, so the same files give the same
-/// hash (and the build is skipped) on every run.
-pub fn context_tar(dir: &Path, source: &ImageSource) -> Result<Vec<u8>> {
+/// hash (and the build is skipped) on every run. Its folder and every file in it must be
+/// inside the template's folder (symlinks followed), the added files public system files.
+pub fn context_tar(template: &ContainerTemplate, source: &ImageSource) -> Result<Vec<u8>> {
+    let root = &template.dir;
+    let what = format!("template '{}': image.build", template.name);
+    let build = source.build.as_deref().unwrap_or(".");
+    let dir = confine::inside(root, &what, build)?;
     if !dir.join("Dockerfile").is_file() {
         return Err(
             Error::bad_input(format!("{} has no Dockerfile", dir.display())).with_hint(
@@ -200,27 +190,41 @@ pub fn context_tar(dir: &Path, source: &ImageSource) -> Result<Vec<u8>> {
             ),
         );
     }
-    let mut files: Vec<(String, PathBuf)> = Vec::new();
-    collect(dir, dir, &mut files)?;
-    for (inside, host) in &source.context_files {
-        let host = PathBuf::from(host);
-        if !host.is_file() {
-            return Err(Error::not_found(format!(
-                "{} (image.context_files '{inside}') does not exist on this host",
-                host.display()
-            ))
-            .with_hint(
-                "install the package that provides it (scripts/setup installs busybox-static)",
-            ));
-        }
-        files.push((inside.clone(), host));
+    let mut files: Vec<(String, std::fs::File)> = Vec::new();
+    let mut found = Vec::new();
+    collect(root, &what, &dir, &mut found)?;
+    for path in found {
+        let inside = path
+            .strip_prefix(&dir)
+            .unwrap_or(&path)
+            .to_string_lossy()
+            .into_owned();
+        files.push((inside, confine::open_inside(root, &what, &path)?));
     }
-    files.sort();
+    for (inside, host) in &source.context_files {
+        let what = format!(
+            "template '{}': image.context_files '{inside}'",
+            template.name
+        );
+        let file = confine::open_public_system_file(&what, Path::new(host)).map_err(|e| {
+            if e.kind() == crate::error::ErrorKind::NotFound {
+                e.with_hint(
+                    "install the package that provides it (scripts/setup installs busybox-static)",
+                )
+            } else {
+                e
+            }
+        })?;
+        files.push((inside.clone(), file));
+    }
+    files.sort_by(|a, b| a.0.cmp(&b.0));
     let mut tar = tar::Builder::new(Vec::new());
-    for (inside, path) in files {
-        let data = std::fs::read(&path)
-            .map_err(|e| Error::from(e).context(format!("reading {}", path.display())))?;
-        let executable = std::fs::metadata(&path)
+    for (inside, mut file) in files {
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut data)
+            .map_err(|e| Error::from(e).context(format!("reading {inside} of {what}")))?;
+        let executable = file
+            .metadata()
             .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0)
             .unwrap_or(false);
         let mut header = tar::Header::new_gnu();
@@ -235,33 +239,69 @@ pub fn context_tar(dir: &Path, source: &ImageSource) -> Result<Vec<u8>> {
     Ok(tar.into_inner()?)
 }
 
-fn collect(root: &Path, dir: &Path, files: &mut Vec<(String, PathBuf)>) -> Result<()> {
+/// The files under `dir`, without following anything out of the template folder `root`: a
+/// symlink is taken when it resolves to a file inside `root`, and refused otherwise; folders
+/// are walked only when they are real folders (a symlinked one could loop).
+fn collect(root: &Path, what: &str, dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| Error::from(e).context(format!("reading {}", dir.display())))?;
     for entry in entries {
-        let path = entry?.path();
-        if path.is_dir() {
-            collect(root, &path, files)?;
+        let entry = entry?;
+        let path = entry.path();
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            collect(root, what, &path, files)?;
+        } else if kind.is_file() {
+            files.push(path);
+        } else if kind.is_symlink() {
+            let target = confine::inside(root, what, &path.to_string_lossy())?;
+            if !target.is_file() {
+                return Err(Error::bad_input(format!(
+                    "{what}: {} is a symlink to {}, not to a file",
+                    path.display(),
+                    target.display()
+                ))
+                .with_hint("put the folder itself into the context, not a link to it"));
+            }
+            files.push(path);
         } else {
-            let inside = path
-                .strip_prefix(root)
-                .unwrap_or(&path)
-                .to_string_lossy()
-                .into_owned();
-            files.push((inside, path));
+            return Err(Error::bad_input(format!(
+                "{what}: {} is not a file or a folder",
+                path.display()
+            ))
+            .with_hint("a build context holds only files and folders"));
         }
     }
     Ok(())
 }
 
-fn loaded(docker: &GuestDocker, tarball: &Path) -> std::result::Result<(String, Obtained), String> {
-    let sum = crate::digest::sha256_file(tarball).map_err(|e| e.to_string())?;
-    let tag = format!("{TARBALL_REPO}:{}", &sum[..12]);
+/// A template's image tarball, opened through the confinement and hashed (streamed: it may
+/// be large), rewound for reading; with the short hash its tag is made of.
+fn open_tarball(template: &ContainerTemplate, tarball: &str) -> Result<(std::fs::File, String)> {
+    let what = format!("template '{}': image.tarball", template.name);
+    let path = confine::inside(&template.dir, &what, tarball)?;
+    let mut file = confine::open_inside(&template.dir, &what, &path)?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher)
+        .and_then(|_| std::io::Seek::rewind(&mut file))
+        .map_err(|e| Error::from(e).context(format!("reading {}", path.display())))?;
+    let sum = format!("{:x}", hasher.finalize());
+    Ok((file, sum[..12].to_string()))
+}
+
+fn loaded(
+    docker: &GuestDocker,
+    template: &ContainerTemplate,
+    tarball: &str,
+) -> std::result::Result<(String, Obtained), String> {
+    let (mut file, short_hash) = open_tarball(template, tarball).map_err(|e| e.to_string())?;
+    let tag = format!("{TARBALL_REPO}:{short_hash}");
     if let Some(id) = image_id(docker, &tag) {
         return Ok((id, Obtained::Present));
     }
-    let bytes =
-        std::fs::read(tarball).map_err(|e| format!("reading {}: {e}", tarball.display()))?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut bytes)
+        .map_err(|e| format!("reading {tarball}: {e}"))?;
     let outcome: std::result::Result<Vec<String>, bollard::errors::Error> = docker.run(async {
         let mut load = docker.docker.import_image(
             ImportImageOptions {
@@ -284,13 +324,8 @@ fn loaded(docker: &GuestDocker, tarball: &Path) -> std::result::Result<(String, 
         }
         Ok(said)
     });
-    let said = outcome.map_err(|e| {
-        format!(
-            "loading {}: {}",
-            tarball.display(),
-            docker_error(e).message()
-        )
-    })?;
+    let said =
+        outcome.map_err(|e| format!("loading {}: {}", tarball, docker_error(e).message()))?;
     // "Loaded image: name:tag" or "Loaded image ID: sha256:..."
     let loaded = said
         .iter()
@@ -300,7 +335,7 @@ fn loaded(docker: &GuestDocker, tarball: &Path) -> std::result::Result<(String, 
                 .or_else(|| l.strip_prefix("Loaded image: "))
         })
         .map(|s| s.trim().to_string())
-        .ok_or_else(|| format!("{} held no image", tarball.display()))?;
+        .ok_or_else(|| format!("{} held no image", tarball))?;
     let id = image_id(docker, &loaded)
         .ok_or_else(|| format!("Docker does not show {loaded} after loading it"))?;
     docker
@@ -308,7 +343,7 @@ fn loaded(docker: &GuestDocker, tarball: &Path) -> std::result::Result<(String, 
             &id,
             Some(TagImageOptions {
                 repo: Some(TARBALL_REPO.to_string()),
-                tag: Some(sum[..12].to_string()),
+                tag: Some(short_hash),
             }),
         ))
         .map_err(|e| format!("tagging {loaded}: {}", docker_error(e).message()))?;
@@ -318,37 +353,131 @@ fn loaded(docker: &GuestDocker, tarball: &Path) -> std::result::Result<(String, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::template::container::{self, ParamsFile};
 
-    #[test]
-    fn context_tar_is_the_same_for_the_same_files() {
-        let dir =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("container-templates/contexts/busybox");
-        let source = ImageSource {
+    fn shipped(name: &str) -> ContainerTemplate {
+        let search = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("container-templates")];
+        container::find(&search, name).unwrap()
+    }
+
+    fn busybox_source() -> ImageSource {
+        ImageSource {
             reference: None,
-            build: Some(".".into()),
+            build: Some("context".into()),
+            name: Some("busybox".into()),
             context_files: [("busybox".to_string(), "/bin/busybox".to_string())].into(),
             tarball: None,
+        }
+    }
+
+    /// A template in a private temporary folder, with a context holding a Dockerfile.
+    fn scratch_template(tag: &str) -> (PathBuf, ContainerTemplate) {
+        let top = std::env::temp_dir().join(format!("strata-images-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&top);
+        std::fs::create_dir_all(top.join("t/context")).unwrap();
+        std::fs::write(top.join("t/context/Dockerfile"), "FROM scratch\n").unwrap();
+        std::fs::write(top.join("t/shared.txt"), "in the template").unwrap();
+        std::fs::write(top.join("secret"), "not the template's").unwrap();
+        let template = ContainerTemplate {
+            name: "t".into(),
+            dir: top.join("t").canonicalize().unwrap(),
+            params: ParamsFile {
+                description: "t".into(),
+                params: Default::default(),
+            },
         };
-        let a = context_tar(&dir, &source).unwrap();
-        assert_eq!(a, context_tar(&dir, &source).unwrap());
+        (top, template)
+    }
+
+    #[test]
+    fn context_tar_is_the_same_for_the_same_files_and_named_images_are_shared() {
+        let httpd = shipped("busybox-httpd");
+        let source = busybox_source();
+        let a = context_tar(&httpd, &source).unwrap();
+        assert_eq!(a, context_tar(&httpd, &source).unwrap());
         let names: Vec<String> = tar::Archive::new(a.as_slice())
             .entries()
             .unwrap()
             .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, ["Dockerfile", "busybox"]);
+        // The three busybox templates have their own, identical contexts: one image.
+        let tag = build_tag(&httpd, &source, &a);
+        assert!(tag.starts_with("strata-build/busybox:"), "{tag}");
+        for other in ["busybox-poller", "busybox-tcp-ambassador"] {
+            let t = shipped(other);
+            assert_eq!(
+                build_tag(&t, &source, &context_tar(&t, &source).unwrap()),
+                tag
+            );
+        }
+        let unnamed = ImageSource {
+            name: None,
+            ..busybox_source()
+        };
+        assert!(build_tag(&httpd, &unnamed, &a).starts_with("strata-build/busybox-httpd:"));
         let missing = ImageSource {
             context_files: [("x".to_string(), "/nonexistent/x".to_string())].into(),
             ..source
         };
-        assert_eq!(image_name("busybox-httpd", &dir), "busybox");
-        assert_eq!(
-            image_name("apache-python", Path::new("t/apache-python/context")),
-            "apache-python"
-        );
-        assert!(context_tar(&dir, &missing)
-            .unwrap_err()
-            .message()
-            .contains("/nonexistent/x"));
+        let err = context_tar(&httpd, &missing).unwrap_err();
+        assert!(err.message().contains("/nonexistent/x"), "{err}");
+        assert!(err.hint().unwrap().contains("busybox-static"), "{err:?}");
+    }
+
+    #[test]
+    fn context_symlinks_out_of_the_template_folder_are_refused() {
+        let (top, t) = scratch_template("links");
+        let source = ImageSource {
+            name: None,
+            context_files: Default::default(),
+            ..busybox_source()
+        };
+        // A link to a file elsewhere in the template's own folder is fine.
+        std::os::unix::fs::symlink("../shared.txt", t.dir.join("context/shared.txt")).unwrap();
+        assert!(context_tar(&t, &source).is_ok());
+        for (name, target) in [
+            ("leak", top.join("secret")),
+            ("shadow", PathBuf::from("/etc/shadow")),
+        ] {
+            let link = t.dir.join("context").join(name);
+            std::os::unix::fs::symlink(&target, &link).unwrap();
+            let err = context_tar(&t, &source).unwrap_err();
+            assert!(
+                err.message().starts_with("template 't': image.build")
+                    && err.message().contains("outside the template's folder"),
+                "{name}: {err}"
+            );
+            std::fs::remove_file(&link).unwrap();
+        }
+        // A linked folder is not walked (it could loop, or lead out).
+        std::os::unix::fs::symlink("..", t.dir.join("context/up")).unwrap();
+        let err = context_tar(&t, &source).unwrap_err();
+        assert!(err.message().contains("not to a file"), "{err}");
+        let _ = std::fs::remove_dir_all(&top);
+    }
+
+    #[test]
+    fn host_files_other_than_public_system_files_are_refused_when_read() {
+        let (top, t) = scratch_template("hostfiles");
+        for host in ["/etc/shadow", top.join("secret").to_str().unwrap()] {
+            let source = ImageSource {
+                context_files: [("x".to_string(), host.to_string())].into(),
+                ..busybox_source()
+            };
+            let err = context_tar(&t, &source).unwrap_err();
+            assert!(
+                err.message()
+                    .starts_with("template 't': image.context_files 'x' = '")
+                    && err.message().contains("not a public system file"),
+                "{host}: {err}"
+            );
+        }
+        std::fs::write(t.dir.join("image.tar"), "a docker save").unwrap();
+        let (_, short_hash) = open_tarball(&t, "image.tar").unwrap();
+        assert_eq!(short_hash.len(), 12);
+        let tarball = open_tarball(&t, "../secret").unwrap_err();
+        assert!(tarball.message().contains("outside"), "{tarball}");
+        let _ = std::fs::remove_dir_all(&top);
     }
 }

@@ -1,15 +1,17 @@
 //! The stack's objects in the VM's Docker, found by strata's labels: containers, networks
 //! and volumes of a stack, a container inspected (or absent), removed, and shown as a row.
+//! Removal looks at the object first and takes only what carries the stack's label (by id,
+//! so a rename in between cannot redirect it): a name alone does not make an object strata's.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::guest::docker::{docker_error, GuestDocker};
 use crate::stack::container::LABEL_SERVICE;
 use crate::stack::container::LABEL_STACK;
 use crate::stack::file::StackFile;
 use bollard::models::{ContainerInspectResponse, ContainerSummary};
 use bollard::query_parameters::{
-    InspectContainerOptions, ListContainersOptions, ListNetworksOptions, ListVolumesOptions,
-    RemoveContainerOptions,
+    InspectContainerOptions, InspectNetworkOptions, ListContainersOptions, ListNetworksOptions,
+    ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions,
 };
 use std::collections::HashMap;
 
@@ -41,10 +43,33 @@ pub fn inspect(docker: &GuestDocker, name: &str) -> Result<Option<ContainerInspe
     }
 }
 
-pub fn remove_container(docker: &GuestDocker, name: &str) -> Result<()> {
+/// Objects carrying `labels` were made by strata for `stack`.
+pub fn made_by(labels: Option<&HashMap<String, String>>, stack: &str) -> bool {
+    labels.and_then(|l| l.get(LABEL_STACK)).map(String::as_str) == Some(stack)
+}
+
+/// The refusal when an object by a stack's name is not the stack's.
+pub fn not_ours(kind: &str, name: &str, stack: &str) -> Error {
+    Error::bad_input(format!(
+        "{kind} {name} exists but stack '{stack}' did not make it (it lacks the label {LABEL_STACK}={stack}); it was left alone"
+    ))
+    .with_hint(format!(
+        "strata removes only what it made: remove or rename that {kind} in the VM yourself, or rename the stack or service"
+    ))
+}
+
+/// Remove the container `name` when it is `stack`'s (force: it may run); gone is fine.
+pub fn remove_container(docker: &GuestDocker, stack: &str, name: &str) -> Result<()> {
+    let Some(c) = inspect(docker, name)? else {
+        return Ok(());
+    };
+    if !made_by(c.config.as_ref().and_then(|cfg| cfg.labels.as_ref()), stack) {
+        return Err(not_ours("container", name, stack));
+    }
+    let id = c.id.unwrap_or_else(|| name.to_string());
     docker
         .run(docker.docker.remove_container(
-            name,
+            &id,
             Some(RemoveContainerOptions {
                 force: true,
                 ..Default::default()
@@ -56,6 +81,49 @@ pub fn remove_container(docker: &GuestDocker, name: &str) -> Result<()> {
             } => Ok(()),
             e => Err(docker_error(e).context(format!("removing container {name}"))),
         })
+}
+
+/// Remove the network `name` when it is `stack`'s; gone is fine.
+pub fn remove_network(docker: &GuestDocker, stack: &str, name: &str) -> Result<()> {
+    let network = match docker.run(
+        docker
+            .docker
+            .inspect_network(name, None::<InspectNetworkOptions>),
+    ) {
+        Ok(n) => n,
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => return Ok(()),
+        Err(e) => return Err(docker_error(e).context(format!("looking at network {name}"))),
+    };
+    if !made_by(network.labels.as_ref(), stack) {
+        return Err(not_ours("network", name, stack));
+    }
+    let id = network.id.unwrap_or_else(|| name.to_string());
+    docker
+        .run(docker.docker.remove_network(&id))
+        .map_err(|e| docker_error(e).context(format!("removing network {name}")))
+}
+
+/// Remove the volume `name` (a volume's name is its id) when it is `stack`'s; gone is fine.
+pub fn remove_volume(docker: &GuestDocker, stack: &str, name: &str) -> Result<()> {
+    let volume = match docker.run(docker.docker.inspect_volume(name)) {
+        Ok(v) => v,
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => return Ok(()),
+        Err(e) => return Err(docker_error(e).context(format!("looking at volume {name}"))),
+    };
+    if !made_by(Some(&volume.labels), stack) {
+        return Err(not_ours("volume", name, stack));
+    }
+    docker
+        .run(
+            docker
+                .docker
+                .remove_volume(name, None::<RemoveVolumeOptions>),
+        )
+        .map_err(|e| docker_error(e).context(format!("removing volume {name}")))
 }
 
 pub fn label_filter(stack: Option<&str>) -> HashMap<String, Vec<String>> {
@@ -263,6 +331,24 @@ fn health_in_status(status: &str) -> String {
 mod tests {
     use super::*;
     use bollard::models::{ContainerSummaryStateEnum, PortSummary, PortSummaryTypeEnum};
+
+    #[test]
+    fn only_the_stacks_own_label_makes_an_object_its() {
+        let labels = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert!(made_by(Some(&labels(&[(LABEL_STACK, "shop")])), "shop"));
+        assert!(!made_by(Some(&labels(&[(LABEL_STACK, "shop2")])), "shop"));
+        assert!(!made_by(Some(&labels(&[(LABEL_SERVICE, "web")])), "shop"));
+        assert!(!made_by(Some(&labels(&[])), "shop"));
+        assert!(!made_by(None, "shop"));
+        let err = not_ours("container", "shop-web", "shop");
+        assert!(err.message().contains("left alone"), "{err}");
+        assert!(err.hint().unwrap().contains("yourself"), "{err:?}");
+    }
 
     #[test]
     fn health_is_read_from_the_status_text() {

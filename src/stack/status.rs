@@ -5,10 +5,11 @@ use crate::error::{Error, Result};
 use crate::guest::docker::{docker_error, GuestDocker};
 use crate::stack::file::StackFile;
 use crate::stack::objects::{
-    inspect, remove_container, row, stack_containers, stack_networks, stack_volumes, ServiceRow,
+    inspect, remove_container, remove_network, remove_volume, row, stack_containers,
+    stack_networks, stack_volumes, ServiceRow,
 };
 use crate::stack::order::start_order;
-use bollard::query_parameters::{LogsOptions, RemoveVolumeOptions};
+use bollard::query_parameters::LogsOptions;
 use futures_util::StreamExt;
 
 /// The stack's containers as they are now (`strata ps`), in start order; services without a
@@ -82,25 +83,18 @@ pub struct DownReport {
 /// Remove the stack's containers and networks, and its volumes only when asked.
 pub fn down(docker: &GuestDocker, stack: &StackFile, volumes: bool) -> Result<DownReport> {
     let mut report = DownReport::default();
+    // Listed by the stack's label, and each looked at again before it goes.
     for (_, name) in stack_containers(docker, Some(&stack.name))? {
-        remove_container(docker, &name)?;
+        remove_container(docker, &stack.name, &name)?;
         report.containers.push(name);
     }
     for name in stack_networks(docker, stack)? {
-        docker
-            .run(docker.docker.remove_network(&name))
-            .map_err(|e| docker_error(e).context(format!("removing network {name}")))?;
+        remove_network(docker, &stack.name, &name)?;
         report.networks.push(name);
     }
     for name in stack_volumes(docker, stack)? {
         if volumes {
-            docker
-                .run(
-                    docker
-                        .docker
-                        .remove_volume(&name, None::<RemoveVolumeOptions>),
-                )
-                .map_err(|e| docker_error(e).context(format!("removing volume {name}")))?;
+            remove_volume(docker, &stack.name, &name)?;
             report.volumes.push(name);
         } else {
             report.kept_volumes.push(name);

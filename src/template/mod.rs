@@ -3,9 +3,13 @@
 //! domain.xml.j2. This module finds templates, parses manifests (errors name file and line),
 //! and renders their files with minijinja in strict mode.
 
+pub mod confine;
 pub mod container;
 mod manifest;
+mod params;
 mod render;
+mod toml_escape;
+mod volume_sources;
 
 pub use manifest::parse_toml;
 pub use manifest::{
@@ -55,8 +59,8 @@ impl Template {
 }
 
 /// Where templates are looked up, first match wins: STRATA_TEMPLATE_PATH (colon-separated),
-/// imported templates in the state directory, ./vm-templates, the installed share folder,
-/// and the source tree strata was built from.
+/// imported templates in the state directory, the installed share folder, and the source
+/// tree strata was built from.
 pub fn search_path(imported: &Path) -> Vec<PathBuf> {
     let mut dirs = search_dirs("STRATA_TEMPLATE_PATH", "vm-templates");
     let after_env = std::env::var("STRATA_TEMPLATE_PATH")
@@ -66,8 +70,10 @@ pub fn search_path(imported: &Path) -> Vec<PathBuf> {
     dirs
 }
 
-/// The folders named by `env_var` (colon-separated), then ./`folder`, the installed
-/// share/strata/`folder` beside the binary, and the source tree's `folder`.
+/// The folders named by `env_var` (colon-separated), then the installed share/strata/`folder`
+/// beside the binary, and the source tree's `folder`. Never the current folder: strata runs as
+/// root, and root working inside someone else's checkout must not pick up that checkout's
+/// templates; the environment variable is the deliberate way to point at other templates.
 pub(crate) fn search_dirs(env_var: &str, folder: &str) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::env::var(env_var)
         .map(|v| {
@@ -77,7 +83,6 @@ pub(crate) fn search_dirs(env_var: &str, folder: &str) -> Vec<PathBuf> {
                 .collect()
         })
         .unwrap_or_default();
-    dirs.push(PathBuf::from(folder));
     if let Ok(exe) = std::env::current_exe() {
         if let Some(prefix) = exe.parent().and_then(|bin| bin.parent()) {
             dirs.push(prefix.join("share/strata").join(folder));
@@ -136,4 +141,22 @@ pub fn find(search: &[PathBuf], name: &str) -> Result<Template> {
             }
         )),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_current_folder_is_not_searched() {
+        let dirs = search_dirs("STRATA_TEST_UNSET_TEMPLATE_PATH", "container-templates");
+        assert!(!dirs.is_empty());
+        for dir in &dirs {
+            assert!(
+                dir.is_absolute(),
+                "{} is relative to the current folder",
+                dir.display()
+            );
+        }
+    }
 }

@@ -1,6 +1,9 @@
 //! minijinja rendering in strict mode: a variable the caller did not provide is an error,
-//! never an empty string in a libvirt XML. Files named *.xml.j2 are XML-escaped.
+//! never an empty string in a libvirt XML. Files named *.xml.j2 are XML-escaped, files named
+//! *.toml.j2 TOML-escaped (toml_escape.rs); values rendered into shell are the caller's to
+//! quote.
 
+use super::toml_escape;
 use crate::error::{Context, Result};
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
@@ -12,10 +15,13 @@ fn environment<'a>() -> Environment<'a> {
     env.set_auto_escape_callback(|name| {
         if name.ends_with(".xml.j2") || name.ends_with(".xml") {
             minijinja::AutoEscape::Html
+        } else if let Some(toml) = toml_escape::mode_for(name) {
+            toml
         } else {
             minijinja::AutoEscape::None
         }
     });
+    env.set_formatter(toml_escape::formatter);
     env
 }
 
