@@ -93,16 +93,45 @@ impl Paths {
     /// Hold the state lock while `f` runs. Used around short critical sections only (choosing
     /// an address and reserving it), so parallel creates do not serialise their boots.
     pub fn with_lock<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.hold(&self.lock_file(), "the state lock", &|| {}, f)
+    }
+
+    /// Hold the lock of one named thing (a stack in a VM) while `f` runs: a second strata
+    /// working on the same thing waits for the first, after `waiting` says so. The lock file is
+    /// named by a digest of `key`, so no name ever becomes a path.
+    pub fn with_named_lock<T>(
+        &self,
+        key: &str,
+        waiting: &dyn Fn(),
+        f: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
+        let dir = self.state.join("locks");
+        self.ensure_dir(&dir)?;
+        let digest = crate::digest::sha256_bytes(key.as_bytes());
+        self.hold(&dir.join(&digest[..24]), key, waiting, f)
+    }
+
+    fn hold<T>(
+        &self,
+        path: &Path,
+        what: &str,
+        waiting: &dyn Fn(),
+        f: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
         self.ensure_dir(&self.state)?;
         let file = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .mode(0o600)
-            .open(self.lock_file())
-            .context("opening the state lock")?;
+            .open(path)
+            .context(format!("opening the lock of {what}"))?;
         let mut lock = fd_lock::RwLock::new(file);
-        let _guard = lock.write().context("taking the state lock")?;
+        if let Ok(_guard) = lock.try_write() {
+            return f();
+        }
+        waiting();
+        let _guard = lock.write().context(format!("taking the lock of {what}"))?;
         f()
     }
 }

@@ -280,7 +280,7 @@ fn bundle_installs_on_every_storage_layout_and_containers_run() {
     let before = ok(&["vm", "ssh", &vms[0], "--", sha]);
     let target = strata::guest::Route::of_vm(&lv, &paths, &vms[0]).unwrap();
     let session = strata::guest::ssh::connect(&target, Duration::from_secs(15)).unwrap();
-    let err = strata::engine::install::apply_daemon_json(
+    let err = strata::engine::scripts::apply_daemon_json(
         &session,
         "{\"storage-driver\": \"no-such-driver\"}\n",
         strata::guest::facts::EngineVersion::new(20, 10, 24),

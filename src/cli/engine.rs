@@ -4,7 +4,7 @@ use crate::cli::{args, Env, OutputFormat};
 use crate::engine::config::LogDriver;
 use crate::engine::decision::{Layout, StoragePolicy, StorageRequest};
 use crate::engine::info;
-use crate::engine::install::{self, InstallRequest, Source};
+use crate::engine::install::{InstallRequest, Source};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::{out, outln};
@@ -72,7 +72,9 @@ pub fn run(env: &Env, cmd: EngineCommand) -> Result<i32> {
             };
             let lv = env.libvirt()?;
             let progress = Progress::new(&format!("engine {vm}"));
-            let report = install::install(&lv, &env.paths, &vm, &request, &progress)?;
+            let report = crate::lifecycle::engine_install::install(
+                &lv, &env.paths, &vm, &request, &progress,
+            )?;
             if output == OutputFormat::Json {
                 outln!("{}", serde_json::to_string_pretty(&report)?);
                 return Ok(0);

@@ -3,7 +3,9 @@
 use crate::cli::{args, output, Env, OutputFormat};
 use crate::error::Result;
 use crate::guest::docker::GuestDocker;
+use crate::lifecycle::stack_up::StackUp;
 use crate::outln;
+use crate::progress::Progress;
 use crate::stack::objects::ServiceRow;
 use crate::stack::{self, StackFile, UpOptions};
 use std::path::PathBuf;
@@ -95,7 +97,8 @@ pub fn up(env: &Env, args: UpArgs) -> Result<i32> {
     }
     let lv = env.libvirt()?;
     let started = std::time::Instant::now();
-    let report = stack::up(
+    let progress = Progress::new(&format!("up {}", file.name));
+    let StackUp { report, checks } = crate::lifecycle::stack_up::up(
         &lv,
         &env.paths,
         &file,
@@ -103,12 +106,14 @@ pub fn up(env: &Env, args: UpArgs) -> Result<i32> {
             force: args.force,
             keep_failed: args.keep_failed,
         },
+        &progress,
     )?;
+    drop(progress);
     if args.output == OutputFormat::Json {
         outln!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(0);
     }
-    if let Some(checks) = &report.checks {
+    if let Some(checks) = &checks {
         let (warn, fail) = (checks.counts["warn"], checks.counts["fail"]);
         outln!(
             "preflight checks for '{}': {} ok, {warn} warn, {fail} fail{}",

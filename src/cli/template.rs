@@ -86,7 +86,9 @@ pub fn run(env: &Env, cmd: TemplateCommand) -> Result<i32> {
             let template = template::find(&search, &name)?;
             let lv = env.libvirt()?;
             let progress = Progress::new(&format!("template {name}"));
-            match image::build(&lv, &env.paths, &template, refresh, &progress)? {
+            match crate::lifecycle::template_build::build(
+                &lv, &env.paths, &template, refresh, &progress,
+            )? {
                 BuildOutcome::UpToDate(rec) => {
                     progress.finish();
                     outln!(

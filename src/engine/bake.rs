@@ -11,6 +11,7 @@ use crate::engine::decision::{self, GuestStorageFacts, StoragePolicy, StorageReq
 use crate::engine::scripts;
 use crate::error::{Context, Error, Result};
 use crate::guest::facts::{Backing, EngineVersion, KernelVersion};
+use crate::image::RootfsStep;
 use crate::state::Paths;
 use crate::template::EngineBake;
 use std::path::Path;
@@ -22,6 +23,28 @@ const ROOTFS_BUNDLE_DIR: &str = "/var/tmp/strata-bundle";
 const TEMPLATE_MTU: u32 = 1500;
 /// Debian 12 boots with the unified cgroup hierarchy.
 const TEMPLATE_CGROUP: &str = "2";
+
+/// Docker baked into a template's root filesystem: the template's [build.engine], for its
+/// Debian suite, with strata's paths (the bundle cache). A build step of the image layer.
+pub struct Bake<'a> {
+    pub paths: &'a Paths,
+    pub suite: &'a str,
+    pub spec: &'a EngineBake,
+}
+
+impl RootfsStep for Bake<'_> {
+    fn stage(&self) -> &str {
+        "bake Docker"
+    }
+
+    fn inputs(&self) -> Vec<(&'static str, &'static str)> {
+        scripts::BAKE_INPUTS.to_vec()
+    }
+
+    fn run(&self, rootfs: &Path, kernel: &str, log: &Path) -> Result<()> {
+        bake(self.paths, rootfs, self.suite, kernel, self.spec, log).map(|_| ())
+    }
+}
 
 /// Install docker.io into `rootfs` (Debian `suite`, kernel `kernel`) from the host's bundle
 /// and configure it; returns the docker.io version baked in.

@@ -4,8 +4,7 @@
 //! Docker does not come back).
 
 use crate::engine::config::{with_log_rotation, DAEMON_JSON_PATH};
-use crate::engine::install::apply_daemon_json;
-use crate::engine::scripts;
+use crate::engine::scripts::{self, apply_daemon_json};
 use crate::error::{Error, Result};
 use crate::guest::docker::{docker_error, GuestDocker};
 use crate::guest::facts::EngineVersion;

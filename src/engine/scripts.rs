@@ -1,8 +1,12 @@
 //! The shell scripts strata runs in guests (and in a template's chroot), as data files under
-//! engine-templates/, compiled in and rendered strictly.
+//! engine-templates/, compiled in and rendered strictly; running one in a guest; and putting
+//! a daemon.json in place with the script that validates it and rolls it back.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::guest::facts::EngineVersion;
+use crate::guest::{sftp, ssh};
 use serde::Serialize;
+use ssh2::Session;
 
 pub type Script = (&'static str, &'static str);
 
@@ -40,4 +44,64 @@ pub fn render(script: Script, context: &impl Serialize) -> Result<String> {
     } else {
         text
     })
+}
+
+/// Render `script` with `context` and run it in the guest; a failure quotes its stderr (the
+/// first and last lines) and says that a re-run continues.
+pub fn run(
+    session: &Session,
+    script: Script,
+    context: &serde_json::Value,
+    what: &str,
+) -> Result<String> {
+    let text = render(script, context)?;
+    let out = ssh::exec(session, &ssh::sh_c(&text), false)?;
+    if out.status != 0 {
+        return Err(Error::failed(format!(
+            "{what} failed in the guest (exit {}):\n{}",
+            out.status,
+            excerpt(&String::from_utf8_lossy(&out.stderr))
+        ))
+        .with_hint("nothing is lost: fix the cause and run the same `strata engine install` again; it continues from what is done"));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A tool's complaint usually comes first and its usage text after: keep the first lines and
+/// the last ones.
+fn excerpt(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines.len() <= 14 {
+        return lines.join("\n");
+    }
+    format!(
+        "{}\n  [... {} lines ...]\n{}",
+        lines[..4].join("\n"),
+        lines.len() - 12,
+        lines[lines.len() - 8..].join("\n")
+    )
+}
+
+/// Put `daemon_json` in place and restart dockerd; when dockerd rejects it, the previous file
+/// is restored, Docker started again, and the error quotes dockerd.
+pub fn apply_daemon_json(
+    session: &Session,
+    daemon_json: &str,
+    engine: EngineVersion,
+) -> Result<()> {
+    ssh::run_checked(session, "mkdir -p /etc/docker")?;
+    sftp::upload(
+        session,
+        &mut daemon_json.as_bytes(),
+        "/etc/docker/daemon.json.strata-new",
+        0o644,
+    )?;
+    run(
+        session,
+        APPLY_DAEMON_JSON,
+        // `dockerd --validate` exists from Docker 23.0 on.
+        &serde_json::json!({ "can_validate": engine >= EngineVersion::new(23, 0, 0) }),
+        "starting dockerd with the new daemon.json",
+    )?;
+    Ok(())
 }

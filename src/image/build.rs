@@ -19,6 +19,18 @@ use std::time::Instant;
 /// Bump when the pipeline below changes what it produces.
 const PIPELINE_VERSION: &str = "strata-image-build/1";
 
+/// A step the build runs on the customised root filesystem before it is packed, e.g. Docker
+/// baked in by the engine layer (composed by lifecycle/template_build.rs). What decides its
+/// result is part of the recipe hash, so changing it rebuilds the template.
+pub trait RootfsStep {
+    /// The progress stage, e.g. "bake Docker".
+    fn stage(&self) -> &str;
+    /// Named texts (scripts, templates) that decide what the step produces.
+    fn inputs(&self) -> Vec<(&'static str, &'static str)>;
+    /// Change `rootfs`, whose newest kernel is `kernel`; tools log to `log`.
+    fn run(&self, rootfs: &Path, kernel: &str, log: &Path) -> Result<()>;
+}
+
 pub enum BuildOutcome {
     /// Nothing changed since the last build.
     UpToDate(BuildRecord),
@@ -26,12 +38,14 @@ pub enum BuildOutcome {
 }
 
 /// Build `template` unless an identical build is registered already. `refresh` ignores both
-/// that and the cached debootstrap result, fetching current packages.
+/// that and the cached debootstrap result, fetching current packages. `extra` runs on the
+/// customised root filesystem (the template's [build.engine], baked in).
 pub fn build(
     lv: &Libvirt,
     paths: &Paths,
     template: &Template,
     refresh: bool,
+    extra: Option<&dyn RootfsStep>,
     progress: &Progress,
 ) -> Result<BuildOutcome> {
     let recipe = template.manifest.build.as_ref().ok_or_else(|| {
@@ -42,7 +56,7 @@ pub fn build(
         .with_hint("imported templates are registered with `strata import-image`, not built")
     })?;
     let mirror = resolve_mirror(recipe);
-    let recipe_hash = recipe_hash(template, &mirror)?;
+    let recipe_hash = recipe_hash(template, &mirror, extra)?;
     let out_dir = paths.template_dir(template.name());
     let volume_name = pool::template_volume_name(template.name());
     let pool_handle = pool::ensure(&lv.conn, &paths.pool_dir())?;
@@ -105,10 +119,10 @@ pub fn build(
     }
     progress.stage("customise");
     customise(template, recipe, &rootfs, &log)?;
-    if let Some(engine) = &recipe.engine {
-        progress.stage("bake Docker");
+    if let Some(step) = extra {
+        progress.stage(step.stage());
         let kernel = kernel_versions(&rootfs)?.pop().unwrap_or_default();
-        crate::engine::bake::bake(paths, &rootfs, &recipe.suite, &kernel, engine, &log)?;
+        step.run(&rootfs, &kernel, &log)?;
     }
     let (kernel, initrd) = if template.manifest.boot.mode == BootMode::DirectKernel {
         let (k, i) = keep_kernel(&rootfs, &out_dir)?;
@@ -227,21 +241,18 @@ pub fn host_mirror(deb822: &str, legacy: &str) -> Option<String> {
 /// sha256 over the [build] recipe, every overlay file (path, mode, bytes), the mirror and the
 /// pipeline version: equal hashes mean an identical image would come out. Boot settings and
 /// VM defaults are not in it: changing them needs no rebuild.
-fn recipe_hash(template: &Template, mirror: &str) -> Result<String> {
+fn recipe_hash(
+    template: &Template,
+    mirror: &str,
+    extra: Option<&dyn RootfsStep>,
+) -> Result<String> {
     let mut hasher = Sha256::new();
     hasher.update(PIPELINE_VERSION);
     hasher.update(mirror);
     hasher.update(serde_json::to_vec(&template.manifest.build)?);
-    if template
-        .manifest
-        .build
-        .as_ref()
-        .is_some_and(|b| b.engine.is_some())
-    {
-        for (name, text) in crate::engine::scripts::BAKE_INPUTS {
-            hasher.update(name);
-            hasher.update(text);
-        }
+    for (name, text) in extra.map(|step| step.inputs()).unwrap_or_default() {
+        hasher.update(name);
+        hasher.update(text);
     }
     if let Some(overlay) = template
         .manifest

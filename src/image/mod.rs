@@ -8,6 +8,6 @@ mod import;
 mod record;
 pub mod seed;
 
-pub use build::{build, BuildOutcome};
+pub use build::{build, BuildOutcome, RootfsStep};
 pub use import::{import, remove, ImportRequest};
 pub use record::{read_record, BuildRecord};

@@ -7,8 +7,11 @@
 
 pub mod checks;
 mod create_plan;
+pub mod engine_install;
 mod first_boot;
 mod journal;
+pub mod stack_up;
+pub mod template_build;
 mod vm_create;
 mod vm_destroy;
 

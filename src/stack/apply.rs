@@ -1,30 +1,24 @@
-//! `strata up` for one stack in its VM, through the Docker API over the SSH tunnel: the
-//! stack's pipeline, top-down. Render every service, look at what the VM already runs, and
-//! when anything must change run the preflight checks, then get the images, networks and
-//! volumes, and create and start the containers wave by wave, each wave once the services it
+//! Bringing a stack to what its file says, once the survey found something to do: get the
+//! images, make the networks and volumes, remove containers of services no longer in the
+//! file, and create and start the containers wave by wave, each wave once the services it
 //! depends on are healthy. A failure removes what this run created unless --keep-failed.
+//! (The whole `up`, with the preflight checks first, is composed in lifecycle/stack_up.rs.)
 
-use crate::check::report::Report;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::guest::docker::{docker_error, GuestDocker};
-use crate::stack::container::{self, ContainerPlan, LABEL_CONFIG, LABEL_STACK, LABEL_VM};
-use crate::stack::file::{Service, StackFile};
+use crate::stack::container::{self, LABEL_STACK, LABEL_VM};
+use crate::stack::file::StackFile;
 use crate::stack::images::{self, Obtained};
+use crate::stack::launch::{create, start, step_for, wait_ready, Step};
 use crate::stack::objects::{
-    inspect, list_stack_containers, made_by, missing_networks, missing_volumes, not_ours,
-    remove_container, remove_network, remove_volume, row, row_from_summary, service_and_name,
-    ServiceRow,
+    inspect, missing_networks, missing_volumes, remove_container, remove_network, remove_volume,
+    row, ServiceRow,
 };
-use crate::stack::resolve::{resolve, Resolved};
-use crate::state::Paths;
-use crate::template::container::{ImageSource, ServiceSpec};
-use crate::vm::Libvirt;
-use bollard::models::{
-    ContainerInspectResponse, ContainerSummary, ContainerSummaryStateEnum, HealthStatusEnum,
-    NetworkConnectRequest, NetworkCreateRequest, VolumeCreateRequest,
-};
+use crate::stack::resolve::Resolved;
+use crate::stack::survey::Survey;
+use bollard::models::{NetworkCreateRequest, VolumeCreateRequest};
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// What `up` may do beyond the plain path.
 #[derive(Debug, Clone, Copy, Default)]
@@ -42,50 +36,57 @@ pub struct UpReport {
     pub services: Vec<ServiceRow>,
     /// Containers of services no longer in the stack file, removed.
     pub removed: Vec<String>,
-    /// The preflight report when checks ran (only when something had to change).
-    #[serde(skip)]
-    pub checks: Option<Report>,
     pub images: Vec<String>,
 }
 
-/// The stack's pipeline: render, look, check, converge (or roll back).
-pub fn up(lv: &Libvirt, paths: &Paths, stack: &StackFile, options: UpOptions) -> Result<UpReport> {
-    let resolved = resolve(stack)?;
-    let target = crate::guest::Route::of_vm(lv, paths, &stack.vm)?;
-    let docker = GuestDocker::connect(&target)?;
-    let mut report = UpReport {
-        stack: stack.name.clone(),
-        vm: stack.vm.clone(),
-        services: Vec::new(),
-        removed: Vec::new(),
-        checks: None,
-        images: Vec::new(),
-    };
-    let mut seen = look(&docker, stack, &resolved)?;
-    if let Some(current) = seen.all_current.take() {
-        report.services = current;
-        return Ok(report);
+impl UpReport {
+    /// The report of a stack found up as its file says.
+    pub fn unchanged(stack: &StackFile, rows: &[ServiceRow]) -> UpReport {
+        UpReport {
+            services: rows.to_vec(),
+            ..UpReport::empty(stack)
+        }
     }
-    // Something will be launched: the checks first.
-    report.checks = Some(crate::lifecycle::checks::preflight(
-        lv,
-        paths,
-        &stack.vm,
-        options.force,
-    )?);
-    let mut made = Made::default();
-    let converged = converge(&docker, stack, &resolved, &mut seen, &mut made, &mut report);
+
+    fn empty(stack: &StackFile) -> UpReport {
+        UpReport {
+            stack: stack.name.clone(),
+            vm: stack.vm.clone(),
+            services: Vec::new(),
+            removed: Vec::new(),
+            images: Vec::new(),
+        }
+    }
+}
+
+/// Converge the stack; on failure, take back what this run created (unless `keep_failed`).
+pub fn converge(
+    docker: &GuestDocker,
+    stack: &StackFile,
+    resolved: &[Resolved],
+    mut survey: Survey,
+    keep_failed: bool,
+) -> Result<UpReport> {
+    let mut report = UpReport::empty(stack);
+    let mut created = NewObjects::default();
+    let converged = (|| {
+        obtain_images(docker, stack, resolved, &mut survey, &mut report)?;
+        create_networks(docker, stack, &mut created)?;
+        create_volumes(docker, stack, &mut created)?;
+        remove_orphans(docker, stack, &survey, &mut report)?;
+        start_in_waves(docker, stack, resolved, &survey, &mut created, &mut report)
+    })();
     match converged {
         Ok(()) => Ok(report),
-        Err(e) if options.keep_failed => Err(e.and_hint(format!(
+        Err(e) if keep_failed => Err(e.and_hint(format!(
             "--keep-failed: left in {}: {}",
             stack.vm,
-            made.describe()
+            created.describe()
         ))),
-        Err(e) => Err(match made.undo(&docker, &stack.name) {
+        Err(e) => Err(match created.undo(docker, &stack.name) {
             Ok(()) => e.and_hint(format!(
                 "removed what this run had created ({}); nothing half-started is left",
-                made.describe()
+                created.describe()
             )),
             Err(u) => e.and_hint(format!(
                 "removing what this run had created also failed: {u}"
@@ -94,94 +95,15 @@ pub fn up(lv: &Libvirt, paths: &Paths, stack: &StackFile, options: UpOptions) ->
     }
 }
 
-/// What the VM already has for the stack, found without changing anything.
-struct Seen {
-    /// Per service (in start order), the image id when the image is there.
-    image_ids: Vec<Option<String>>,
-    /// Containers of services no longer in the stack file.
-    orphans: Vec<String>,
-    /// Every service's row, when all of them run with the current config and nothing else
-    /// is missing: the stack is unchanged.
-    all_current: Option<Vec<ServiceRow>>,
-}
-
-/// One request each for the images, the stack's containers, networks and volumes: a stack
-/// with nothing to do is answered from these four lists (the unchanged re-apply), whatever
-/// its number of services.
-fn look(docker: &GuestDocker, stack: &StackFile, resolved: &[Resolved]) -> Result<Seen> {
-    let known_images = images::catalog(docker)?;
-    // One look per distinct image: services from the same template and parameters share it
-    // (hashing a build context once, not once per service).
-    let mut looked: Vec<(&std::path::Path, &ImageSource, Option<String>)> = Vec::new();
-    let mut image_ids: Vec<Option<String>> = Vec::new();
-    for r in resolved {
-        let (dir, source) = (r.template.dir.as_path(), &r.spec.image);
-        let id = match looked.iter().find(|(d, s, _)| *d == dir && *s == source) {
-            Some((_, _, id)) => id.clone(),
-            None => {
-                let id = images::present(docker, &known_images, &r.template, source);
-                looked.push((dir, source, id.clone()));
-                id
-            }
-        };
-        image_ids.push(id);
-    }
-    let containers: Vec<(String, String, ContainerSummary)> =
-        list_stack_containers(docker, Some(&stack.name))?
-            .into_iter()
-            .filter_map(|c| {
-                let (service, name) = service_and_name(&c)?;
-                Some((service, name, c))
-            })
-            .collect();
-    let orphans: Vec<String> = containers
-        .iter()
-        .filter(|(service, _, _)| !stack.services.contains_key(service.as_str()))
-        .map(|(_, name, _)| name.clone())
-        .collect();
-    let mut all_current = None;
-    if orphans.is_empty()
-        && missing_networks(docker, stack)?.is_empty()
-        && missing_volumes(docker, stack)?.is_empty()
-    {
-        let mut current = Vec::new();
-        for (r, id) in resolved.iter().zip(&image_ids) {
-            let Some(id) = id else { break };
-            let plan = container::plan(stack, r.service, &r.spec, id)?;
-            let listed = containers.iter().find(|(_, name, _)| *name == plan.name);
-            match listed {
-                Some((_, name, c)) if listed_is_current(c, &plan) => {
-                    current.push(row_from_summary(&r.service.name, name, "unchanged", c))
-                }
-                _ => break,
-            }
-        }
-        if current.len() == resolved.len() {
-            all_current = Some(current);
-        }
-    }
-    Ok(Seen {
-        image_ids,
-        orphans,
-        all_current,
-    })
-}
-
-/// A listed container runs with the plan's config (the same test as `is_current` on an
-/// inspected one).
-fn listed_is_current(c: &ContainerSummary, plan: &ContainerPlan) -> bool {
-    carries_config(c.labels.as_ref(), plan) && c.state == Some(ContainerSummaryStateEnum::RUNNING)
-}
-
 /// What one `up` created, to take back when it fails.
 #[derive(Default)]
-struct Made {
-    networks: Vec<String>,
-    volumes: Vec<String>,
-    containers: Vec<String>,
+pub struct NewObjects {
+    pub networks: Vec<String>,
+    pub volumes: Vec<String>,
+    pub containers: Vec<String>,
 }
 
-impl Made {
+impl NewObjects {
     fn describe(&self) -> String {
         let all: Vec<String> = self
             .containers
@@ -213,15 +135,15 @@ impl Made {
     }
 }
 
-fn converge(
+/// Every service's image in the VM: found, built, pulled or loaded.
+fn obtain_images(
     docker: &GuestDocker,
     stack: &StackFile,
     resolved: &[Resolved],
-    seen: &mut Seen,
-    made: &mut Made,
+    survey: &mut Survey,
     report: &mut UpReport,
 ) -> Result<()> {
-    for (r, id) in resolved.iter().zip(seen.image_ids.iter_mut()) {
+    for (r, id) in resolved.iter().zip(survey.image_ids.iter_mut()) {
         if id.is_none() {
             let (got, how) = images::ensure(docker, &r.template, &r.spec.image).map_err(|why| {
                 stack.error_at(
@@ -243,6 +165,15 @@ fn converge(
             *id = Some(got);
         }
     }
+    Ok(())
+}
+
+/// The stack's networks Docker does not have yet.
+fn create_networks(
+    docker: &GuestDocker,
+    stack: &StackFile,
+    created: &mut NewObjects,
+) -> Result<()> {
     let missing = missing_networks(docker, stack)?;
     for (declared, decl) in &stack.networks {
         let name = stack.scoped(declared);
@@ -266,8 +197,13 @@ fn converge(
                 ..Default::default()
             }))
             .map_err(|e| docker_error(e).context(format!("creating network {name}")))?;
-        made.networks.push(name);
+        created.networks.push(name);
     }
+    Ok(())
+}
+
+/// The stack's volumes Docker does not have yet.
+fn create_volumes(docker: &GuestDocker, stack: &StackFile, created: &mut NewObjects) -> Result<()> {
     for name in missing_volumes(docker, stack)? {
         docker
             .run(docker.docker.create_volume(VolumeCreateRequest {
@@ -276,12 +212,34 @@ fn converge(
                 ..Default::default()
             }))
             .map_err(|e| docker_error(e).context(format!("creating volume {name}")))?;
-        made.volumes.push(name);
+        created.volumes.push(name);
     }
-    for orphan in &seen.orphans {
+    Ok(())
+}
+
+/// Containers of services no longer in the stack file.
+fn remove_orphans(
+    docker: &GuestDocker,
+    stack: &StackFile,
+    survey: &Survey,
+    report: &mut UpReport,
+) -> Result<()> {
+    for orphan in &survey.orphans {
         remove_container(docker, &stack.name, orphan)?;
         report.removed.push(orphan.clone());
     }
+    Ok(())
+}
+
+/// Every service's container, wave by wave.
+fn start_in_waves(
+    docker: &GuestDocker,
+    stack: &StackFile,
+    resolved: &[Resolved],
+    survey: &Survey,
+    created: &mut NewObjects,
+    report: &mut UpReport,
+) -> Result<()> {
     // Wave by wave: start every service of a wave, then wait for all of them, so services
     // that only share dependencies come up side by side.
     let last_wave = resolved.iter().map(|r| r.wave).max().unwrap_or(0);
@@ -290,7 +248,7 @@ fn converge(
         let mut launched = Vec::new();
         for (r, id) in resolved
             .iter()
-            .zip(seen.image_ids.iter())
+            .zip(survey.image_ids.iter())
             .filter(|(r, _)| r.wave == wave)
         {
             let id = id.as_deref().unwrap_or_default();
@@ -307,11 +265,11 @@ fn converge(
                 }
                 Step::Recreate => {
                     remove_container(docker, &stack.name, &plan.name)?;
-                    create(docker, stack, r.service, &plan, made)?;
+                    create(docker, stack, r.service, &plan, created)?;
                     "recreated"
                 }
                 Step::Create => {
-                    create(docker, stack, r.service, &plan, made)?;
+                    create(docker, stack, r.service, &plan, created)?;
                     "created"
                 }
             };
@@ -331,256 +289,9 @@ fn converge(
     Ok(())
 }
 
-/// What `up` does with the container by a plan's name.
-#[derive(Debug, PartialEq, Eq)]
-enum Step {
-    Unchanged,
-    Start,
-    Recreate,
-    Create,
-}
-
-/// The step for the container `current` (by the plan's name, if there is one): a container
-/// by that name that `stack` did not make is refused, never started or removed.
-fn step_for(
-    current: Option<&ContainerInspectResponse>,
-    plan: &ContainerPlan,
-    stack: &str,
-) -> Result<Step> {
-    let Some(c) = current else {
-        return Ok(Step::Create);
-    };
-    if !made_by(c.config.as_ref().and_then(|cfg| cfg.labels.as_ref()), stack) {
-        return Err(not_ours("container", &plan.name, stack));
-    }
-    Ok(if is_current(Some(c), plan) {
-        Step::Unchanged
-    } else if same_config(c, plan) {
-        Step::Start
-    } else {
-        Step::Recreate
-    })
-}
-
 fn labels(stack: &StackFile) -> HashMap<String, String> {
     HashMap::from([
         (LABEL_STACK.to_string(), stack.name.clone()),
         (LABEL_VM.to_string(), stack.vm.clone()),
     ])
-}
-
-fn create(
-    docker: &GuestDocker,
-    stack: &StackFile,
-    service: &Service,
-    plan: &ContainerPlan,
-    made: &mut Made,
-) -> Result<()> {
-    docker
-        .run(docker.docker.create_container(
-            Some(bollard::query_parameters::CreateContainerOptions {
-                name: Some(plan.name.clone()),
-                ..Default::default()
-            }),
-            plan.body.clone(),
-        ))
-        .map_err(|e| {
-            stack.error_at(
-                service,
-                format!(
-                    "creating container {}: {}",
-                    plan.name,
-                    docker_error(e).message()
-                ),
-                "see the template's service.toml.j2",
-            )
-        })?;
-    made.containers.push(plan.name.clone());
-    for net in &plan.more_networks {
-        docker
-            .run(docker.docker.connect_network(
-                net,
-                NetworkConnectRequest {
-                    container: plan.name.clone(),
-                    endpoint_config: Some(bollard::models::EndpointSettings {
-                        aliases: Some(vec![service.name.clone()]),
-                        ..Default::default()
-                    }),
-                },
-            ))
-            .map_err(|e| docker_error(e).context(format!("connecting {} to {net}", plan.name)))?;
-    }
-    start(docker, stack, service, &plan.name)
-}
-
-fn start(docker: &GuestDocker, stack: &StackFile, service: &Service, name: &str) -> Result<()> {
-    docker.run(docker.docker.start_container(name, None)).map_err(|e| {
-        let message = docker_error(e).message().to_string();
-        let hint = if message.contains("already allocated") || message.contains("address already in use") {
-            "a port it publishes is in use in the VM: change the service's port parameter, or stop what holds it"
-        } else {
-            "see `strata logs STACK SERVICE` for what the container said"
-        };
-        stack.error_at(service, format!("starting {name}: {message}"), hint)
-    })
-}
-
-/// Wait until the container is healthy (with a health check) or running (without one).
-fn wait_ready(
-    docker: &GuestDocker,
-    stack: &StackFile,
-    service: &Service,
-    plan: &ContainerPlan,
-    spec: &ServiceSpec,
-) -> Result<ContainerInspectResponse> {
-    let patience = container::health_deadline(spec);
-    let deadline = patience
-        .and_then(|p| Instant::now().checked_add(p))
-        .ok_or_else(|| {
-            stack.error_at(
-                service,
-                "its health check would be waited on for longer than time can count",
-                "keep healthcheck durations at most 1h and retries at most 1000",
-            )
-        })?;
-    loop {
-        let c = inspect(docker, &plan.name)?
-            .ok_or_else(|| Error::failed(format!("container {} disappeared", plan.name)))?;
-        let state = c.state.clone().unwrap_or_default();
-        let health = state.health.as_ref().and_then(|h| h.status);
-        if state.running != Some(true) {
-            return Err(stack.error_at(
-                service,
-                format!(
-                    "{} stopped (exit code {})",
-                    plan.name,
-                    state.exit_code.unwrap_or(-1)
-                ),
-                "see `strata logs STACK SERVICE` for what it said",
-            ));
-        }
-        match (plan.has_healthcheck, health) {
-            (false, _) | (true, Some(HealthStatusEnum::HEALTHY)) => return Ok(c),
-            (true, Some(HealthStatusEnum::UNHEALTHY)) => {
-                return Err(stack.error_at(
-                    service,
-                    format!("{} is unhealthy: {}", plan.name, last_probe(&c)),
-                    "its health check fails; see `strata logs STACK SERVICE`",
-                ))
-            }
-            _ if Instant::now() > deadline => {
-                return Err(stack.error_at(
-                    service,
-                    format!(
-                        "{} did not turn healthy in {}s: {}",
-                        plan.name,
-                        patience.unwrap_or_default().as_secs(),
-                        last_probe(&c)
-                    ),
-                    "its health check never passed; see `strata logs STACK SERVICE`",
-                ))
-            }
-            _ => std::thread::sleep(Duration::from_millis(250)),
-        }
-    }
-}
-
-fn last_probe(c: &ContainerInspectResponse) -> String {
-    c.state
-        .as_ref()
-        .and_then(|s| s.health.as_ref())
-        .and_then(|h| h.log.as_ref())
-        .and_then(|log| log.last())
-        .map(|r| {
-            format!(
-                "last probe exit {}: {}",
-                r.exit_code.unwrap_or(-1),
-                r.output.as_deref().unwrap_or("").trim()
-            )
-        })
-        .unwrap_or_else(|| "no probe has finished yet".into())
-}
-
-fn is_current(current: Option<&ContainerInspectResponse>, plan: &ContainerPlan) -> bool {
-    current.is_some_and(|c| {
-        same_config(c, plan) && c.state.as_ref().and_then(|s| s.running) == Some(true)
-    })
-}
-
-fn same_config(c: &ContainerInspectResponse, plan: &ContainerPlan) -> bool {
-    carries_config(c.config.as_ref().and_then(|cfg| cfg.labels.as_ref()), plan)
-}
-
-/// A container's labels carry the plan's config hash: it was created from this request.
-fn carries_config(labels: Option<&HashMap<String, String>>, plan: &ContainerPlan) -> bool {
-    labels.and_then(|l| l.get(LABEL_CONFIG)) == Some(&plan.config_hash)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use bollard::models::{ContainerConfig, ContainerState};
-
-    fn plan() -> ContainerPlan {
-        ContainerPlan {
-            service: "web".into(),
-            name: "shop-web".into(),
-            body: Default::default(),
-            more_networks: Vec::new(),
-            config_hash: "abc".into(),
-            has_healthcheck: false,
-        }
-    }
-
-    fn container(labels: &[(&str, &str)], running: bool) -> ContainerInspectResponse {
-        ContainerInspectResponse {
-            config: Some(ContainerConfig {
-                labels: Some(
-                    labels
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect(),
-                ),
-                ..Default::default()
-            }),
-            state: Some(ContainerState {
-                running: Some(running),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn a_container_by_the_stacks_name_that_it_did_not_make_is_left_alone() {
-        let p = plan();
-        for foreign in [
-            container(&[], true),
-            container(&[(LABEL_CONFIG, "old")], false),
-            container(&[(LABEL_STACK, "other"), (LABEL_CONFIG, "abc")], true),
-        ] {
-            let err = step_for(Some(&foreign), &p, "shop").unwrap_err();
-            assert!(
-                err.message()
-                    .starts_with("container shop-web exists but stack 'shop' did not make it"),
-                "{err}"
-            );
-        }
-        let ours = |config: &str, running| {
-            container(&[(LABEL_STACK, "shop"), (LABEL_CONFIG, config)], running)
-        };
-        assert_eq!(step_for(None, &p, "shop").unwrap(), Step::Create);
-        assert_eq!(
-            step_for(Some(&ours("abc", true)), &p, "shop").unwrap(),
-            Step::Unchanged
-        );
-        assert_eq!(
-            step_for(Some(&ours("abc", false)), &p, "shop").unwrap(),
-            Step::Start
-        );
-        assert_eq!(
-            step_for(Some(&ours("old", true)), &p, "shop").unwrap(),
-            Step::Recreate
-        );
-    }
 }

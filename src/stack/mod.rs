@@ -9,12 +9,15 @@ pub mod container;
 pub mod context;
 pub mod file;
 pub mod images;
+pub mod launch;
 pub mod objects;
 pub mod order;
 pub mod resolve;
 pub mod status;
+pub mod survey;
 
-pub use apply::{up, UpOptions, UpReport};
+pub use apply::{converge, UpOptions, UpReport};
 pub use file::StackFile;
-pub use resolve::validate;
+pub use resolve::{resolve, validate};
 pub use status::{down, logs, ps, DownReport};
+pub use survey::survey;

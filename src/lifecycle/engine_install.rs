@@ -1,0 +1,37 @@
+//! `engine install`, top-down: read the guest and plan (everything that can refuse does so
+//! here, before the guest changes), then data disk, storage, packages, daemon.json and
+//! dockerd, the guest's record, and verification through the Docker API. Each step is skipped
+//! when already as intended, so a re-run converges and an interrupted run continues.
+
+use crate::engine::install::{self, InstallReport, InstallRequest};
+use crate::error::Result;
+use crate::guest::{ssh, Route};
+use crate::progress::Progress;
+use crate::state::Paths;
+use crate::vm::Libvirt;
+use std::time::Duration;
+
+/// Install (or converge, or only verify) Docker in `vm`.
+pub fn install(
+    lv: &Libvirt,
+    paths: &Paths,
+    vm: &str,
+    req: &InstallRequest,
+    progress: &Progress,
+) -> Result<InstallReport> {
+    let route = Route::of_vm(lv, paths, vm)?;
+    progress.stage("reading the guest");
+    let session = ssh::connect(&route, Duration::from_secs(15))?;
+    progress.stage("planning");
+    let plan = install::plan(lv, paths, &session, vm, req)?;
+    let mut changes = Vec::new();
+    changes.extend(plan.attach_data_disk(lv, paths, vm, progress)?);
+    changes.extend(plan.prepare_storage(&session, progress)?);
+    changes.extend(plan.install_packages(lv, paths, vm, &session, progress)?);
+    progress.stage("configuring dockerd");
+    changes.extend(plan.configure_dockerd(&session)?);
+    plan.write_record(&session, req)?;
+    progress.stage("verifying through the Docker API");
+    let observed = plan.verify(&route, session, vm)?;
+    Ok(plan.report(vm, changes, observed, progress.stage_times()))
+}

@@ -1,0 +1,52 @@
+//! `strata up`, top-down: render the stack, look at what its VM already runs, and when
+//! anything must change run the preflight checks for the host and that VM first, then
+//! converge (stack rolls back what it made if that fails). One `up` of a stack at a time: a
+//! second waits for the first, then finds the stack as the first left it.
+
+use super::checks;
+use crate::check::report::Report;
+use crate::error::Result;
+use crate::guest::docker::GuestDocker;
+use crate::guest::Route;
+use crate::progress::Progress;
+use crate::stack::{self, StackFile, UpOptions, UpReport};
+use crate::state::Paths;
+use crate::vm::Libvirt;
+
+/// What `up` did, and the preflight report when the checks ran (only when something had to
+/// change).
+pub struct StackUp {
+    pub report: UpReport,
+    pub checks: Option<Report>,
+}
+
+/// Bring `stack` up in its VM.
+pub fn up(
+    lv: &Libvirt,
+    paths: &Paths,
+    file: &StackFile,
+    options: UpOptions,
+    progress: &Progress,
+) -> Result<StackUp> {
+    let resolved = stack::resolve(file)?;
+    let key = format!("stack {} in VM {}", file.name, file.vm);
+    let waiting = || progress.println(&format!("strata: waiting for another `strata up` of {key}"));
+    paths.with_named_lock(&key, &waiting, || {
+        let route = Route::of_vm(lv, paths, &file.vm)?;
+        let docker = GuestDocker::connect(&route)?;
+        let survey = stack::survey(&docker, file, &resolved)?;
+        if let Some(rows) = survey.unchanged() {
+            return Ok(StackUp {
+                report: UpReport::unchanged(file, rows),
+                checks: None,
+            });
+        }
+        // Something will be launched: the checks first.
+        let checks = checks::preflight(lv, paths, &file.vm, options.force)?;
+        let report = stack::converge(&docker, file, &resolved, survey, options.keep_failed)?;
+        Ok(StackUp {
+            report,
+            checks: Some(checks),
+        })
+    })
+}
