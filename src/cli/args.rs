@@ -298,17 +298,11 @@ mod tests {
         ])
         .unwrap();
         match cli.command {
-            Command::Vm(crate::cli::vm::VmCommand::Create {
-                cpus,
-                memory,
-                disk,
-                ssh_timeout,
-                ..
-            }) => {
-                assert_eq!(cpus, Some(2));
-                assert_eq!(memory.as_deref(), Some("1G"));
-                assert_eq!(disk.as_deref(), Some("10GiB"));
-                assert_eq!(ssh_timeout, 300, "the default goes through the parser too");
+            Command::Vm(crate::cli::vm::VmCommand::Create(args)) => {
+                assert_eq!(args.cpus, Some(2));
+                assert_eq!(args.memory.as_deref(), Some("1G"));
+                assert_eq!(args.disk.as_deref(), Some("10GiB"));
+                assert_eq!(args.ssh_timeout, 300, "the default goes through the parser too");
             }
             other => panic!("{other:?}"),
         }

@@ -73,8 +73,21 @@ pub struct Env {
 }
 
 impl Env {
+    /// libvirt, after finishing what an interrupted run left (a create rolled back, a destroy
+    /// carried through): every command that reaches libvirt does this first, so nothing an
+    /// interrupted run made outlives the next strata command.
     pub fn libvirt(&self) -> Result<Libvirt> {
-        Libvirt::open(&self.uri)
+        let lv = Libvirt::open(&self.uri)?;
+        match crate::lifecycle::recover_abandoned(&lv, &self.paths) {
+            Ok(finished) => {
+                for vm in finished {
+                    crate::errln!("strata: finished what an interrupted run left of '{vm}'");
+                }
+            }
+            // Said, not fatal: this command may not touch that VM, and the next one retries.
+            Err(e) => crate::errln!("strata: note: {e}"),
+        }
+        Ok(lv)
     }
 }
 

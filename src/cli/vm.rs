@@ -2,46 +2,19 @@
 
 use crate::cli::{args, output, Env, OutputFormat};
 use crate::error::{Error, Result};
-use crate::guest::ssh;
+use crate::guest::{ssh, Route};
 use crate::host::accel::AccelRequest;
-use crate::lifecycle::{self, CreateRequest};
+use crate::lifecycle::{self, Action, CreateRequest};
 use crate::outln;
 use crate::progress::Progress;
-use crate::vm::domain;
+use crate::vm::{domain, Libvirt};
 use clap::Subcommand;
 use std::time::Duration;
 
 #[derive(Debug, Subcommand)]
 pub enum VmCommand {
     /// Clone a VM from a template, boot it and wait until SSH answers
-    Create {
-        name: String,
-        #[arg(long, short = 't')]
-        template: String,
-        /// virtual CPUs (default: the template's)
-        #[arg(long, value_parser = args::cpus, allow_hyphen_values = true)]
-        cpus: Option<u32>,
-        /// with a unit, e.g. 1G, 512M (default: the template's)
-        #[arg(long, value_parser = args::size_text, allow_hyphen_values = true)]
-        memory: Option<String>,
-        /// with a unit, e.g. 10G (default: the template's); thin, grows as the guest writes
-        #[arg(long, value_parser = args::size_text, allow_hyphen_values = true)]
-        disk: Option<String>,
-        /// libvirt network to attach to
-        #[arg(long, default_value = "strata")]
-        net: String,
-        /// kvm, tcg, or auto (kvm only when usable by qemu and the CPU has vmx/svm)
-        #[arg(long, value_enum, default_value = "auto")]
-        accel: AccelRequest,
-        /// seconds to wait for SSH
-        #[arg(long, default_value = "300", value_parser = args::seconds, allow_hyphen_values = true)]
-        ssh_timeout: u64,
-        /// return once the VM is started, without waiting for SSH
-        #[arg(long)]
-        no_wait: bool,
-        #[arg(long, value_enum, default_value = "table")]
-        output: OutputFormat,
-    },
+    Create(CreateArgs),
     /// Show the VMs strata made
     List {
         #[arg(long, value_enum, default_value = "table")]
@@ -81,94 +54,55 @@ pub enum VmCommand {
     Destroy { name: String },
 }
 
+/// `vm create`'s flags.
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    pub(super) name: String,
+    #[arg(long, short = 't')]
+    pub(super) template: String,
+    /// virtual CPUs (default: the template's)
+    #[arg(long, value_parser = args::cpus, allow_hyphen_values = true)]
+    pub(super) cpus: Option<u32>,
+    /// with a unit, e.g. 1G, 512M (default: the template's)
+    #[arg(long, value_parser = args::size_text, allow_hyphen_values = true)]
+    pub(super) memory: Option<String>,
+    /// with a unit, e.g. 10G (default: the template's); thin, grows as the guest writes
+    #[arg(long, value_parser = args::size_text, allow_hyphen_values = true)]
+    pub(super) disk: Option<String>,
+    /// libvirt network to attach to
+    #[arg(long, default_value = "strata")]
+    pub(super) net: String,
+    /// kvm, tcg, or auto (kvm only when usable by qemu and the CPU has vmx/svm)
+    #[arg(long, value_enum, default_value = "auto")]
+    pub(super) accel: AccelRequest,
+    /// seconds to wait for SSH
+    #[arg(long, default_value = "300", value_parser = args::seconds, allow_hyphen_values = true)]
+    pub(super) ssh_timeout: u64,
+    /// return once the VM is started, without waiting for SSH
+    #[arg(long)]
+    pub(super) no_wait: bool,
+    #[arg(long, value_enum, default_value = "table")]
+    pub(super) output: OutputFormat,
+}
+
 pub fn run(env: &Env, cmd: VmCommand) -> Result<i32> {
     let lv = env.libvirt()?;
     match cmd {
-        VmCommand::Create {
-            name,
-            template,
-            cpus,
-            memory,
-            disk,
-            net,
-            accel,
-            ssh_timeout,
-            no_wait,
-            output: format,
-        } => {
-            // The create polls for Ctrl-C so that it can roll back.
-            crate::interrupt::install();
-            let req = CreateRequest {
-                name: name.clone(),
-                template,
-                cpus,
-                memory,
-                disk,
-                network: net,
-                accel,
-                ssh_timeout: (!no_wait).then(|| Duration::from_secs(ssh_timeout)),
-            };
-            let progress = Progress::new(&format!("vm {name}"));
-            let created = lifecycle::create(&lv, &env.paths, &req, &progress)?;
-            drop(progress);
-            if format == OutputFormat::Json {
-                outln!("{}", serde_json::to_string_pretty(&created)?);
-            } else {
-                outln!(
-                    "created {} at {} ({}: {})",
-                    created.name,
-                    created.ip,
-                    created.accel.as_str(),
-                    created.accel_reason
-                );
-                for s in &created.stages {
-                    outln!("  {:<16} {:>6.2}s", s.stage, s.seconds);
-                }
-                if no_wait {
-                    outln!("started; not waiting for SSH (--no-wait)");
-                } else {
-                    outln!("log in with: strata vm ssh {}", created.name);
-                }
-            }
-            Ok(0)
-        }
-        VmCommand::List { output: format } => {
-            let vms = domain::list(&lv.conn)?;
-            output::print(
-                format,
-                &vms,
-                &[
-                    "VM", "STATE", "IP", "TEMPLATE", "ACCEL", "CPUS", "MEMORY", "NETWORK",
-                ],
-                |v| {
-                    vec![
-                        v.name.clone(),
-                        v.state.clone(),
-                        v.record.ip.to_string(),
-                        v.record.template.clone(),
-                        v.record.accel.as_str().to_string(),
-                        v.cpus.to_string(),
-                        format!("{} MiB", v.memory_mib),
-                        v.record.network.clone(),
-                    ]
-                },
-            )?;
-            Ok(0)
-        }
+        VmCommand::Create(args) => create(env, &lv, args),
+        VmCommand::List { output } => list(env, &lv, output),
         VmCommand::Ssh { name, command } => {
-            let target = crate::guest::Route::of_vm(&lv, &env.paths, &name)?;
+            let route = Route::of_vm(&lv, &env.paths, &name)?;
             if command.is_empty() {
-                interactive(env, &name, &target)
+                interactive(env, &name, &route)
             } else {
-                let session = ssh::connect(&target, Duration::from_secs(15))?;
-                let out = ssh::exec(&session, &shell_join(&command), true)?;
-                Ok(out.status)
+                let session = ssh::connect(&route, Duration::from_secs(15))?;
+                Ok(ssh::exec(&session, &shell_join(&command), true)?.status)
             }
         }
         VmCommand::Forward { name, ports, to } => {
             let (local, remote) = ports;
-            let target = crate::guest::Route::of_vm(&lv, &env.paths, &name)?;
-            let forward = crate::guest::forward::Forward::open(&target, local, &to, remote)?;
+            let route = Route::of_vm(&lv, &env.paths, &name)?;
+            let forward = crate::guest::forward::Forward::open(&route, local, &to, remote)?;
             outln!(
                 "forwarding http://{} → {to}:{remote} in {name} over SSH; Ctrl-C to stop",
                 forward.local
@@ -179,39 +113,131 @@ pub fn run(env: &Env, cmd: VmCommand) -> Result<i32> {
         VmCommand::Stop { name, timeout } => {
             let (dom, _) = domain::lookup(&lv.conn, &name)?;
             let clean = domain::stop(&dom, Duration::from_secs(timeout))?;
-            outln!(
-                "stopped {name}{}",
-                if clean {
-                    ""
-                } else {
-                    " (powered off after the timeout)"
-                }
-            );
+            let how = if clean {
+                ""
+            } else {
+                " (powered off after the timeout)"
+            };
+            outln!("stopped {name}{how}");
             Ok(0)
         }
-        VmCommand::Start { name, ssh_timeout } => {
-            crate::interrupt::install();
-            let (dom, _) = domain::lookup(&lv.conn, &name)?;
-            domain::start(&dom)?;
-            let target = crate::guest::Route::of_vm(&lv, &env.paths, &name)?;
-            let progress = Progress::new(&format!("vm {name}"));
-            progress.stage("boot-to-ssh");
-            lifecycle::wait_until_ready(
-                &dom,
-                &target,
-                Duration::from_secs(ssh_timeout),
-                &progress,
-            )?;
-            progress.finish();
-            outln!("started {name}; SSH answers at {}", target.addr.ip());
-            Ok(0)
-        }
+        VmCommand::Start { name, ssh_timeout } => start(env, &lv, &name, ssh_timeout),
         VmCommand::Destroy { name } => {
             lifecycle::destroy(&lv, &env.paths, &name)?;
             outln!("destroyed {name}");
             Ok(0)
         }
     }
+}
+
+fn create(env: &Env, lv: &Libvirt, args: CreateArgs) -> Result<i32> {
+    // The create polls for Ctrl-C so that it can roll back.
+    crate::interrupt::install();
+    let req = CreateRequest {
+        name: args.name.clone(),
+        template: args.template,
+        cpus: args.cpus,
+        memory: args.memory,
+        disk: args.disk,
+        network: args.net,
+        accel: args.accel,
+        ssh_timeout: (!args.no_wait).then(|| Duration::from_secs(args.ssh_timeout)),
+    };
+    let progress = Progress::new(&format!("vm {}", args.name));
+    let created = lifecycle::create(lv, &env.paths, &req, &progress)?;
+    drop(progress);
+    if args.output == OutputFormat::Json {
+        outln!("{}", serde_json::to_string_pretty(&created)?);
+        return Ok(0);
+    }
+    outln!(
+        "created {} at {} ({}: {})",
+        created.name,
+        created.ip,
+        created.accel.as_str(),
+        created.accel_reason
+    );
+    for s in &created.stages {
+        outln!("  {:<16} {:>6.2}s", s.stage, s.seconds);
+    }
+    if args.no_wait {
+        outln!("started; not waiting for SSH (--no-wait)");
+    } else {
+        outln!("log in with: strata vm ssh {}", created.name);
+    }
+    Ok(0)
+}
+
+/// A row of `vm list`: a VM strata made, or what is left of a create or destroy that has not
+/// finished (a `vm destroy NAME` finishes it).
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum Listed {
+    Vm(domain::VmInfo),
+    Unfinished {
+        name: String,
+        state: String,
+        pid: u32,
+    },
+}
+
+fn list(env: &Env, lv: &Libvirt, format: OutputFormat) -> Result<i32> {
+    let vms = domain::list(&lv.conn)?;
+    let unfinished: Vec<Listed> = lifecycle::pending(&env.paths)
+        .into_iter()
+        // A running create's VM is listed as itself once it is defined.
+        .filter(|p| !vms.iter().any(|vm| vm.name == p.vm))
+        .map(|p| Listed::Unfinished {
+            state: match (p.action, p.running) {
+                (Action::Create, true) => "being created",
+                (Action::Create, false) => "abandoned create (vm destroy finishes it)",
+                (Action::Destroy, true) => "being destroyed",
+                (Action::Destroy, false) => "destroy unfinished (vm destroy finishes it)",
+            }
+            .to_string(),
+            name: p.vm,
+            pid: p.pid,
+        })
+        .collect();
+    let rows: Vec<Listed> = vms.into_iter().map(Listed::Vm).chain(unfinished).collect();
+    output::print(
+        format,
+        &rows,
+        &[
+            "VM", "STATE", "IP", "TEMPLATE", "ACCEL", "CPUS", "MEMORY", "NETWORK",
+        ],
+        |row| match row {
+            Listed::Vm(v) => vec![
+                v.name.clone(),
+                v.state.clone(),
+                v.record.ip.to_string(),
+                v.record.template.clone(),
+                v.record.accel.as_str().to_string(),
+                v.cpus.to_string(),
+                format!("{} MiB", v.memory_mib),
+                v.record.network.clone(),
+            ],
+            Listed::Unfinished { name, state, pid } => {
+                let mut cells = vec![name.clone(), format!("{state}, pid {pid}")];
+                cells.resize(8, "-".to_string());
+                cells
+            }
+        },
+    )?;
+    Ok(0)
+}
+
+fn start(env: &Env, lv: &Libvirt, name: &str, ssh_timeout: u64) -> Result<i32> {
+    crate::interrupt::install();
+    let (dom, _) = domain::lookup(&lv.conn, name)?;
+    domain::start(&dom)?;
+    let route = Route::of_vm(lv, &env.paths, name)?;
+    let progress = Progress::new(&format!("vm {name}"));
+    progress.stage("boot-to-ssh");
+    lifecycle::wait_until_ready(&dom, &route, Duration::from_secs(ssh_timeout), &progress)?;
+    progress.finish();
+    outln!("started {name}; SSH answers at {}", route.addr.ip());
+    Ok(0)
 }
 
 /// Quote arguments for the remote shell so `-- ls "a b"` means what it says.
@@ -237,7 +263,7 @@ fn shell_join(args: &[String]) -> String {
 
 /// An interactive login through the system OpenSSH client, with the same key and the same
 /// pinned host key (a terminal needs what OpenSSH does well: PTY, escapes, window size).
-fn interactive(env: &Env, name: &str, target: &crate::guest::Route) -> Result<i32> {
+fn interactive(env: &Env, name: &str, target: &Route) -> Result<i32> {
     let status = std::process::Command::new("ssh")
         .arg("-i")
         .arg(&target.key)
