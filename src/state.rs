@@ -4,7 +4,7 @@
 
 use crate::error::{Context, Error, Result};
 use std::fs;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The directories strata owns on this host.
@@ -136,6 +136,53 @@ impl Paths {
     }
 }
 
+/// A folder only its owner (root) can enter, made for one job and removed with it: where a
+/// seed is assembled or apt is given a copy of a guest's package database. Its name is
+/// unpredictable and it is made with mkdir (never reused), under strata's own folders, so no
+/// other user can plant it, or a link in it, first.
+#[derive(Debug)]
+pub struct PrivateDir(PathBuf);
+
+impl PrivateDir {
+    /// A new private folder named `purpose-RANDOM` in `parent` (made when missing).
+    pub fn new_in(parent: &Path, purpose: &str) -> Result<PrivateDir> {
+        use rand_core::RngCore;
+        fs::create_dir_all(parent).context(format!("creating {}", parent.display()))?;
+        let mut last = None;
+        for _ in 0..8 {
+            let path = parent.join(format!("{purpose}-{:016x}", rand_core::OsRng.next_u64()));
+            match fs::DirBuilder::new().mode(0o700).create(&path) {
+                Ok(()) => return Ok(PrivateDir(path)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+                Err(e) => {
+                    return Err(Error::from(e).context(format!("creating {}", path.display())))
+                }
+            }
+        }
+        Err(Error::failed(format!(
+            "no free private folder name in {} ({last:?})",
+            parent.display()
+        )))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Paths {
+    /// A private folder for one job under strata's state folder.
+    pub fn private_dir(&self, purpose: &str) -> Result<PrivateDir> {
+        PrivateDir::new_in(&self.state.join("tmp"), purpose)
+    }
+}
+
 /// Write a file only its owner can read (private keys).
 pub fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
     use std::io::Write;
@@ -161,5 +208,30 @@ pub fn remove_dir_if_present(dir: &Path) -> Result<()> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::from(e).context(format!("removing {}", dir.display()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn private_folders_are_new_unpredictable_and_closed() {
+        let parent = std::env::temp_dir().join(format!("strata-private-{}", std::process::id()));
+        let a = PrivateDir::new_in(&parent, "seed").unwrap();
+        let b = PrivateDir::new_in(&parent, "seed").unwrap();
+        assert_ne!(a.path(), b.path());
+        let name = a.path().file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            name.starts_with("seed-") && name.len() == "seed-".len() + 16,
+            "{name}"
+        );
+        assert_eq!(std::fs::metadata(a.path()).unwrap().mode() & 0o777, 0o700);
+        let kept = a.path().to_path_buf();
+        drop(a);
+        assert!(!kept.exists(), "removed with its job");
+        drop(b);
+        std::fs::remove_dir_all(&parent).unwrap();
     }
 }

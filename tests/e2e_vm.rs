@@ -23,6 +23,30 @@ fn template_sha(paths: &Paths) -> String {
     actual
 }
 
+/// Read the command lines of the qemu processes of `vms` until `create` ends, failing when one
+/// holds a private key; returns how many command lines were read.
+fn watch_qemu_command_lines(create: &mut std::process::Child, vms: &[&str]) -> usize {
+    let mut seen = 0;
+    while create.try_wait().unwrap().is_none() {
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
+            let line = String::from_utf8_lossy(&raw).replace('\0', " ");
+            if !line.contains("qemu-system") || !vms.iter().any(|vm| line.contains(vm)) {
+                continue;
+            }
+            seen += 1;
+            assert!(
+                !line.contains("PRIVATE KEY") && !line.contains("strata.host_key="),
+                "a private host key on qemu's command line: {line}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    seen
+}
+
 fn vm_json(name: &str) -> serde_json::Value {
     let list: serde_json::Value =
         serde_json::from_str(&ok(&["vm", "list", "--output", "json"])).unwrap();
@@ -54,7 +78,10 @@ fn two_vms_boot_talk_and_leave_nothing_behind() {
     cleanup.vms = vec![a.clone(), b.clone()];
 
     // Both at once: creates must not serialise each other.
-    let (ca, cb) = (spawn_create(&a, &net), spawn_create(&b, &net));
+    let (mut ca, cb) = (spawn_create(&a, &net), spawn_create(&b, &net));
+    // While they boot, no process shows the guests' private host keys to local users.
+    let seen = watch_qemu_command_lines(&mut ca, &[&a, &b]);
+    assert!(seen > 0, "never saw the qemu of {a} or {b} running");
     for (name, out) in [(&a, wait_output(ca)), (&b, wait_output(cb))] {
         assert!(
             out.status.success(),
@@ -77,8 +104,15 @@ fn two_vms_boot_talk_and_leave_nothing_behind() {
         "first-boot data missing: {inactive}"
     );
     assert!(
-        !inactive.contains("strata.host_key="),
+        !inactive.contains("strata.host_key=") && !inactive.contains("PRIVATE KEY"),
         "private host key left in the domain XML"
+    );
+    let handover: Vec<_> = std::fs::read_dir(paths.state.join("handover"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(
+        handover.iter().all(|p| !p.display().to_string().contains("e2e-")),
+        "host key files outlived the start: {handover:?}"
     );
     let (va, vb) = (vm_json(&a), vm_json(&b));
     let ip_a = va["ip"].as_str().unwrap().to_string();
@@ -371,11 +405,24 @@ fn imported_cloud_image_boots_with_a_nocloud_seed() {
         "600",
     ]);
     assert_eq!(ok(&["vm", "ssh", &vm, "--", "hostname"]).trim(), vm);
-    assert!(paths.pool_dir().join(format!("vm-{vm}-seed.img")).exists());
+    let seed = paths.pool_dir().join(format!("vm_{vm}_seed.img"));
+    assert!(seed.exists());
+    // The seed names the login key and the public host key, never the private one: that
+    // went through fw_cfg, from a file deleted once QEMU had started.
+    let user_data = Command::new("mtype")
+        .arg("-i")
+        .arg(&seed)
+        .arg("::user-data")
+        .output()
+        .unwrap();
+    assert!(user_data.status.success(), "reading the seed with mtype");
+    let user_data = String::from_utf8_lossy(&user_data.stdout);
+    assert!(user_data.contains("ssh_authorized_keys"), "{user_data}");
+    assert!(!user_data.contains("PRIVATE KEY"), "{user_data}");
     ok(&["vm", "destroy", &vm]);
     assert_gone(&lv, &paths, &vm, &net);
     assert!(
-        !paths.pool_dir().join(format!("vm-{vm}-seed.img")).exists(),
+        !seed.exists(),
         "seed left behind"
     );
     cleanup.close();

@@ -172,6 +172,23 @@ fn create_then_destroy_leaves_only_the_template() {
         dom_xml.contains("strata.hostname=a"),
         "SMBIOS first-boot data missing"
     );
+    // The guest's private host key is in no definition and no file once the VM started.
+    let dom = lv.conn.lookup_domain_by_name("a").unwrap();
+    for flags in [0, virt::sys::VIR_DOMAIN_XML_INACTIVE] {
+        let xml = dom.xml_desc(flags).unwrap();
+        assert!(!xml.contains("PRIVATE KEY"), "{xml}");
+        assert!(!xml.contains("host_key="), "{xml}");
+    }
+    // The running domain names the file QEMU read at its start; the next start has none.
+    let inactive = dom.xml_desc(virt::sys::VIR_DOMAIN_XML_INACTIVE).unwrap();
+    assert!(
+        !inactive.contains("fwcfg"),
+        "the handover outlived the start: {inactive}"
+    );
+    let handover: Vec<_> = std::fs::read_dir(paths.state.join("handover"))
+        .unwrap()
+        .collect();
+    assert!(handover.is_empty(), "{handover:?}");
     assert!(
         dom_xml.contains("tb-cache"),
         "TCG domains need the tb-cache limit"

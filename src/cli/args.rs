@@ -302,7 +302,10 @@ mod tests {
                 assert_eq!(args.cpus, Some(2));
                 assert_eq!(args.memory.as_deref(), Some("1G"));
                 assert_eq!(args.disk.as_deref(), Some("10GiB"));
-                assert_eq!(args.ssh_timeout, 300, "the default goes through the parser too");
+                assert_eq!(
+                    args.ssh_timeout, 300,
+                    "the default goes through the parser too"
+                );
             }
             other => panic!("{other:?}"),
         }

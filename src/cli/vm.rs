@@ -234,7 +234,14 @@ fn start(env: &Env, lv: &Libvirt, name: &str, ssh_timeout: u64) -> Result<i32> {
     let route = Route::of_vm(lv, &env.paths, name)?;
     let progress = Progress::new(&format!("vm {name}"));
     progress.stage("boot-to-ssh");
-    lifecycle::wait_until_ready(&dom, &route, Duration::from_secs(ssh_timeout), &progress)?;
+    let restart = || domain::start(&dom);
+    lifecycle::wait_until_ready(
+        &dom,
+        &route,
+        Duration::from_secs(ssh_timeout),
+        &progress,
+        &restart,
+    )?;
     progress.finish();
     outln!("started {name}; SSH answers at {}", route.addr.ip());
     Ok(0)

@@ -7,6 +7,7 @@
 //! Debian release, so other releases are refused. Pushing and installing is done elsewhere.
 
 use crate::error::{Context, Error, Result};
+use crate::state::PrivateDir;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -151,8 +152,12 @@ pub fn prepare(cache_dir: &Path, req: &BundleRequest) -> Result<Bundle> {
 
     std::fs::create_dir_all(cache_dir.join("partial"))
         .context(format!("creating {}", cache_dir.display()))?;
-    let admin = AdminDir::create(req.guest_status)?;
-    let args = apt_args(req.release, &admin.0, cache_dir);
+    // apt takes its dpkg locks next to the status file it is given, so concurrent prepares
+    // must not share one: each gets a private folder with a copy of the guest's status.
+    let admin = PrivateDir::new_in(&cache_dir.join("work"), "apt-admin")?;
+    std::fs::write(admin.path().join("status"), req.guest_status)
+        .context("writing the guest's dpkg status")?;
+    let args = apt_args(req.release, admin.path(), cache_dir);
     let sim = run(Command::new("apt-get").args(&args).arg("-s").args(&wanted))?;
     let plan = parse_simulation(&String::from_utf8_lossy(&sim.stdout));
     let engine_version = plan
@@ -211,27 +216,6 @@ fn apt_args(release: &str, admin: &Path, cache_dir: &Path) -> Vec<String> {
         "-o".into(),
         format!("Dir::Cache::archives={}", cache_dir.display()),
     ]
-}
-
-/// A private directory for the copy of the guest's status: apt takes its dpkg locks next to the
-/// status file it is given, so concurrent prepares must not share one. Removed on drop.
-struct AdminDir(PathBuf);
-
-impl AdminDir {
-    fn create(status: &str) -> Result<AdminDir> {
-        let dir = std::env::temp_dir().join(format!("strata-bundle-{}", unique_suffix()));
-        std::fs::create_dir_all(&dir).context(format!("creating {}", dir.display()))?;
-        let admin = AdminDir(dir);
-        std::fs::write(admin.0.join("status"), status)
-            .context("writing the guest's dpkg status")?;
-        Ok(admin)
-    }
-}
-
-impl Drop for AdminDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Run an apt tool; a failure names the command and quotes apt's last lines.

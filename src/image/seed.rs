@@ -3,15 +3,16 @@
 
 use crate::command::run_logged;
 use crate::error::{Error, Result};
+use crate::state::Paths;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-/// Write a seed disk at `path`. It carries the guest's SSH host private key: mode 0600.
-pub fn build_seed(path: &Path, user_data: &str, meta_data: &str) -> Result<()> {
-    let dir = std::env::temp_dir().join(format!("strata-seed-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+/// Write a seed disk at `path` (mode 0600: it names the VM's login key and host). It is
+/// assembled in a private folder of strata's own, never in a shared /tmp.
+pub fn build_seed(paths: &Paths, path: &Path, user_data: &str, meta_data: &str) -> Result<()> {
+    let work = paths.private_dir("seed")?;
+    let dir = work.path();
     let result = (|| {
         let user = dir.join("user-data");
         let meta = dir.join("meta-data");
@@ -40,6 +41,6 @@ pub fn build_seed(path: &Path, user_data: &str, meta_data: &str) -> Result<()> {
             "copying user-data and meta-data into the seed (mcopy)",
         )
     })();
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(work);
     result.map_err(|e: Error| e.with_hint("./scripts/setup installs dosfstools and mtools"))
 }

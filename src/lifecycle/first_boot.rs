@@ -1,17 +1,23 @@
 //! What a new guest is told at first boot, without ISO tools: its keys (a login key strata
 //! keeps and a host key strata pins before first contact), the domain spec rendered from the
-//! template (with SMBIOS OEM strings for strata's own templates) and, for cloud images, a
-//! cloud-init NoCloud seed. Both carry the hostname, the login key and the host key to pin.
+//! template (public values in SMBIOS OEM strings for strata's own templates) and, for cloud
+//! images, a cloud-init NoCloud seed (hostname and login key).
+//!
+//! The guest's private host key is the one secret: it never goes on QEMU's command line, into
+//! the domain XML or into the seed. It waits in a file only root can read (libvirt hands it to
+//! qemu's user), in a folder only root can list, under an unpredictable name; QEMU reads it
+//! into a fw_cfg blob when it starts, and strata deletes the file and redefines the domain
+//! without it right after the start, on every path (waiting for SSH or not).
 
 use super::create_plan::CreatePlan;
 use super::vm_create::CreateRequest;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::guest::{keys, route};
 use crate::host::accel::Accel;
 use crate::state::{write_private, Paths};
 use crate::template;
 use crate::vm::record::VmRecord;
-use crate::vm::spec::DomainSpec;
+use crate::vm::spec::{DomainSpec, FwCfgFile};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -42,8 +48,36 @@ impl GuestKeys {
     }
 }
 
-/// The VM's domain spec. The host's private key rides in it only until first boot has used it
-/// (`with_private_host_key`).
+/// The fw_cfg name the guest reads its host key from (/sys/firmware/qemu_fw_cfg/by_name/...).
+pub(super) const HOST_KEY_FW_CFG: &str = "opt/strata/host_key";
+
+/// Where a new VM's private host key waits for QEMU: an unpredictable name in a folder only
+/// root can list (mode 0711: qemu's user may pass through to the one file libvirt hands it).
+pub(super) fn host_key_handover(paths: &Paths, vm: &str) -> Result<PathBuf> {
+    use rand_core::RngCore;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = paths.state.join("handover");
+    paths.ensure_dir(&dir)?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))?;
+    Ok(dir.join(format!("{vm}-{:016x}.key", rand_core::OsRng.next_u64())))
+}
+
+/// Write the private host key for QEMU: a new file (never one that is there), mode 0600.
+pub(super) fn write_host_key(path: &Path, keys: &GuestKeys) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::from(e).context(format!("writing {}", path.display())))?;
+    file.write_all(keys.host.private_openssh.as_bytes())
+        .map_err(|e| Error::from(e).context(format!("writing {}", path.display())))
+}
+
+/// The VM's domain spec. With `host_key` (the handover file of the first start) the domain
+/// hands the file to the guest through fw_cfg; without, the definition holds no trace of it.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn domain_spec(
     paths: &Paths,
@@ -53,21 +87,21 @@ pub(super) fn domain_spec(
     uuid: &str,
     disk_path: &str,
     keys: &GuestKeys,
-    with_private_host_key: bool,
+    host_key: Option<&Path>,
 ) -> Result<DomainSpec> {
-    use base64::Engine;
     let name = req.name.as_str();
-    let mut oem_strings = vec![
+    let oem_strings = vec![
         format!("strata.hostname={name}"),
         format!("strata.authorized_key={}", keys.login.public_openssh.trim()),
         format!("strata.host_key_pub={}", keys.host.public_openssh.trim()),
     ];
-    if with_private_host_key {
-        oem_strings.push(format!(
-            "strata.host_key={}",
-            base64::engine::general_purpose::STANDARD.encode(keys.host.private_openssh.as_bytes())
-        ));
-    }
+    let fw_cfg_files = host_key
+        .map(|file| FwCfgFile {
+            name: HOST_KEY_FW_CFG.to_string(),
+            file: file.display().to_string(),
+        })
+        .into_iter()
+        .collect();
     let path_text = |p: &Option<PathBuf>| {
         p.as_ref()
             .map(|p| p.display().to_string())
@@ -90,7 +124,7 @@ pub(super) fn domain_spec(
         console_log: paths.vm_dir(name).join("console.log").display().to_string(),
         seed_path: path_text(&plan.seed),
         oem_strings,
-        fw_cfg_files: Vec::new(),
+        fw_cfg_files,
         metadata: record.to_xml()?,
     })
 }
@@ -103,18 +137,25 @@ fn kernel_cmdline(boot: &template::BootSpec, accel: Accel) -> String {
     }
 }
 
-/// cloud-init NoCloud data: hostname, login key, and the host key strata pins.
-pub(super) fn write_seed(path: &Path, name: &str, uuid: &str, keys: &GuestKeys) -> Result<()> {
+/// cloud-init NoCloud data: hostname, login key, the public host key, and the command that
+/// installs the private one from fw_cfg.
+pub(super) fn write_seed(
+    paths: &Paths,
+    path: &Path,
+    name: &str,
+    uuid: &str,
+    keys: &GuestKeys,
+) -> Result<()> {
     let context = serde_json::json!({
         "name": name,
         "uuid": uuid,
         "authorized_key": keys.login.public_openssh.trim(),
-        "host_key_private": keys.host.private_openssh.trim_end(),
         "host_key_public": keys.host.public_openssh.trim(),
+        "fw_cfg_name": HOST_KEY_FW_CFG,
     });
     let user_data = template::render_str("user-data.j2", USER_DATA, &context)?;
     let meta_data = template::render_str("meta-data.j2", META_DATA, &context)?;
-    crate::image::seed::build_seed(path, &user_data, &meta_data)
+    crate::image::seed::build_seed(paths, path, &user_data, &meta_data)
 }
 
 const USER_DATA: &str = include_str!("../../libvirt-templates/cloud-init-user-data.j2");

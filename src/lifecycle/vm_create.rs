@@ -1,5 +1,5 @@
 //! `vm create`, top-down as the path the paper describes: clone -> reserve address -> keys ->
-//! (cloud-init seed) -> define -> start -> wait for SSH. Every step journals its undo on disk
+//! (cloud-init seed) -> define -> start (handing the guest its host key) -> wait for SSH. Every step journals its undo on disk
 //! *before* acting, so a failure, Ctrl-C, or even a killed process leaves nothing behind: the
 //! next strata run rolls abandoned journals back.
 
@@ -17,7 +17,9 @@ use crate::vm::record::{VmRecord, VmVolume, VolumeRole};
 use crate::vm::{alloc, domain, pool, Libvirt};
 use serde::Serialize;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
 use std::time::Duration;
+use virt::domain::Domain;
 
 /// What the user asked `vm create` for.
 #[derive(Debug, Clone)]
@@ -104,7 +106,7 @@ fn build_vm(
         progress.stage("cloud-init seed");
         interrupt::check()?;
         journal.push(Undo::File { path: seed.clone() })?;
-        first_boot::write_seed(seed, name, &uuid, &keys)?;
+        first_boot::write_seed(paths, seed, name, &uuid, &keys)?;
     }
     let record = VmRecord {
         template: plan.template.name().to_string(),
@@ -117,33 +119,40 @@ fn build_vm(
         key: paths.vm_key(name),
         volumes: plan.volumes(),
     };
-    let spec = |with_private_host_key| {
-        first_boot::domain_spec(
-            paths,
-            req,
-            plan,
-            &record,
-            &uuid,
-            &disk_path,
-            &keys,
-            with_private_host_key,
-        )
+    let template = plan.template.domain_xml_template();
+    let define = |host_key: Option<&Path>| -> Result<Domain> {
+        let spec = first_boot::domain_spec(
+            paths, req, plan, &record, &uuid, &disk_path, &keys, host_key,
+        )?;
+        domain::define(&lv.conn, &spec.render(&template)?)
     };
 
     progress.stage("define");
     interrupt::check()?;
+    let handover = first_boot::host_key_handover(paths, name)?;
+    journal.push(Undo::File {
+        path: handover.clone(),
+    })?;
     journal.push(Undo::Domain {
         name: name.to_string(),
         uuid: uuid.clone(),
     })?;
-    let dom = domain::define(
-        &lv.conn,
-        &spec(true)?.render(&plan.template.domain_xml_template())?,
-    )?;
+    // Defined without the key first: what a failed start leaves defined holds no trace of it.
+    let dom = define(None)?;
 
     progress.stage("start");
     interrupt::check()?;
-    domain::start(&dom)?;
+    // The start that hands the host key to the guest: QEMU reads the file when it starts, and
+    // on every path after that the file goes and the definition forgets it.
+    let start_with_host_key = || -> Result<()> {
+        first_boot::write_host_key(&handover, &keys)?;
+        let started = define(Some(&handover)).and_then(|dom| domain::start(&dom));
+        let removed = std::fs::remove_file(&handover)
+            .map_err(|e| Error::from(e).context(format!("removing {}", handover.display())));
+        let forgotten = define(None).map(|_| ());
+        started.and(removed).and(forgotten)
+    };
+    start_with_host_key()?;
 
     if let (Some(timeout), false) = (req.ssh_timeout, lv.is_test_driver()) {
         progress.stage("boot-to-ssh");
@@ -153,11 +162,7 @@ fn build_vm(
             key: record.key.clone(),
             pinned_host_key: keys.host.public_openssh.clone(),
         };
-        wait_until_ready(&dom, &route, timeout, progress)?;
-        // First boot has installed the host key; the next boots need no secret in the domain
-        // definition (which `virsh dumpxml` shows to anyone with libvirt access).
-        let template = plan.template.domain_xml_template();
-        domain::define(&lv.conn, &spec(false)?.render(&template)?)?;
+        wait_until_ready(&dom, &route, timeout, progress, &start_with_host_key)?;
     }
     Ok(Created {
         name: name.to_string(),
@@ -222,12 +227,13 @@ fn make_keys(paths: &Paths, name: &str, ip: Ipv4Addr, journal: &mut Journal) -> 
 
 /// Wait for SSH while the domain runs. A stop ends the wait at once, with libvirt's reason.
 /// QEMU itself dying during boot (a segfault in a TCG thread, seen once in ~80 boots with
-/// QEMU 7.2) gets one restart, reported; the disk is still the fresh clone.
+/// QEMU 7.2) gets one restart through `restart`, reported; the disk is still the fresh clone.
 pub fn wait_until_ready(
-    dom: &virt::domain::Domain,
+    dom: &Domain,
     route: &Route,
     timeout: Duration,
     progress: &Progress,
+    restart: &dyn Fn() -> Result<()>,
 ) -> Result<ssh2::Session> {
     let still_booting = || -> Result<()> {
         interrupt::check()?;
@@ -247,7 +253,7 @@ pub fn wait_until_ready(
                     e.message()
                 ));
                 restarted = true;
-                domain::start(dom)?;
+                restart()?;
             }
             Err(e) => return Err(e),
         }
