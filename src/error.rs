@@ -137,6 +137,7 @@ impl From<std::io::Error> for Error {
         use std::io::ErrorKind as Io;
         let kind = match e.kind() {
             Io::NotFound => ErrorKind::NotFound,
+            Io::AlreadyExists => ErrorKind::AlreadyExists,
             Io::Interrupted => ErrorKind::Interrupted,
             Io::ConnectionRefused
             | Io::ConnectionReset

@@ -111,7 +111,9 @@ fn two_vms_boot_talk_and_leave_nothing_behind() {
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     assert!(
-        handover.iter().all(|p| !p.display().to_string().contains("e2e-")),
+        handover
+            .iter()
+            .all(|p| !p.display().to_string().contains("e2e-")),
         "host key files outlived the start: {handover:?}"
     );
     let (va, vb) = (vm_json(&a), vm_json(&b));
@@ -421,10 +423,7 @@ fn imported_cloud_image_boots_with_a_nocloud_seed() {
     assert!(!user_data.contains("PRIVATE KEY"), "{user_data}");
     ok(&["vm", "destroy", &vm]);
     assert_gone(&lv, &paths, &vm, &net);
-    assert!(
-        !seed.exists(),
-        "seed left behind"
-    );
+    assert!(!seed.exists(), "seed left behind");
     cleanup.close();
     ok(&["template", "remove", &name]);
     assert!(!image

@@ -356,3 +356,69 @@ fn failure_halfway_rolls_back() {
     );
     network::destroy(&lv.conn, "tnet").unwrap();
 }
+
+/// `template remove` (and build, find) take names, never paths: `..` must not reach the state
+/// folder (keys, pool, every VM disk) through remove_dir_all.
+#[test]
+fn template_names_that_are_paths_are_refused() {
+    let scratch = Scratch::new("tn");
+    let paths = scratch.paths();
+    let _turn = driver();
+    let lv = Libvirt::open("test:///default").unwrap();
+    std::fs::create_dir_all(paths.vm_dir("precious")).unwrap();
+    std::fs::write(paths.vm_key("precious"), b"key").unwrap();
+    for bad in ["..", "../..", "/tmp", ".", "a/b"] {
+        let err = strata::image::remove(&lv, &paths, bad).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::BadInput, "{bad}: {err}");
+        let search = strata::template::search_path(&paths.state.join("imported"));
+        let err = strata::template::find(&search, bad).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::BadInput, "{bad}: {err}");
+    }
+    assert!(
+        paths.vm_key("precious").is_file(),
+        "the state folder was touched"
+    );
+}
+
+/// An import under the name of a template that exists (built, its manifest elsewhere) is
+/// refused before anything is made, and the existing template keeps its record and volume.
+#[test]
+fn import_never_removes_a_template_it_did_not_make() {
+    let scratch = Scratch::new("imp");
+    let paths = scratch.paths();
+    let _turn = driver();
+    let lv = Libvirt::open("test:///default").unwrap();
+    register_fake_template(&lv, &paths, "ghost");
+    let volume_file = paths.pool_dir().join(pool::template_volume_name("ghost"));
+    std::fs::create_dir_all(paths.pool_dir()).unwrap();
+    std::fs::write(&volume_file, b"the clones' backing file").unwrap();
+    let image = scratch.dir.join("cloud.qcow2");
+    let made = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&image)
+        .arg("16M")
+        .status()
+        .unwrap();
+    assert!(made.success(), "qemu-img create");
+    let err = strata::image::import(
+        &lv,
+        &paths,
+        &strata::image::ImportRequest {
+            name: "ghost".into(),
+            from: image,
+            kernel: None,
+            initrd: None,
+            cmdline: None,
+        },
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
+    assert!(paths.template_dir("ghost").join("build.json").is_file());
+    assert!(paths.template_dir("ghost").join("vmlinuz").is_file());
+    assert_eq!(
+        std::fs::read(&volume_file).unwrap(),
+        b"the clones' backing file"
+    );
+    let pool_handle = pool::ensure(&lv.conn, &paths.pool_dir()).unwrap();
+    assert!(pool::find_volume(&pool_handle, &pool::template_volume_name("ghost")).is_some());
+}

@@ -30,24 +30,8 @@ pub(super) struct CreatePlan {
     pub(super) seed: Option<PathBuf>,
 }
 
-/// A VM's name becomes its hostname: letters, digits and '-' only, at most 63, not starting
-/// or ending with '-'.
-pub(super) fn validate_vm_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        && !name.starts_with('-')
-        && !name.ends_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::bad_input(format!("VM name '{name}' is not allowed"))
-            .with_hint("the name is also the guest's hostname: use 1-63 letters, digits or '-', not starting or ending with '-'"))
-    }
-}
-
 pub(super) fn plan_create(lv: &Libvirt, paths: &Paths, req: &CreateRequest) -> Result<CreatePlan> {
-    validate_vm_name(&req.name)?;
+    crate::names::check_vm_name(&req.name)?;
     let template = template::find(
         &template::search_path(&paths.state.join("imported")),
         &req.template,
@@ -192,21 +176,4 @@ fn refuse_leftover_volume(
             pool::POOL_NAME
         )),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn vm_names_must_be_hostnames() {
-        for good in ["a", "web-1", "E2E-x-42"] {
-            assert!(validate_vm_name(good).is_ok(), "{good}");
-        }
-        let long = "x".repeat(64);
-        for bad in ["", "a_b", "a.b", "-a", "a-", "a b", long.as_str()] {
-            let err = validate_vm_name(bad).unwrap_err();
-            assert!(err.hint().unwrap().contains("hostname"), "{bad}");
-        }
-    }
 }

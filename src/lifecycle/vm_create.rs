@@ -3,7 +3,7 @@
 //! *before* acting, so a failure, Ctrl-C, or even a killed process leaves nothing behind: the
 //! next strata run rolls abandoned journals back.
 
-use super::create_plan::{plan_create, validate_vm_name, CreatePlan};
+use super::create_plan::{plan_create, CreatePlan};
 use super::first_boot::{self, GuestKeys};
 use super::journal::{Journal, Undo};
 use crate::error::{Error, Result};
@@ -52,7 +52,7 @@ pub fn create(
     req: &CreateRequest,
     progress: &Progress,
 ) -> Result<Created> {
-    validate_vm_name(&req.name)?;
+    crate::names::check_vm_name(&req.name)?;
     super::recover_abandoned(lv, paths)?;
     // The name's journal first: a second create of the same name stops here, told who holds it,
     // before it looks at (or gives advice about) what the first one is making.

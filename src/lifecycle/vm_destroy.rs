@@ -12,7 +12,7 @@ use crate::vm::{domain, Libvirt};
 
 /// Remove a VM; or finish an interrupted create or destroy of that name.
 pub fn destroy(lv: &Libvirt, paths: &Paths, name: &str) -> Result<()> {
-    super::create_plan::validate_vm_name(name)?;
+    crate::names::check_vm_name(name)?;
     let (dom, info) = match domain::lookup(&lv.conn, name) {
         Ok(found) => found,
         Err(e) if e.kind() == crate::error::ErrorKind::NotFound => {

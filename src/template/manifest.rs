@@ -161,6 +161,8 @@ impl TemplateManifest {
 /// merge key by key, anything else in the child replaces the parent's value. The parent's
 /// overlay folder stays the parent's (its path is made relative to the child).
 fn extend(path: &Path, parent: &str, mut child: toml::Table) -> Result<TemplateManifest> {
+    crate::names::check_object_name("template", parent)
+        .map_err(|e| e.context(format!("{}: extends", path.display())))?;
     let parent_path = path
         .parent()
         .and_then(Path::parent)

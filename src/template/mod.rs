@@ -124,6 +124,7 @@ pub fn list(search: &[PathBuf]) -> Result<Vec<Template>> {
 
 /// Find one template by name, or say which exist.
 pub fn find(search: &[PathBuf], name: &str) -> Result<Template> {
+    crate::names::check_object_name("template", name)?;
     for dir in search {
         let folder = dir.join(name);
         if folder.join("template.toml").is_file() {

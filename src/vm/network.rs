@@ -207,25 +207,6 @@ pub enum NetworkMode {
     Nat,
 }
 
-/// Check that `name` is usable as a libvirt network name.
-pub fn validate_name(kind: &str, name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 50
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-        && !name.starts_with(['-', '.']);
-    if ok {
-        Ok(())
-    } else {
-        Err(
-            Error::bad_input(format!("{kind} name '{name}' is not allowed")).with_hint(
-                "use 1-50 letters, digits, '-', '_' or '.', not starting with '-' or '.'",
-            ),
-        )
-    }
-}
-
 /// Define, start and autostart a strata network; refuse overlapping subnets, naming them.
 pub fn create(
     conn: &Connect,
@@ -234,7 +215,7 @@ pub fn create(
     mode: NetworkMode,
     taken: &[Taken],
 ) -> Result<NetworkInfo> {
-    validate_name("network", name)?;
+    crate::names::check_object_name("network", name)?;
     if conn.lookup_network_by_name(name).is_ok() {
         return Err(Error::new(
             ErrorKind::AlreadyExists,
@@ -463,13 +444,5 @@ mod tests {
         );
         assert!(find_overlaps("10.77.0.0/24".parse().unwrap(), &taken).is_empty());
         assert!(find_overlaps("192.168.123.0/24".parse().unwrap(), &taken).is_empty());
-    }
-
-    #[test]
-    fn names_are_checked() {
-        assert!(validate_name("network", "strata-test_1").is_ok());
-        for bad in ["", "-x", "a b", "a/b", "x".repeat(51).as_str()] {
-            assert!(validate_name("network", bad).is_err(), "{bad}");
-        }
     }
 }
