@@ -121,7 +121,7 @@ impl Drop for HostGuard {
             run("docker", &["network", "rm", net]);
         }
         if let Some(net) = &self.libvirt_network {
-            if let Ok(n) = system().conn.lookup_network_by_name(net) {
+            if let Ok(n) = system().conn().lookup_network_by_name(net) {
                 let _ = n.undefine();
             }
         }
@@ -135,9 +135,10 @@ impl Drop for HostGuard {
             // now, while no test boots a VM.
             std::thread::sleep(std::time::Duration::from_millis(1100));
             let _ = std::fs::set_permissions("/dev/kvm", std::fs::Permissions::from_mode(mode));
-            let _ = system()
-                .conn
-                .domain_capabilities(None, Some("x86_64"), None, Some("qemu"), 0);
+            let _ =
+                system()
+                    .conn()
+                    .domain_capabilities(None, Some("x86_64"), None, Some("qemu"), 0);
         }
     }
 }
@@ -153,7 +154,7 @@ fn forward_policy() -> String {
 /// Attach a NIC on host bridge `bridge` to a running VM, then give it `addr` inside.
 fn plug_into_bridge(vm: &str, bridge: &str, mac: &str, addr: &str) {
     let lv = system();
-    let dom = lv.conn.lookup_domain_by_name(vm).unwrap();
+    let dom = lv.conn().lookup_domain_by_name(vm).unwrap();
     let xml = format!(
         "<interface type='bridge'><source bridge='{bridge}'/><mac address='{mac}'/><model type='virtio'/></interface>"
     );
@@ -312,7 +313,7 @@ fn docker_network_over_a_libvirt_subnet_and_a_root_only_kvm_are_reported() {
         "<network><name>{virt_net}</name><bridge name='stovl{}'/><ip address='192.168.122.1' netmask='255.255.255.0'/></network>",
         tag % 10_000
     );
-    lv.conn
+    lv.conn()
         .define_network_xml(&xml)
         .expect("defining the libvirt network");
     host.libvirt_network = Some(virt_net.clone());
@@ -365,7 +366,7 @@ fn docker_network_over_a_libvirt_subnet_and_a_root_only_kvm_are_reported() {
     assert!(fix.contains("chgrp kvm") && fix.contains("udev"), "{fix}");
     let restored = std::fs::metadata("/dev/kvm").unwrap();
     assert_eq!(restored.mode() & 0o777, 0o660, "/dev/kvm not put back");
-    assert!(lv.conn.lookup_network_by_name(&virt_net).is_err());
+    assert!(lv.conn().lookup_network_by_name(&virt_net).is_err());
 }
 
 #[test]

@@ -94,7 +94,7 @@ fn two_vms_boot_talk_and_leave_nothing_behind() {
     }
     // Once first boot has used it, the host's private key is gone from the definition.
     let inactive = lv
-        .conn
+        .conn()
         .lookup_domain_by_name(&a)
         .unwrap()
         .xml_desc(virt::sys::VIR_DOMAIN_XML_INACTIVE)
@@ -183,7 +183,7 @@ fn interrupted_create_leaves_nothing_and_rerun_works() {
     let wait_for_domain = |deadline: Duration| {
         let start = Instant::now();
         while start.elapsed() < deadline {
-            if lv.conn.lookup_domain_by_name(&vm).is_ok() {
+            if lv.conn().lookup_domain_by_name(&vm).is_ok() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -440,7 +440,7 @@ fn boot_failures_are_reported_at_once() {
     let running_domain = || {
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(60) {
-            if let Ok(dom) = lv.conn.lookup_domain_by_name(&vm) {
+            if let Ok(dom) = lv.conn().lookup_domain_by_name(&vm) {
                 if dom.is_active().unwrap_or(false) {
                     return dom;
                 }

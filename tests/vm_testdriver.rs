@@ -50,7 +50,7 @@ impl Drop for Scratch {
 /// A built-looking template in the test driver: a qcow2 volume in strata's pool and a build
 /// record with (fake) kernel and initrd files.
 fn register_fake_template(lv: &Libvirt, paths: &Paths, template: &str) {
-    let pool_handle = pool::ensure(&lv.conn, &paths.pool_dir()).unwrap();
+    let pool_handle = pool::ensure(&lv.conn(), &paths.pool_dir()).unwrap();
     let volume = pool::template_volume_name(template);
     let xml = format!(
         "<volume><name>{volume}</name><capacity unit='G'>3</capacity><target><format type='qcow2'/></target></volume>"
@@ -85,7 +85,7 @@ fn register_fake_template(lv: &Libvirt, paths: &Paths, template: &str) {
 /// The isolated network every test-driver test attaches its VMs to.
 fn make_tnet(lv: &Libvirt) {
     let subnet = "10.77.0.0/24".parse().unwrap();
-    network::create(&lv.conn, "tnet", subnet, NetworkMode::Isolated, &[]).unwrap();
+    network::create(&lv.conn(), "tnet", subnet, NetworkMode::Isolated, &[]).unwrap();
 }
 
 fn request(name: &str, template: &str, net: &str) -> CreateRequest {
@@ -102,12 +102,12 @@ fn request(name: &str, template: &str, net: &str) -> CreateRequest {
 }
 
 fn reservations(lv: &Libvirt, net: &str) -> Vec<network::DhcpHost> {
-    network::lookup(&lv.conn, net).unwrap().1.hosts
+    network::lookup(&lv.conn(), net).unwrap().1.hosts
 }
 
 /// The VM volumes in strata's pool (templates registered by other tests are left out).
 fn volume_names(lv: &Libvirt, paths: &Paths) -> Vec<String> {
-    let pool_handle = pool::ensure(&lv.conn, &paths.pool_dir()).unwrap();
+    let pool_handle = pool::ensure(&lv.conn(), &paths.pool_dir()).unwrap();
     let mut names: Vec<String> = pool_handle
         .list_volumes()
         .unwrap()
@@ -145,7 +145,7 @@ fn create_then_destroy_leaves_only_the_template() {
     assert_eq!(created_b.ip.to_string(), "10.77.0.3");
 
     // libvirt holds the truth: metadata, reservation, thin clone on the template.
-    let vms = domain::list(&lv.conn).unwrap();
+    let vms = domain::list(&lv.conn()).unwrap();
     let a = vms.iter().find(|v| v.name == "a").unwrap();
     assert_eq!(a.record.template, "debian-12");
     assert_eq!(a.record.ip.to_string(), "10.77.0.2");
@@ -154,7 +154,7 @@ fn create_then_destroy_leaves_only_the_template() {
     assert!(hosts
         .iter()
         .any(|h| h.mac == a.record.mac && h.ip.to_string() == "10.77.0.2"));
-    let pool_handle = pool::ensure(&lv.conn, &paths.pool_dir()).unwrap();
+    let pool_handle = pool::ensure(&lv.conn(), &paths.pool_dir()).unwrap();
     let vol = pool_handle
         .lookup_storage_vol_by_name("vm_a.qcow2")
         .unwrap();
@@ -163,7 +163,7 @@ fn create_then_destroy_leaves_only_the_template() {
     assert!(vol_xml.contains("template-debian-12.qcow2"), "{vol_xml}");
     assert_eq!(vol.info().unwrap().capacity, 8 << 30);
     let dom_xml = lv
-        .conn
+        .conn()
         .lookup_domain_by_name("a")
         .unwrap()
         .xml_desc(0)
@@ -173,7 +173,7 @@ fn create_then_destroy_leaves_only_the_template() {
         "SMBIOS first-boot data missing"
     );
     // The guest's private host key is in no definition and no file once the VM started.
-    let dom = lv.conn.lookup_domain_by_name("a").unwrap();
+    let dom = lv.conn().lookup_domain_by_name("a").unwrap();
     for flags in [0, virt::sys::VIR_DOMAIN_XML_INACTIVE] {
         let xml = dom.xml_desc(flags).unwrap();
         assert!(!xml.contains("PRIVATE KEY"), "{xml}");
@@ -213,7 +213,7 @@ fn create_then_destroy_leaves_only_the_template() {
     // The network is in use: refuse to remove it.
     lifecycle::destroy(&lv, &paths, "a").unwrap();
     lifecycle::destroy(&lv, &paths, "b").unwrap();
-    assert!(domain::list(&lv.conn).unwrap().is_empty());
+    assert!(domain::list(&lv.conn()).unwrap().is_empty());
     assert!(reservations(&lv, "tnet").is_empty());
     assert!(volume_names(&lv, &paths).is_empty());
     assert!(
@@ -221,7 +221,7 @@ fn create_then_destroy_leaves_only_the_template() {
         "template must stay"
     );
     assert!(!paths.vm_dir("a").exists());
-    network::destroy(&lv.conn, "tnet").unwrap();
+    network::destroy(&lv.conn(), "tnet").unwrap();
 }
 
 #[test]
@@ -282,12 +282,12 @@ fn bad_input_changes_nothing() {
         assert!(err.hint().is_some(), "no hint in: {err}");
         assert_eq!(volume_names(&lv, &paths), before);
         assert!(reservations(&lv, "tnet").is_empty());
-        assert!(lv.conn.lookup_domain_by_name("x").is_err());
+        assert!(lv.conn().lookup_domain_by_name("x").is_err());
         assert!(!paths.vm_dir("x").exists());
     }
 
     // Overlapping subnet: refused, naming what it overlaps.
-    let (taken, _) = (network::list(&lv.conn).unwrap(), ());
+    let (taken, _) = (network::list(&lv.conn()).unwrap(), ());
     let taken: Vec<network::Taken> = taken
         .iter()
         .filter_map(|n| {
@@ -298,7 +298,7 @@ fn bad_input_changes_nothing() {
         })
         .collect();
     let err = network::create(
-        &lv.conn,
+        &lv.conn(),
         "t2",
         "10.77.0.128/25".parse().unwrap(),
         NetworkMode::Nat,
@@ -306,8 +306,8 @@ fn bad_input_changes_nothing() {
     )
     .unwrap_err();
     assert!(err.message().contains("libvirt network 'tnet'"), "{err}");
-    assert!(lv.conn.lookup_network_by_name("t2").is_err());
-    network::destroy(&lv.conn, "tnet").unwrap();
+    assert!(lv.conn().lookup_network_by_name("t2").is_err());
+    network::destroy(&lv.conn(), "tnet").unwrap();
 }
 
 /// A template whose domain XML cannot be rendered fails at the define step, after the clone,
@@ -346,7 +346,7 @@ fn failure_halfway_rolls_back() {
     assert!(volume_names(&lv, &paths).is_empty(), "clone left behind");
     assert!(reservations(&lv, "tnet").is_empty());
     assert!(!paths.vm_dir("half").exists());
-    assert!(lv.conn.lookup_domain_by_name("half").is_err());
+    assert!(lv.conn().lookup_domain_by_name("half").is_err());
     assert!(
         std::fs::read_dir(paths.state.join("journal"))
             .unwrap()
@@ -354,7 +354,7 @@ fn failure_halfway_rolls_back() {
             .is_none(),
         "journal left behind"
     );
-    network::destroy(&lv.conn, "tnet").unwrap();
+    network::destroy(&lv.conn(), "tnet").unwrap();
 }
 
 /// `template remove` (and build, find) take names, never paths: `..` must not reach the state
@@ -419,6 +419,6 @@ fn import_never_removes_a_template_it_did_not_make() {
         std::fs::read(&volume_file).unwrap(),
         b"the clones' backing file"
     );
-    let pool_handle = pool::ensure(&lv.conn, &paths.pool_dir()).unwrap();
+    let pool_handle = pool::ensure(&lv.conn(), &paths.pool_dir()).unwrap();
     assert!(pool::find_volume(&pool_handle, &pool::template_volume_name("ghost")).is_some());
 }

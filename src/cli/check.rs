@@ -45,7 +45,7 @@ fn check(env: &Env, args: CheckArgs) -> Result<i32> {
         // The host checks still run without libvirt; they say what they could not read.
         let libvirt = env.libvirt().ok();
         let vms = match (&libvirt, args.host) {
-            (Some(lv), false) => crate::vm::domain::list(&lv.conn)?
+            (Some(lv), false) => crate::vm::domain::list(&lv.conn())?
                 .into_iter()
                 .filter(|vm| vm.state == "running")
                 .map(|vm| vm.name)
@@ -57,7 +57,7 @@ fn check(env: &Env, args: CheckArgs) -> Result<i32> {
         // Named VMs must exist before anything is read or changed.
         let lv = env.libvirt()?;
         for vm in &args.vms {
-            crate::vm::domain::lookup(&lv.conn, vm)?;
+            crate::vm::domain::lookup(&lv.conn(), vm)?;
         }
         (Some(lv), args.vms.clone())
     };

@@ -47,8 +47,8 @@ pub fn run(env: &Env, cmd: NetCommand) -> Result<i32> {
             // Check and create under strata's lock: two creates of the same free subnet at
             // once must not both pass the overlap check.
             let (info, unchecked) = env.paths.with_lock(|| {
-                let (taken, unchecked) = network::subnets_in_use(&lv.conn)?;
-                let info = network::create(&lv.conn, &name, subnet, mode, &taken)?;
+                let (taken, unchecked) = network::subnets_in_use(&lv.conn())?;
+                let info = network::create(&lv.conn(), &name, subnet, mode, &taken)?;
                 Ok((info, unchecked))
             })?;
             for what in unchecked {
@@ -63,7 +63,7 @@ pub fn run(env: &Env, cmd: NetCommand) -> Result<i32> {
             );
         }
         NetCommand::List { output: format } => {
-            let nets = network::list(&lv.conn)?;
+            let nets = network::list(&lv.conn())?;
             output::print(
                 format,
                 &nets,
@@ -86,10 +86,10 @@ pub fn run(env: &Env, cmd: NetCommand) -> Result<i32> {
             )?;
         }
         NetCommand::Destroy { name } => {
-            crate::vm::domain::refuse_while_used(&lv.conn, &format!("network '{name}'"), |vm| {
+            crate::vm::domain::refuse_while_used(&lv.conn(), &format!("network '{name}'"), |vm| {
                 vm.network == name
             })?;
-            network::destroy(&lv.conn, &name)?;
+            network::destroy(&lv.conn(), &name)?;
             outln!("destroyed network {name}");
         }
     }

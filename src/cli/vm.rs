@@ -111,7 +111,7 @@ pub fn run(env: &Env, cmd: VmCommand) -> Result<i32> {
             Ok(0)
         }
         VmCommand::Stop { name, timeout } => {
-            let (dom, _) = domain::lookup(&lv.conn, &name)?;
+            let (dom, _) = domain::lookup(&lv.conn(), &name)?;
             let clean = domain::stop(&dom, Duration::from_secs(timeout))?;
             let how = if clean {
                 ""
@@ -182,7 +182,7 @@ enum Listed {
 }
 
 fn list(env: &Env, lv: &Libvirt, format: OutputFormat) -> Result<i32> {
-    let vms = domain::list(&lv.conn)?;
+    let vms = domain::list(&lv.conn())?;
     let unfinished: Vec<Listed> = lifecycle::pending(&env.paths)
         .into_iter()
         // A running create's VM is listed as itself once it is defined.
@@ -229,14 +229,15 @@ fn list(env: &Env, lv: &Libvirt, format: OutputFormat) -> Result<i32> {
 
 fn start(env: &Env, lv: &Libvirt, name: &str, ssh_timeout: u64) -> Result<i32> {
     crate::interrupt::install();
-    let (dom, _) = domain::lookup(&lv.conn, name)?;
+    let (dom, _) = domain::lookup(&lv.conn(), name)?;
     domain::start(&dom)?;
     let route = Route::of_vm(lv, &env.paths, name)?;
     let progress = Progress::new(&format!("vm {name}"));
     progress.stage("boot-to-ssh");
     let restart = || domain::start(&dom);
     lifecycle::wait_until_ready(
-        &dom,
+        lv,
+        name,
         &route,
         Duration::from_secs(ssh_timeout),
         &progress,

@@ -23,7 +23,7 @@ pub struct Route {
 impl Route {
     /// The route to a running strata VM.
     pub fn of_vm(lv: &Libvirt, paths: &Paths, name: &str) -> Result<Route> {
-        let (_, info) = domain::lookup(&lv.conn, name)?;
+        let (_, info) = domain::lookup(&lv.conn(), name)?;
         if info.state != "running" {
             return Err(Error::bad_input(format!("VM '{name}' is {}", info.state))
                 .with_hint(format!("start it with `strata vm start {name}`")));

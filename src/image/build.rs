@@ -59,7 +59,7 @@ pub fn build(
     let recipe_hash = recipe_hash(template, &mirror, extra)?;
     let out_dir = paths.template_dir(template.name());
     let volume_name = pool::template_volume_name(template.name());
-    let pool_handle = pool::ensure(&lv.conn, &paths.pool_dir())?;
+    let pool_handle = pool::ensure(&lv.conn(), &paths.pool_dir())?;
 
     if let Some(record) = read_record(&out_dir)?.filter(|_| !refresh) {
         let files_present = [&record.kernel, &record.initrd]
@@ -198,7 +198,7 @@ fn preflight() -> Result<()> {
 /// VMs are thin clones of the template volume: replacing it under them would corrupt them.
 fn refuse_while_in_use(lv: &Libvirt, template: &str) -> Result<()> {
     crate::vm::domain::refuse_while_used(
-        &lv.conn,
+        &lv.conn(),
         &format!("template '{template}' changed, and its current image"),
         |vm| vm.template == template,
     )

@@ -97,7 +97,7 @@ pub fn import(lv: &Libvirt, paths: &Paths, req: &ImportRequest) -> Result<BuildR
     paths.with_named_lock(&key, &|| {}, || {
         // Nothing of this name may exist: a built template's record or volume is someone's,
         // and every clone of it needs its backing file.
-        let pool_handle = pool::ensure(&lv.conn, &paths.pool_dir())?;
+        let pool_handle = pool::ensure(&lv.conn(), &paths.pool_dir())?;
         for (taken, what) in [
             (template_dir.exists(), template_dir.display().to_string()),
             (imported_dir.exists(), imported_dir.display().to_string()),
@@ -234,7 +234,7 @@ fn manifest_text(req: &ImportRequest, direct_kernel: bool, virtual_size: u64) ->
 /// VMs are cloned from it.
 pub fn remove(lv: &Libvirt, paths: &Paths, name: &str) -> Result<()> {
     crate::names::check_object_name("template", name)?;
-    crate::vm::domain::refuse_while_used(&lv.conn, &format!("template '{name}'"), |vm| {
+    crate::vm::domain::refuse_while_used(&lv.conn(), &format!("template '{name}'"), |vm| {
         vm.template == name
     })?;
     let template_dir = paths.template_dir(name);
@@ -246,7 +246,7 @@ pub fn remove(lv: &Libvirt, paths: &Paths, name: &str) -> Result<()> {
                 .with_hint("`strata template list` shows templates"),
         );
     }
-    let pool_handle = pool::ensure(&lv.conn, &paths.pool_dir())?;
+    let pool_handle = pool::ensure(&lv.conn(), &paths.pool_dir())?;
     if let Some(vol) = pool::find_volume(&pool_handle, &pool::template_volume_name(name)) {
         vol.delete(0)?;
     }

@@ -43,7 +43,7 @@ pub(super) fn plan_create(lv: &Libvirt, paths: &Paths, req: &CreateRequest) -> R
         req.memory.as_deref().unwrap_or(&defaults.memory),
     )?;
     let disk = parse_size("--disk", req.disk.as_deref().unwrap_or(&defaults.disk))?;
-    let node = lv.conn.node_info()?;
+    let node = lv.conn().node_info()?;
     if cpus == 0 || cpus > node.cpus {
         return Err(
             Error::bad_input(format!("--cpus {cpus}: this host has {} CPUs", node.cpus))
@@ -59,7 +59,7 @@ pub(super) fn plan_create(lv: &Libvirt, paths: &Paths, req: &CreateRequest) -> R
         ))
         .with_hint("e.g. --memory 1G"));
     }
-    if domain::exists(&lv.conn, &req.name) {
+    if domain::exists(&lv.conn(), &req.name) {
         return Err(Error::new(
             ErrorKind::AlreadyExists,
             format!("a VM named '{}' already exists", req.name),
@@ -70,7 +70,7 @@ pub(super) fn plan_create(lv: &Libvirt, paths: &Paths, req: &CreateRequest) -> R
         Error::not_found(format!("template '{}' is not built yet", template.name()))
             .with_hint(format!("run `strata template build {}`", template.name()))
     })?;
-    let pool_handle = pool::ensure(&lv.conn, &paths.pool_dir())?;
+    let pool_handle = pool::ensure(&lv.conn(), &paths.pool_dir())?;
     if pool::find_volume(&pool_handle, &record.volume).is_none() {
         return Err(Error::not_found(format!(
             "template '{}' has no volume '{}' in pool '{}'",
@@ -85,7 +85,7 @@ pub(super) fn plan_create(lv: &Libvirt, paths: &Paths, req: &CreateRequest) -> R
     }
     let volume = pool::vm_volume_name(&req.name, VolumeRole::Root);
     refuse_leftover_volume(lv, &pool_handle, &req.name, &volume)?;
-    let (_, net) = network::lookup(&lv.conn, &req.network)?;
+    let (_, net) = network::lookup(&lv.conn(), &req.network)?;
     if net.subnet.is_none() {
         return Err(Error::bad_input(format!("network '{}' has no IPv4 subnet with DHCP", req.network))
             .with_hint("strata reserves addresses in a libvirt network's DHCP; use one made by `strata net create`"));
@@ -156,7 +156,7 @@ fn refuse_leftover_volume(
     if pool::find_volume(pool_handle, volume).is_none() {
         return Ok(());
     }
-    let owner = domain::list(&lv.conn)?
+    let owner = domain::list(&lv.conn())?
         .into_iter()
         .find(|other| other.record.volumes.iter().any(|v| v.name == volume));
     let err = Error::new(

@@ -1,7 +1,8 @@
 //! `engine install`, top-down: read the guest and plan (everything that can refuse does so
 //! here, before the guest changes), then data disk, storage, packages, daemon.json and
 //! dockerd, the guest's record, and verification through the Docker API. Each step is skipped
-//! when already as intended, so a re-run converges and an interrupted run continues.
+//! when already as intended, so a re-run converges and an interrupted run continues; the
+//! steps that talk to libvirt wait for a libvirtd that restarts under them.
 
 use crate::engine::install::{self, InstallReport, InstallRequest};
 use crate::error::Result;
@@ -19,13 +20,13 @@ pub fn install(
     req: &InstallRequest,
     progress: &Progress,
 ) -> Result<InstallReport> {
-    let route = Route::of_vm(lv, paths, vm)?;
+    let route = lv.resilient(|| Route::of_vm(lv, paths, vm))?;
     progress.stage("reading the guest");
     let session = ssh::connect(&route, Duration::from_secs(15))?;
     progress.stage("planning");
-    let plan = install::plan(lv, paths, &session, vm, req)?;
+    let plan = lv.resilient(|| install::plan(lv, paths, &session, vm, req))?;
     let mut changes = Vec::new();
-    changes.extend(plan.attach_data_disk(lv, paths, vm, progress)?);
+    changes.extend(lv.resilient(|| plan.attach_data_disk(lv, paths, vm, progress))?);
     changes.extend(plan.prepare_storage(&session, progress)?);
     changes.extend(plan.install_packages(lv, paths, vm, &session, progress)?);
     progress.stage("configuring dockerd");

@@ -62,10 +62,17 @@ pub(super) fn host_key_handover(paths: &Paths, vm: &str) -> Result<PathBuf> {
     Ok(dir.join(format!("{vm}-{:016x}.key", rand_core::OsRng.next_u64())))
 }
 
-/// Write the private host key for QEMU: a new file (never one that is there), mode 0600.
+/// Write the private host key for QEMU: a new file, mode 0600 (one this run wrote before a
+/// lost libvirtd is replaced: the name is this run's, in a folder only root can write).
 pub(super) fn write_host_key(path: &Path, keys: &GuestKeys) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(Error::from(e).context(format!("removing {}", path.display())))
+        }
+        _ => {}
+    }
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -152,9 +152,18 @@ impl Journal {
     /// The journal stays on disk while any step failed, so a later run can finish it.
     pub(super) fn rollback(self, lv: &Libvirt, paths: &Paths) -> Vec<String> {
         let mut problems = Vec::new();
+        // A libvirtd that went away is waited for once; after that the other steps are tried
+        // once each, and what fails stays journaled for the next strata command.
+        let mut libvirt_gone = false;
         for step in self.steps.iter().rev() {
-            if let Err(e) = undo(lv, paths, step) {
-                problems.push(format!("{step:?}: {e}"));
+            let done = if libvirt_gone {
+                undo(lv, paths, step)
+            } else {
+                lv.resilient(|| undo(lv, paths, step))
+            };
+            if let Err(e) = done {
+                libvirt_gone |= e.kind() == ErrorKind::Unreachable;
+                problems.push(format!("{step:?}: {}", e.message()));
             }
         }
         if problems.is_empty() {
@@ -174,26 +183,26 @@ fn read(path: &Path) -> Option<Journal> {
 fn undo(lv: &Libvirt, paths: &Paths, step: &Undo) -> Result<()> {
     match step {
         Undo::Domain { name, uuid } => {
-            if let Ok(dom) = lv.conn.lookup_domain_by_name(name) {
+            if let Ok(dom) = lv.conn().lookup_domain_by_name(name) {
                 // Only the domain this journal made or is removing, never a namesake.
                 if dom.uuid_string()? == *uuid {
-                    domain::undefine(&lv.conn, name)?;
+                    domain::undefine(&lv.conn(), name)?;
                 }
             }
             Ok(())
         }
         Undo::VmDir { path } => remove_dir_if_present(path),
         Undo::File { path } => remove_pool_file(lv, paths, path),
-        Undo::Reservation { network: net, host } => network::release(&lv.conn, net, host),
+        Undo::Reservation { network: net, host } => network::release(&lv.conn(), net, host),
         Undo::Volume { name } => {
-            let pool_handle = pool::ensure(&lv.conn, &paths.pool_dir())?;
+            let pool_handle = pool::ensure(&lv.conn(), &paths.pool_dir())?;
             pool::delete_vm_volume(&pool_handle, name)
         }
         Undo::LegacyDataDisk { name, unless_vm } => {
-            if domain::exists(&lv.conn, unless_vm) {
+            if domain::exists(&lv.conn(), unless_vm) {
                 return Ok(());
             }
-            let pool_handle = pool::ensure(&lv.conn, &paths.pool_dir())?;
+            let pool_handle = pool::ensure(&lv.conn(), &paths.pool_dir())?;
             pool::delete_vm_volume(&pool_handle, name)
         }
     }
@@ -271,7 +280,7 @@ pub(super) fn remove_pool_file(lv: &Libvirt, paths: &Paths, path: &Path) -> Resu
         Err(e) => return Err(Error::from(e).context(format!("removing {}", path.display()))),
     }
     if !lv.is_test_driver() {
-        pool::ensure(&lv.conn, &paths.pool_dir())?.refresh(0)?;
+        pool::ensure(&lv.conn(), &paths.pool_dir())?.refresh(0)?;
     }
     Ok(())
 }

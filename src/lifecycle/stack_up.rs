@@ -32,7 +32,7 @@ pub fn up(
     let key = format!("stack {} in VM {}", file.name, file.vm);
     let waiting = || progress.println(&format!("strata: waiting for another `strata up` of {key}"));
     paths.with_named_lock(&key, &waiting, || {
-        let route = Route::of_vm(lv, paths, &file.vm)?;
+        let route = lv.resilient(|| Route::of_vm(lv, paths, &file.vm))?;
         let docker = GuestDocker::connect(&route)?;
         let survey = stack::survey(&docker, file, &resolved)?;
         if let Some(rows) = survey.unchanged() {

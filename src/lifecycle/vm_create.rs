@@ -6,7 +6,7 @@
 use super::create_plan::{plan_create, CreatePlan};
 use super::first_boot::{self, GuestKeys};
 use super::journal::{Journal, Undo};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::guest::{readiness, Route};
 use crate::host::accel::{Accel, AccelRequest};
 use crate::interrupt;
@@ -19,7 +19,6 @@ use serde::Serialize;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
-use virt::domain::Domain;
 
 /// What the user asked `vm create` for.
 #[derive(Debug, Clone)]
@@ -120,11 +119,11 @@ fn build_vm(
         volumes: plan.volumes(),
     };
     let template = plan.template.domain_xml_template();
-    let define = |host_key: Option<&Path>| -> Result<Domain> {
+    let define = |host_key: Option<&Path>| -> Result<virt::domain::Domain> {
         let spec = first_boot::domain_spec(
             paths, req, plan, &record, &uuid, &disk_path, &keys, host_key,
         )?;
-        domain::define(&lv.conn, &spec.render(&template)?)
+        domain::define(&lv.conn(), &spec.render(&template)?)
     };
 
     progress.stage("define");
@@ -138,19 +137,21 @@ fn build_vm(
         uuid: uuid.clone(),
     })?;
     // Defined without the key first: what a failed start leaves defined holds no trace of it.
-    let dom = define(None)?;
+    lv.resilient(|| define(None))?;
 
     progress.stage("start");
     interrupt::check()?;
     // The start that hands the host key to the guest: QEMU reads the file when it starts, and
     // on every path after that the file goes and the definition forgets it.
     let start_with_host_key = || -> Result<()> {
-        first_boot::write_host_key(&handover, &keys)?;
-        let started = define(Some(&handover)).and_then(|dom| domain::start(&dom));
-        let removed = std::fs::remove_file(&handover)
-            .map_err(|e| Error::from(e).context(format!("removing {}", handover.display())));
-        let forgotten = define(None).map(|_| ());
-        started.and(removed).and(forgotten)
+        lv.resilient(|| {
+            first_boot::write_host_key(&handover, &keys)?;
+            let started = define(Some(&handover)).and_then(|dom| domain::start(&dom));
+            let removed = std::fs::remove_file(&handover)
+                .map_err(|e| Error::from(e).context(format!("removing {}", handover.display())));
+            let forgotten = define(None).map(|_| ());
+            started.and(removed).and(forgotten)
+        })
     };
     start_with_host_key()?;
 
@@ -162,7 +163,7 @@ fn build_vm(
             key: record.key.clone(),
             pinned_host_key: keys.host.public_openssh.clone(),
         };
-        wait_until_ready(&dom, &route, timeout, progress, &start_with_host_key)?;
+        wait_until_ready(lv, name, &route, timeout, progress, &start_with_host_key)?;
     }
     Ok(Created {
         name: name.to_string(),
@@ -181,16 +182,23 @@ fn clone_disk(
     journal: &mut Journal,
 ) -> Result<String> {
     interrupt::check()?;
-    let pool_handle = pool::ensure(&lv.conn, &paths.pool_dir())?;
     journal.push(Undo::Volume {
         name: plan.volume.clone(),
     })?;
-    let template_volume =
-        pool::find_volume(&pool_handle, &plan.template_volume).ok_or_else(|| {
-            Error::not_found(format!("template volume {} vanished", plan.template_volume))
-        })?;
-    let disk = pool::clone_volume(&pool_handle, &template_volume, &plan.volume, plan.disk)?;
-    Ok(disk.path()?)
+    // Again after a lost libvirtd: the clone may have been made before it went. This run
+    // holds the name's journal and the plan refused a volume by that name, so it is ours.
+    lv.resilient(|| {
+        let pool_handle = pool::ensure(&lv.conn(), &paths.pool_dir())?;
+        if let Some(made) = pool::find_volume(&pool_handle, &plan.volume) {
+            return Ok(made.path()?);
+        }
+        let template_volume =
+            pool::find_volume(&pool_handle, &plan.template_volume).ok_or_else(|| {
+                Error::not_found(format!("template volume {} vanished", plan.template_volume))
+            })?;
+        let disk = pool::clone_volume(&pool_handle, &template_volume, &plan.volume, plan.disk)?;
+        Ok(disk.path()?)
+    })
 }
 
 /// Choose a MAC and an IP and reserve them in the network's DHCP hosts, under strata's lock so
@@ -203,14 +211,21 @@ fn reserve_address(
 ) -> Result<DhcpHost> {
     interrupt::check()?;
     paths.with_lock(|| {
-        let host = alloc::choose_address(&lv.conn, &req.network, &req.name)?;
-        journal.push(Undo::Reservation {
-            network: req.network.clone(),
-            host: host.clone(),
-        })?;
-        let (net, _) = network::lookup(&lv.conn, &req.network)?;
-        network::reserve(&net, &host)?;
-        Ok(host)
+        lv.resilient(|| {
+            let (net, info) = network::lookup(&lv.conn(), &req.network)?;
+            // Again after a lost libvirtd: a reservation under this VM's name is this run's
+            // (it holds the name's journal; a rollback releases an earlier run's).
+            if let Some(made) = info.hosts.iter().find(|h| h.name == req.name) {
+                return Ok(made.clone());
+            }
+            let host = alloc::choose_address(&lv.conn(), &req.network, &req.name)?;
+            journal.push(Undo::Reservation {
+                network: req.network.clone(),
+                host: host.clone(),
+            })?;
+            network::reserve(&net, &host)?;
+            Ok(host)
+        })
     })
 }
 
@@ -225,21 +240,31 @@ fn make_keys(paths: &Paths, name: &str, ip: Ipv4Addr, journal: &mut Journal) -> 
     GuestKeys::generate_and_store(paths, name, ip)
 }
 
-/// Wait for SSH while the domain runs. A stop ends the wait at once, with libvirt's reason.
-/// QEMU itself dying during boot (a segfault in a TCG thread, seen once in ~80 boots with
-/// QEMU 7.2) gets one restart through `restart`, reported; the disk is still the fresh clone.
+/// Wait for SSH while the domain runs. A stop ends the wait at once, with libvirt's reason;
+/// a libvirtd that is away (restarting) is no reason to stop waiting: the boot needs no
+/// libvirtd. QEMU itself dying during boot (a segfault in a TCG thread, seen once in ~80
+/// boots with QEMU 7.2) gets one restart through `restart`, reported; the disk is still the
+/// fresh clone.
 pub fn wait_until_ready(
-    dom: &Domain,
+    lv: &Libvirt,
+    vm: &str,
     route: &Route,
     timeout: Duration,
     progress: &Progress,
     restart: &dyn Fn() -> Result<()>,
 ) -> Result<ssh2::Session> {
+    // Looked up by name each time: a handle dies with the connection it came from.
+    let stopped = || -> Result<Option<(String, bool)>> {
+        let dom = lv.conn().lookup_domain_by_name(vm)?;
+        domain::stopped_reason(&dom)
+    };
     let still_booting = || -> Result<()> {
         interrupt::check()?;
-        match domain::stopped_reason(dom)? {
-            None => Ok(()),
-            Some((why, _)) => Err(Error::failed(format!("the VM stopped while booting: {why}"))
+        match stopped() {
+            Ok(None) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::Unreachable => Ok(()),
+            Err(e) => Err(e),
+            Ok(Some((why, _))) => Err(Error::failed(format!("the VM stopped while booting: {why}"))
                 .with_hint("a crash of qemu itself shows in `dmesg`; the guest's own messages are in its console log")),
         }
     };
@@ -247,7 +272,7 @@ pub fn wait_until_ready(
     loop {
         match readiness::wait_for_ssh(route, timeout, &still_booting) {
             Ok(session) => return Ok(session),
-            Err(e) if !restarted && matches!(domain::stopped_reason(dom), Ok(Some((_, true)))) => {
+            Err(e) if !restarted && matches!(stopped(), Ok(Some((_, true)))) => {
                 progress.println(&format!(
                     "strata: qemu died while the VM was booting ({}); starting it once more",
                     e.message()

@@ -13,7 +13,7 @@ use crate::vm::{domain, Libvirt};
 /// Remove a VM; or finish an interrupted create or destroy of that name.
 pub fn destroy(lv: &Libvirt, paths: &Paths, name: &str) -> Result<()> {
     crate::names::check_vm_name(name)?;
-    let (dom, info) = match domain::lookup(&lv.conn, name) {
+    let (dom, info) = match domain::lookup(&lv.conn(), name) {
         Ok(found) => found,
         Err(e) if e.kind() == crate::error::ErrorKind::NotFound => {
             // No domain: maybe what is left of a create or destroy that did not finish.

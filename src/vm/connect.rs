@@ -1,12 +1,20 @@
 //! Opening libvirt: --connect, then LIBVIRT_DEFAULT_URI, then qemu:///system. A daemon that is
-//! not there gets one error that says how to start it.
+//! not there gets one error that says how to start it. A daemon that goes away while strata
+//! works (an upgrade restarts libvirtd; qemu and the guests keep running) is waited for and
+//! reconnected to, for steps that can safely run again.
 
 use crate::error::{Error, ErrorKind, Result};
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
 use virt::connect::Connect;
 
-/// An open libvirt connection. `Connect` is Send + Sync; share it by reference.
+/// How long a step waits for a libvirtd that went away to come back.
+pub const RECONNECT_PATIENCE: Duration = Duration::from_secs(60);
+
+/// An open libvirt connection, replaced by a new one when libvirtd restarts under it.
+/// `Connect` is Send + Sync; share the Libvirt by reference.
 pub struct Libvirt {
-    pub conn: Connect,
+    conn: RwLock<Connect>,
     pub uri: String,
 }
 
@@ -27,7 +35,7 @@ impl Libvirt {
         virt::error::clear_error_callback();
         match Connect::open(Some(uri)) {
             Ok(conn) => Ok(Libvirt {
-                conn,
+                conn: RwLock::new(conn),
                 uri: uri.to_string(),
             }),
             Err(e) => Err(Error::new(
@@ -45,6 +53,64 @@ impl Libvirt {
     /// True for libvirt's in-process test driver, where nothing really boots.
     pub fn is_test_driver(&self) -> bool {
         self.uri.starts_with("test://")
+    }
+
+    /// The current connection (a new handle on it; handles looked up from an old connection
+    /// die with it, so steps look objects up by name).
+    pub fn conn(&self) -> Connect {
+        match self.conn.read() {
+            Ok(conn) => conn.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Run `step`; when libvirtd went away under it, wait for libvirtd to answer again (up to
+    /// RECONNECT_PATIENCE), reconnect and run the step again. Only for steps that are safe to
+    /// repeat: they look their objects up by name and skip what is already done.
+    pub fn resilient<T>(&self, mut step: impl FnMut() -> Result<T>) -> Result<T> {
+        let deadline = Instant::now() + RECONNECT_PATIENCE;
+        loop {
+            match step() {
+                Err(e) if e.kind() == ErrorKind::Unreachable && !self.is_test_driver() => {
+                    self.reconnect(deadline).map_err(|gone| {
+                        e.clone().with_hint(format!(
+                            "libvirtd went away and did not come back within {} s ({}); what this run made is rolled back by the next strata command once libvirtd runs",
+                            RECONNECT_PATIENCE.as_secs(),
+                            gone.message()
+                        ))
+                    })?;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Open a new connection once libvirtd answers, trying until `deadline`.
+    fn reconnect(&self, deadline: Instant) -> Result<()> {
+        loop {
+            if let Ok(conn) = Connect::open(Some(&self.uri)) {
+                if conn.lib_version().is_ok() {
+                    tracing::info!(uri = %self.uri, "libvirt went away; reconnected");
+                    match self.conn.write() {
+                        Ok(mut current) => *current = conn,
+                        Err(poisoned) => *poisoned.into_inner() = conn,
+                    }
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::new(
+                    ErrorKind::Unreachable,
+                    format!("libvirt at {} does not answer", self.uri),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Whether libvirt answers on the current connection.
+    pub fn answers(&self) -> bool {
+        self.conn().lib_version().is_ok()
     }
 }
 

@@ -35,9 +35,15 @@ pub fn attach_readonly(conn: &Connect, vm: &str, image: &Path, serial: &str) -> 
     Ok(())
 }
 
-/// Unplug it again (the guest must have unmounted it).
+/// Unplug it again (the guest must have unmounted it); already unplugged is fine.
 pub fn detach(conn: &Connect, vm: &str, image: &Path, serial: &str) -> Result<()> {
     let dom = conn.lookup_domain_by_name(vm)?;
+    if !dom
+        .xml_desc(0)?
+        .contains(&format!("<serial>{serial}</serial>"))
+    {
+        return Ok(());
+    }
     dom.detach_device_flags(&disk_xml(image, serial)?, virt::sys::VIR_DOMAIN_AFFECT_LIVE)
         .map_err(|e| {
             Error::from(e).context(format!("unplugging {} from '{vm}'", image.display()))

@@ -163,7 +163,7 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         let lv = system();
         for vm in &self.vms {
-            if lv.conn.lookup_domain_by_name(vm).is_ok() {
+            if lv.conn().lookup_domain_by_name(vm).is_ok() {
                 let out = strata(&["vm", "destroy", vm]);
                 if !out.status.success() {
                     eprintln!(
@@ -174,7 +174,7 @@ impl Drop for Cleanup {
             }
         }
         if let Some(net) = &self.network {
-            if lv.conn.lookup_network_by_name(net).is_err() {
+            if lv.conn().lookup_network_by_name(net).is_err() {
                 return;
             }
             let out = strata(&["net", "destroy", net]);
@@ -194,7 +194,7 @@ impl Cleanup {
         if let Some(net) = self.network.take() {
             ok(&["net", "destroy", &net]);
             assert!(
-                system().conn.lookup_network_by_name(&net).is_err(),
+                system().conn().lookup_network_by_name(&net).is_err(),
                 "network {net} left behind"
             );
         }
@@ -281,10 +281,10 @@ pub fn wait_output(child: Child) -> Output {
 /// Nothing of `vm` is left: domain, volume, reservation, keys, journal.
 pub fn assert_gone(lv: &Libvirt, paths: &Paths, vm: &str, net: &str) {
     assert!(
-        lv.conn.lookup_domain_by_name(vm).is_err(),
+        lv.conn().lookup_domain_by_name(vm).is_err(),
         "domain {vm} left behind"
     );
-    let pool_handle = pool::ensure(&lv.conn, &paths.pool_dir()).unwrap();
+    let pool_handle = pool::ensure(&lv.conn(), &paths.pool_dir()).unwrap();
     pool_handle.refresh(0).unwrap();
     for role in [VolumeRole::Root, VolumeRole::Data, VolumeRole::Seed] {
         let volume = pool::vm_volume_name(vm, role);
@@ -293,7 +293,7 @@ pub fn assert_gone(lv: &Libvirt, paths: &Paths, vm: &str, net: &str) {
             "{volume} of {vm} left behind"
         );
     }
-    let (_, info) = network::lookup(&lv.conn, net).unwrap();
+    let (_, info) = network::lookup(&lv.conn(), net).unwrap();
     assert!(
         !info.hosts.iter().any(|h| h.name == vm),
         "DHCP reservation of {vm} left behind"

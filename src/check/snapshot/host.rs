@@ -94,7 +94,7 @@ pub fn gather(lv: Option<&Libvirt>, paths: &Paths) -> HostSnapshot {
         filter: crate::host::iptables::read(),
         ip_forward: sysctl::ip_forward(),
         bridge_nf_call_iptables: sysctl::bridge_nf_call_iptables(),
-        libvirt_networks: libvirt("networks").and_then(|lv| crate::vm::network::list(&lv.conn)),
+        libvirt_networks: libvirt("networks").and_then(|lv| crate::vm::network::list(&lv.conn())),
         bridged_nics: libvirt("VM interfaces").and_then(bridged_nics),
         docker: crate::host::docker::read(),
         routes: crate::host::routes::read(),
@@ -114,7 +114,7 @@ pub fn gather(lv: Option<&Libvirt>, paths: &Paths) -> HostSnapshot {
 /// NICs of running domains (strata's or not) on host bridges, from their live XML.
 fn bridged_nics(lv: &Libvirt) -> Result<Vec<BridgedNic>> {
     let domains = lv
-        .conn
+        .conn()
         .list_all_domains(virt::sys::VIR_CONNECT_LIST_DOMAINS_ACTIVE)
         .map_err(|e| Error::from(e).context("listing domains"))?;
     let mut nics = Vec::new();

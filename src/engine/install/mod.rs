@@ -93,9 +93,9 @@ pub fn plan(
     req: &InstallRequest,
 ) -> Result<InstallPlan> {
     let guest = facts::gather(session)?;
-    let pool_handle = pool::ensure(&lv.conn, &paths.pool_dir())?;
+    let pool_handle = pool::ensure(&lv.conn(), &paths.pool_dir())?;
     // A disk attached by an earlier run keeps its role even when the flag is not repeated.
-    let existing_disk = data_disk::existing_capacity(&lv.conn, &pool_handle, vm)?;
+    let existing_disk = data_disk::existing_capacity(&lv.conn(), &pool_handle, vm)?;
     let disk_size = req.data_disk.or(existing_disk);
     let storage = StorageRequest {
         data_disk: disk_size.is_some(),
@@ -119,7 +119,7 @@ pub fn plan(
     )?;
     let mut taken = guest.guest_networks.clone();
     taken.extend(
-        network::list(&lv.conn)?
+        network::list(&lv.conn())?
             .into_iter()
             .filter_map(|n| n.subnet),
     );
@@ -157,8 +157,8 @@ impl InstallPlan {
             return Ok(None);
         };
         progress.stage("attaching the data disk");
-        let pool_handle = pool::ensure(&lv.conn, &paths.pool_dir())?;
-        let disk = data_disk::ensure(&lv.conn, &pool_handle, vm, size)?;
+        let pool_handle = pool::ensure(&lv.conn(), &paths.pool_dir())?;
+        let disk = data_disk::ensure(&lv.conn(), &pool_handle, vm, size)?;
         Ok(disk.created.then(|| {
             format!(
                 "attached a {} data disk ({})",

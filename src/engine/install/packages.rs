@@ -54,7 +54,7 @@ impl PackagePlan {
             PackagePlan::Bundle(b) => {
                 progress.stage(&format!("plugging in {} packages", b.debs.len()));
                 let image = b.disk_image(&paths.pool_dir())?;
-                hotplug::attach_readonly(&lv.conn, vm, &image, BUNDLE_SERIAL)?;
+                lv.resilient(|| hotplug::attach_readonly(&lv.conn(), vm, &image, BUNDLE_SERIAL))?;
                 progress.stage(&format!("installing {} packages", b.debs.len()));
                 let names: Vec<String> = b
                     .debs
@@ -73,7 +73,8 @@ impl PackagePlan {
                     "installing the bundle",
                 );
                 // Unplugged whatever happened: a re-run plugs it in again.
-                let unplugged = hotplug::detach(&lv.conn, vm, &image, BUNDLE_SERIAL);
+                let unplugged =
+                    lv.resilient(|| hotplug::detach(&lv.conn(), vm, &image, BUNDLE_SERIAL));
                 installed?;
                 unplugged?;
                 Ok(Some(format!(
