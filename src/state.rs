@@ -61,6 +61,16 @@ impl Paths {
     pub fn pool_dir(&self) -> PathBuf {
         self.state.join("pool")
     }
+    /// The name of strata's libvirt storage pool: "strata" for the system's state folder, and
+    /// one of its own for any other (STRATA_STATE_DIR), so that two state folders never share
+    /// a pool whose directory only one of them holds.
+    pub fn pool_name(&self) -> String {
+        if self.state == Path::new("/var/lib/strata") {
+            return "strata".to_string();
+        }
+        let digest = crate::digest::sha256_bytes(self.state.to_string_lossy().as_bytes());
+        format!("strata-{}", &digest[..10])
+    }
     /// Kernel, initrd and build record of one template.
     pub fn template_dir(&self, template: &str) -> PathBuf {
         self.state.join("templates").join(template)
@@ -181,6 +191,26 @@ impl Paths {
     pub fn private_dir(&self, purpose: &str) -> Result<PrivateDir> {
         PrivateDir::new_in(&self.state.join("tmp"), purpose)
     }
+}
+
+/// An error that ran out of space, said as such: which folder (the pool, a template's build
+/// folder) is full and how much its filesystem still has. Other errors pass unchanged.
+pub fn explain_full(error: Error, what: &str, dir: &Path) -> Error {
+    if !error.message().contains("No space left") {
+        return error;
+    }
+    let free = nix::sys::statvfs::statvfs(dir)
+        .map(|v| crate::units::format_size(v.blocks_available().saturating_mul(v.fragment_size())))
+        .unwrap_or_else(|_| "unknown space".into());
+    let message = format!(
+        "{what} is full ({} has {free} free): {}",
+        dir.display(),
+        error.message()
+    );
+    Error::new(error.kind(), message).with_hint(format!(
+        "free space on the filesystem of {} (or give strata another state folder, STRATA_STATE_DIR); nothing of this run is left",
+        dir.display()
+    ))
 }
 
 /// Write a file only its owner can read (private keys).

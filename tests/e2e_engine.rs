@@ -123,7 +123,7 @@ fn refuses_bad_input(lv: &Libvirt, paths: &Paths, vm: &str) {
         );
         assert!(err.contains("hint:"), "{args:?}: no hint in: {err}");
     }
-    let pool_handle = pool::ensure(&lv.conn(), &paths.pool_dir()).unwrap();
+    let pool_handle = pool::ensure(&lv.conn(), paths).unwrap();
     assert!(
         pool::find_volume(
             &pool_handle,

@@ -50,7 +50,7 @@ impl Drop for Scratch {
 /// A built-looking template in the test driver: a qcow2 volume in strata's pool and a build
 /// record with (fake) kernel and initrd files.
 fn register_fake_template(lv: &Libvirt, paths: &Paths, template: &str) {
-    let pool_handle = pool::ensure(&lv.conn(), &paths.pool_dir()).unwrap();
+    let pool_handle = pool::ensure(&lv.conn(), paths).unwrap();
     let volume = pool::template_volume_name(template);
     let xml = format!(
         "<volume><name>{volume}</name><capacity unit='G'>3</capacity><target><format type='qcow2'/></target></volume>"
@@ -107,7 +107,7 @@ fn reservations(lv: &Libvirt, net: &str) -> Vec<network::DhcpHost> {
 
 /// The VM volumes in strata's pool (templates registered by other tests are left out).
 fn volume_names(lv: &Libvirt, paths: &Paths) -> Vec<String> {
-    let pool_handle = pool::ensure(&lv.conn(), &paths.pool_dir()).unwrap();
+    let pool_handle = pool::ensure(&lv.conn(), paths).unwrap();
     let mut names: Vec<String> = pool_handle
         .list_volumes()
         .unwrap()
@@ -154,7 +154,7 @@ fn create_then_destroy_leaves_only_the_template() {
     assert!(hosts
         .iter()
         .any(|h| h.mac == a.record.mac && h.ip.to_string() == "10.77.0.2"));
-    let pool_handle = pool::ensure(&lv.conn(), &paths.pool_dir()).unwrap();
+    let pool_handle = pool::ensure(&lv.conn(), &paths).unwrap();
     let vol = pool_handle
         .lookup_storage_vol_by_name("vm_a.qcow2")
         .unwrap();
@@ -419,6 +419,6 @@ fn import_never_removes_a_template_it_did_not_make() {
         std::fs::read(&volume_file).unwrap(),
         b"the clones' backing file"
     );
-    let pool_handle = pool::ensure(&lv.conn(), &paths.pool_dir()).unwrap();
+    let pool_handle = pool::ensure(&lv.conn(), &paths).unwrap();
     assert!(pool::find_volume(&pool_handle, &pool::template_volume_name("ghost")).is_some());
 }

@@ -59,7 +59,7 @@ pub fn build(
     let recipe_hash = recipe_hash(template, &mirror, extra)?;
     let out_dir = paths.template_dir(template.name());
     let volume_name = pool::template_volume_name(template.name());
-    let pool_handle = pool::ensure(&lv.conn(), &paths.pool_dir())?;
+    let pool_handle = pool::ensure(&lv.conn(), paths)?;
 
     if let Some(record) = read_record(&out_dir)?.filter(|_| !refresh) {
         let files_present = [&record.kernel, &record.initrd]
@@ -81,11 +81,62 @@ pub fn build(
     let work = out_dir.join("work");
     remove_dir_if_present(&work)?;
     std::fs::create_dir_all(&work)?;
-    let log = out_dir.join("build.log");
+    let built = make_image(
+        paths, template, recipe, &mirror, refresh, extra, &work, progress,
+    )
+    .and_then(|image| {
+        progress.stage("sha256 + register");
+        register(paths, &pool_handle, &volume_name, &out_dir, image)
+    });
+    // The work folder (a whole root filesystem) never outlives the build, whatever happened;
+    // the template as it was stays until the new one is complete.
+    let _ = remove_dir_if_present(&work);
+    let (sha256, file_size, kernel, initrd) = built.map_err(|e| {
+        crate::state::explain_full(
+            e,
+            &format!("the build folder of template '{}'", template.name()),
+            &out_dir,
+        )
+    })?;
+    let record = BuildRecord {
+        template: template.name().to_string(),
+        recipe_hash,
+        sha256,
+        volume: volume_name,
+        virtual_size: crate::units::parse_size("build.size", &recipe.size)?,
+        file_size,
+        kernel,
+        initrd,
+        built: crate::units::now_rfc3339(),
+        build_seconds: started.elapsed().as_secs_f64(),
+    };
+    write_record(&out_dir, &record)?;
+    Ok(BuildOutcome::Built(record))
+}
+
+/// What a build made in its work folder: the qcow2, and the kernel and initrd for direct boot.
+struct MadeImage {
+    qcow2: PathBuf,
+    boot_files: Option<(PathBuf, PathBuf)>,
+}
+
+/// debootstrap (or the cached result), customise, the extra step, then mke2fs -d and qcow2,
+/// all inside `work`.
+#[allow(clippy::too_many_arguments)]
+fn make_image(
+    paths: &Paths,
+    template: &Template,
+    recipe: &BuildRecipe,
+    mirror: &str,
+    refresh: bool,
+    extra: Option<&dyn RootfsStep>,
+    work: &Path,
+    progress: &Progress,
+) -> Result<MadeImage> {
+    let log = work.parent().unwrap_or(work).join("build.log");
     let _ = std::fs::remove_file(&log);
     let rootfs = work.join("rootfs");
-
-    let base = base_tarball(paths, recipe, &mirror)?;
+    let base = base_tarball(paths, recipe, mirror)?;
     if base.is_file() && !refresh {
         progress.stage("unpack cached debootstrap");
         std::fs::create_dir_all(&rootfs)?;
@@ -101,7 +152,7 @@ pub fn build(
         )?;
     } else {
         progress.stage("debootstrap");
-        debootstrap(recipe, &mirror, &paths.deb_cache(), &rootfs, &log)?;
+        debootstrap(recipe, mirror, &paths.deb_cache(), &rootfs, &log)?;
         progress.stage("cache debootstrap result");
         let partial = base.with_extension("tar.partial");
         run_logged(
@@ -114,7 +165,10 @@ pub fn build(
                 .arg("."),
             &log,
             "caching the debootstrap result",
-        )?;
+        )
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&partial);
+        })?;
         std::fs::rename(&partial, &base)?;
     }
     progress.stage("customise");
@@ -124,11 +178,10 @@ pub fn build(
         let kernel = kernel_versions(&rootfs)?.pop().unwrap_or_default();
         step.run(&rootfs, &kernel, &log)?;
     }
-    let (kernel, initrd) = if template.manifest.boot.mode == BootMode::DirectKernel {
-        let (k, i) = keep_kernel(&rootfs, &out_dir)?;
-        (Some(k), Some(i))
+    let boot_files = if template.manifest.boot.mode == BootMode::DirectKernel {
+        Some(keep_kernel(&rootfs, work)?)
     } else {
-        (None, None)
+        None
     };
     progress.stage("mke2fs -d");
     let size = crate::units::parse_size("build.size", &recipe.size)?;
@@ -153,30 +206,43 @@ pub fn build(
         "converting to qcow2",
     )?;
     std::fs::remove_file(&raw)?;
-    progress.stage("sha256 + register");
-    let sha256 = sha256_file(&qcow2)?;
-    let file_size = std::fs::metadata(&qcow2)?.len();
-    // The previous build's volume is replaced (no VM is cloned from it: checked above).
-    if let Some(old) = pool::find_volume(&pool_handle, &volume_name) {
+    Ok(MadeImage { qcow2, boot_files })
+}
+
+/// Put a finished image and its boot files in place of the template's previous ones (no VM is
+/// cloned from those: checked before the build). Returns sha256, file size, kernel, initrd.
+fn register(
+    paths: &Paths,
+    pool_handle: &virt::storage_pool::StoragePool,
+    volume_name: &str,
+    out_dir: &Path,
+    image: MadeImage,
+) -> Result<(String, u64, Option<PathBuf>, Option<PathBuf>)> {
+    let sha256 = sha256_file(&image.qcow2)?;
+    let file_size = std::fs::metadata(&image.qcow2)?.len();
+    // Into the pool's folder under a name libvirt does not list, then over the old one.
+    let staged = paths.pool_dir().join(format!(".{volume_name}.new"));
+    std::fs::rename(&image.qcow2, &staged).map_err(|e| {
+        crate::state::explain_full(
+            Error::from(e).context(format!("moving the image to {}", staged.display())),
+            &pool::describe_space(pool_handle, paths),
+            &paths.pool_dir(),
+        )
+    })?;
+    if let Some(old) = pool::find_volume(pool_handle, volume_name) {
         old.delete(0)?;
     }
-    pool::register_template_image(&pool_handle, &paths.pool_dir(), &volume_name, &qcow2)?;
-    remove_dir_if_present(&work)?;
-
-    let record = BuildRecord {
-        template: template.name().to_string(),
-        recipe_hash,
-        sha256,
-        volume: volume_name,
-        virtual_size: size,
-        file_size,
-        kernel,
-        initrd,
-        built: crate::units::now_rfc3339(),
-        build_seconds: started.elapsed().as_secs_f64(),
+    pool::register_template_image(pool_handle, &paths.pool_dir(), volume_name, &staged)?;
+    let (kernel, initrd) = match image.boot_files {
+        Some((k, i)) => {
+            let (kt, it) = (out_dir.join("vmlinuz"), out_dir.join("initrd.img"));
+            std::fs::rename(&k, &kt)?;
+            std::fs::rename(&i, &it)?;
+            (Some(kt), Some(it))
+        }
+        None => (None, None),
     };
-    write_record(&out_dir, &record)?;
-    Ok(BuildOutcome::Built(record))
+    Ok((sha256, file_size, kernel, initrd))
 }
 
 fn preflight() -> Result<()> {

@@ -97,7 +97,7 @@ pub fn import(lv: &Libvirt, paths: &Paths, req: &ImportRequest) -> Result<BuildR
     paths.with_named_lock(&key, &|| {}, || {
         // Nothing of this name may exist: a built template's record or volume is someone's,
         // and every clone of it needs its backing file.
-        let pool_handle = pool::ensure(&lv.conn(), &paths.pool_dir())?;
+        let pool_handle = pool::ensure(&lv.conn(), paths)?;
         for (taken, what) in [
             (template_dir.exists(), template_dir.display().to_string()),
             (imported_dir.exists(), imported_dir.display().to_string()),
@@ -246,7 +246,7 @@ pub fn remove(lv: &Libvirt, paths: &Paths, name: &str) -> Result<()> {
                 .with_hint("`strata template list` shows templates"),
         );
     }
-    let pool_handle = pool::ensure(&lv.conn(), &paths.pool_dir())?;
+    let pool_handle = pool::ensure(&lv.conn(), paths)?;
     if let Some(vol) = pool::find_volume(&pool_handle, &pool::template_volume_name(name)) {
         vol.delete(0)?;
     }

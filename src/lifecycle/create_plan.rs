@@ -70,13 +70,13 @@ pub(super) fn plan_create(lv: &Libvirt, paths: &Paths, req: &CreateRequest) -> R
         Error::not_found(format!("template '{}' is not built yet", template.name()))
             .with_hint(format!("run `strata template build {}`", template.name()))
     })?;
-    let pool_handle = pool::ensure(&lv.conn(), &paths.pool_dir())?;
+    let pool_handle = pool::ensure(&lv.conn(), paths)?;
     if pool::find_volume(&pool_handle, &record.volume).is_none() {
         return Err(Error::not_found(format!(
             "template '{}' has no volume '{}' in pool '{}'",
             template.name(),
             record.volume,
-            pool::POOL_NAME
+            paths.pool_name()
         ))
         .with_hint(format!(
             "rebuild it with `strata template build {}`",
@@ -84,7 +84,7 @@ pub(super) fn plan_create(lv: &Libvirt, paths: &Paths, req: &CreateRequest) -> R
         )));
     }
     let volume = pool::vm_volume_name(&req.name, VolumeRole::Root);
-    refuse_leftover_volume(lv, &pool_handle, &req.name, &volume)?;
+    refuse_leftover_volume(lv, paths, &pool_handle, &req.name, &volume)?;
     let (_, net) = network::lookup(&lv.conn(), &req.network)?;
     if net.subnet.is_none() {
         return Err(Error::bad_input(format!("network '{}' has no IPv4 subnet with DHCP", req.network))
@@ -149,6 +149,7 @@ pub(super) fn plan_create(lv: &Libvirt, paths: &Paths, req: &CreateRequest) -> R
 /// overwritten, and the hint names it only when no VM lists it as its own.
 fn refuse_leftover_volume(
     lv: &Libvirt,
+    paths: &Paths,
     pool_handle: &virt::storage_pool::StoragePool,
     vm: &str,
     volume: &str,
@@ -163,7 +164,7 @@ fn refuse_leftover_volume(
         ErrorKind::AlreadyExists,
         format!(
             "volume '{volume}' already exists in pool '{}' but no VM '{vm}' does",
-            pool::POOL_NAME
+            paths.pool_name()
         ),
     );
     Err(match owner {
@@ -173,7 +174,7 @@ fn refuse_leftover_volume(
         )),
         None => err.with_hint(format!(
             "no VM and no running create owns it (a run was cut short); remove it with `virsh vol-delete {volume} --pool {}`, or pick another name",
-            pool::POOL_NAME
+            paths.pool_name()
         )),
     })
 }

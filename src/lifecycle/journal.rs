@@ -195,14 +195,14 @@ fn undo(lv: &Libvirt, paths: &Paths, step: &Undo) -> Result<()> {
         Undo::File { path } => remove_pool_file(lv, paths, path),
         Undo::Reservation { network: net, host } => network::release(&lv.conn(), net, host),
         Undo::Volume { name } => {
-            let pool_handle = pool::ensure(&lv.conn(), &paths.pool_dir())?;
+            let pool_handle = pool::ensure(&lv.conn(), paths)?;
             pool::delete_vm_volume(&pool_handle, name)
         }
         Undo::LegacyDataDisk { name, unless_vm } => {
             if domain::exists(&lv.conn(), unless_vm) {
                 return Ok(());
             }
-            let pool_handle = pool::ensure(&lv.conn(), &paths.pool_dir())?;
+            let pool_handle = pool::ensure(&lv.conn(), paths)?;
             pool::delete_vm_volume(&pool_handle, name)
         }
     }
@@ -280,7 +280,7 @@ pub(super) fn remove_pool_file(lv: &Libvirt, paths: &Paths, path: &Path) -> Resu
         Err(e) => return Err(Error::from(e).context(format!("removing {}", path.display()))),
     }
     if !lv.is_test_driver() {
-        pool::ensure(&lv.conn(), &paths.pool_dir())?.refresh(0)?;
+        pool::ensure(&lv.conn(), paths)?.refresh(0)?;
     }
     Ok(())
 }

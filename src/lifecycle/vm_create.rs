@@ -11,7 +11,7 @@ use crate::guest::{readiness, Route};
 use crate::host::accel::{Accel, AccelRequest};
 use crate::interrupt;
 use crate::progress::{Progress, StageTime};
-use crate::state::{remove_dir_if_present, Paths};
+use crate::state::{explain_full, remove_dir_if_present, Paths};
 use crate::vm::network::{self, DhcpHost};
 use crate::vm::record::{VmRecord, VmVolume, VolumeRole};
 use crate::vm::{alloc, domain, pool, Libvirt};
@@ -105,7 +105,9 @@ fn build_vm(
         progress.stage("cloud-init seed");
         interrupt::check()?;
         journal.push(Undo::File { path: seed.clone() })?;
-        first_boot::write_seed(paths, seed, name, &uuid, &keys)?;
+        first_boot::write_seed(paths, seed, name, &uuid, &keys).map_err(|e| {
+            explain_full(e, &format!("pool '{}'", paths.pool_name()), &paths.pool_dir())
+        })?;
     }
     let record = VmRecord {
         template: plan.template.name().to_string(),
@@ -188,7 +190,7 @@ fn clone_disk(
     // Again after a lost libvirtd: the clone may have been made before it went. This run
     // holds the name's journal and the plan refused a volume by that name, so it is ours.
     lv.resilient(|| {
-        let pool_handle = pool::ensure(&lv.conn(), &paths.pool_dir())?;
+        let pool_handle = pool::ensure(&lv.conn(), paths)?;
         if let Some(made) = pool::find_volume(&pool_handle, &plan.volume) {
             return Ok(made.path()?);
         }
@@ -199,6 +201,7 @@ fn clone_disk(
         let disk = pool::clone_volume(&pool_handle, &template_volume, &plan.volume, plan.disk)?;
         Ok(disk.path()?)
     })
+    .map_err(|e| explain_full(e, &format!("pool '{}'", paths.pool_name()), &paths.pool_dir()))
 }
 
 /// Choose a MAC and an IP and reserve them in the network's DHCP hosts, under strata's lock so

@@ -3,14 +3,13 @@
 //! storage API; a template volume is never opened for writing.
 
 use crate::error::{Error, Result};
+use crate::state::Paths;
 use crate::vm::record::VolumeRole;
 use crate::vm::xml;
 use std::path::Path;
 use virt::connect::Connect;
 use virt::storage_pool::StoragePool;
 use virt::storage_vol::StorageVol;
-
-pub const POOL_NAME: &str = "strata";
 
 /// Volume name of a template image.
 pub fn template_volume_name(template: &str) -> String {
@@ -28,14 +27,16 @@ pub fn vm_volume_name(vm: &str, role: VolumeRole) -> String {
     }
 }
 
-/// Find strata's pool, defining, building and starting it at `dir` when missing or stopped.
-pub fn ensure(conn: &Connect, dir: &Path) -> Result<StoragePool> {
-    let pool = match conn.lookup_storage_pool_by_name(POOL_NAME) {
+/// Find strata's pool (`paths.pool_name()` at `paths.pool_dir()`), defining, building and
+/// starting it when missing or stopped.
+pub fn ensure(conn: &Connect, paths: &Paths) -> Result<StoragePool> {
+    let name = paths.pool_name();
+    let pool = match conn.lookup_storage_pool_by_name(&name) {
         Ok(pool) => pool,
         Err(_) => {
             let xml_text = xml::render(
                 xml::POOL,
-                &serde_json::json!({"name": POOL_NAME, "path": dir.display().to_string()}),
+                &serde_json::json!({"name": name, "path": paths.pool_dir().display().to_string()}),
             )?;
             let pool = conn.define_storage_pool_xml(&xml_text, 0)?;
             pool.build(0)?;
@@ -47,6 +48,19 @@ pub fn ensure(conn: &Connect, dir: &Path) -> Result<StoragePool> {
         pool.create(0)?;
     }
     Ok(pool)
+}
+
+/// "pool 'strata' at /var/lib/strata/pool, 1.2 GiB free": what an error about space names.
+pub fn describe_space(pool: &StoragePool, paths: &Paths) -> String {
+    let free = pool
+        .info()
+        .map(|i| crate::units::format_size(i.available))
+        .unwrap_or_else(|_| "unknown space".into());
+    format!(
+        "pool '{}' at {}, {free} free",
+        paths.pool_name(),
+        paths.pool_dir().display()
+    )
 }
 
 /// Look up a volume by name in the pool; None when it is not there.

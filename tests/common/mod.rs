@@ -284,7 +284,7 @@ pub fn assert_gone(lv: &Libvirt, paths: &Paths, vm: &str, net: &str) {
         lv.conn().lookup_domain_by_name(vm).is_err(),
         "domain {vm} left behind"
     );
-    let pool_handle = pool::ensure(&lv.conn(), &paths.pool_dir()).unwrap();
+    let pool_handle = pool::ensure(&lv.conn(), paths).unwrap();
     pool_handle.refresh(0).unwrap();
     for role in [VolumeRole::Root, VolumeRole::Data, VolumeRole::Seed] {
         let volume = pool::vm_volume_name(vm, role);
