@@ -69,10 +69,20 @@ pub enum OutputFormat {
 /// Context every command gets: where strata's files are and how to reach libvirt.
 pub struct Env {
     pub paths: Paths,
+    /// What opening libvirt finished of interrupted runs (`vm list` shows it once).
+    finished: std::sync::Mutex<Vec<crate::lifecycle::PendingJournal>>,
     uri: String,
 }
 
 impl Env {
+    /// What opening libvirt finished of interrupted runs, taken once.
+    pub fn take_finished(&self) -> Vec<crate::lifecycle::PendingJournal> {
+        self.finished
+            .lock()
+            .map(|mut f| std::mem::take(&mut *f))
+            .unwrap_or_default()
+    }
+
     /// libvirt, after finishing what an interrupted run left (a create rolled back, a destroy
     /// carried through): every command that reaches libvirt does this first, so nothing an
     /// interrupted run made outlives the next strata command.
@@ -80,8 +90,15 @@ impl Env {
         let lv = Libvirt::open(&self.uri)?;
         match crate::lifecycle::recover_abandoned(&lv, &self.paths) {
             Ok(finished) => {
-                for vm in finished {
-                    crate::errln!("strata: finished what an interrupted run left of '{vm}'");
+                for journal in finished {
+                    crate::errln!(
+                        "strata: finished what an interrupted run (pid {}) left of '{}'",
+                        journal.pid,
+                        journal.vm
+                    );
+                    if let Ok(mut shown) = self.finished.lock() {
+                        shown.push(journal);
+                    }
                 }
             }
             // Said, not fatal: this command may not touch that VM, and the next one retries.
@@ -117,6 +134,7 @@ where
 pub fn run(cli: Cli) -> Result<i32> {
     let env = Env {
         paths: Paths::discover(),
+        finished: Default::default(),
         uri: connect::resolve_uri(cli.connect.as_deref()),
     };
     match cli.command {

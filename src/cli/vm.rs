@@ -183,6 +183,15 @@ enum Listed {
 
 fn list(env: &Env, lv: &Libvirt, format: OutputFormat) -> Result<i32> {
     let vms = domain::list(&lv.conn())?;
+    let finished_now = env.take_finished().into_iter().map(|p| Listed::Unfinished {
+        state: match p.action {
+            Action::Create => "abandoned create, rolled back now",
+            Action::Destroy => "interrupted destroy, finished now",
+        }
+        .to_string(),
+        name: p.vm,
+        pid: p.pid,
+    });
     let unfinished: Vec<Listed> = lifecycle::pending(&env.paths)
         .into_iter()
         // A running create's VM is listed as itself once it is defined.
@@ -198,6 +207,7 @@ fn list(env: &Env, lv: &Libvirt, format: OutputFormat) -> Result<i32> {
             name: p.vm,
             pid: p.pid,
         })
+        .chain(finished_now)
         .collect();
     let rows: Vec<Listed> = vms.into_iter().map(Listed::Vm).chain(unfinished).collect();
     output::print(

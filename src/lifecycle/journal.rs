@@ -55,6 +55,10 @@ pub enum Action {
 pub(super) struct Journal {
     vm: String,
     pid: u32,
+    /// When that process started (clock ticks since boot): a pid the kernel gave to another
+    /// process since is not this journal's process.
+    #[serde(default)]
+    started: u64,
     #[serde(default)]
     action: Action,
     steps: Vec<Undo>,
@@ -80,9 +84,19 @@ fn journal_path(paths: &Paths, vm: &str) -> PathBuf {
     journal_dir(paths).join(format!("{vm}.json"))
 }
 
-fn process_alive(pid: u32) -> bool {
+/// When process `pid` started, in clock ticks since boot.
+fn start_time(pid: u32) -> Option<u64> {
+    let process = procfs::process::Process::new(i32::try_from(pid).ok()?).ok()?;
+    process.stat().ok().map(|stat| stat.starttime)
+}
+
+/// Whether the process that wrote a journal still runs (the same pid, started at the same time).
+fn process_alive(pid: u32, started: u64) -> bool {
     pid == std::process::id()
-        || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
+        || match start_time(pid) {
+            Some(now) => started == 0 || now == started,
+            None => false,
+        }
 }
 
 impl Journal {
@@ -104,6 +118,7 @@ impl Journal {
         let journal = Journal {
             vm: vm.to_string(),
             pid: std::process::id(),
+            started: start_time(std::process::id()).unwrap_or(0),
             action,
             steps,
             path: journal_path(paths, vm),
@@ -219,7 +234,7 @@ pub fn pending(paths: &Paths) -> Vec<PendingJournal> {
         .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("json"))
         .filter_map(|p| read(&p))
         .map(|j| PendingJournal {
-            running: process_alive(j.pid),
+            running: process_alive(j.pid, j.started),
             vm: j.vm,
             action: j.action,
             pid: j.pid,
@@ -230,15 +245,15 @@ pub fn pending(paths: &Paths) -> Vec<PendingJournal> {
 }
 
 /// Finish the journals whose process died (killed, power loss, a libvirtd that went away):
-/// roll creates back, carry destroys through. Returns the VMs cleaned.
-pub fn recover_abandoned(lv: &Libvirt, paths: &Paths) -> Result<Vec<String>> {
-    let mut cleaned = Vec::new();
+/// roll creates back, carry destroys through. Returns what it finished.
+pub fn recover_abandoned(lv: &Libvirt, paths: &Paths) -> Result<Vec<PendingJournal>> {
+    let mut finished = Vec::new();
     for p in pending(paths).into_iter().filter(|p| !p.running) {
         if finish(lv, paths, &p.vm)? {
-            cleaned.push(p.vm);
+            finished.push(p);
         }
     }
-    Ok(cleaned)
+    Ok(finished)
 }
 
 /// Finish the journal of `vm` if its process is gone; false when there is none to finish.
@@ -246,7 +261,7 @@ pub(super) fn finish(lv: &Libvirt, paths: &Paths, vm: &str) -> Result<bool> {
     let Some(journal) = read(&journal_path(paths, vm)) else {
         return Ok(false);
     };
-    if process_alive(journal.pid) && journal.pid != std::process::id() {
+    if process_alive(journal.pid, journal.started) && journal.pid != std::process::id() {
         return Err(Error::new(
             ErrorKind::AlreadyExists,
             format!(

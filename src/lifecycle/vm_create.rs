@@ -106,7 +106,11 @@ fn build_vm(
         interrupt::check()?;
         journal.push(Undo::File { path: seed.clone() })?;
         first_boot::write_seed(paths, seed, name, &uuid, &keys).map_err(|e| {
-            explain_full(e, &format!("pool '{}'", paths.pool_name()), &paths.pool_dir())
+            explain_full(
+                e,
+                &format!("pool '{}'", paths.pool_name()),
+                &paths.pool_dir(),
+            )
         })?;
     }
     let record = VmRecord {
@@ -201,7 +205,13 @@ fn clone_disk(
         let disk = pool::clone_volume(&pool_handle, &template_volume, &plan.volume, plan.disk)?;
         Ok(disk.path()?)
     })
-    .map_err(|e| explain_full(e, &format!("pool '{}'", paths.pool_name()), &paths.pool_dir()))
+    .map_err(|e| {
+        explain_full(
+            e,
+            &format!("pool '{}'", paths.pool_name()),
+            &paths.pool_dir(),
+        )
+    })
 }
 
 /// Choose a MAC and an IP and reserve them in the network's DHCP hosts, under strata's lock so
