@@ -194,14 +194,20 @@ impl Paths {
 }
 
 /// An error that ran out of space, said as such: which folder (the pool, a template's build
-/// folder) is full and how much its filesystem still has. Other errors pass unchanged.
+/// folder) is full and how much its filesystem still has. An error counts as one when it says
+/// so, or when the filesystem is (nearly) full as it is reported (a tool that ran out of space
+/// could not always log why). Other errors pass unchanged.
 pub fn explain_full(error: Error, what: &str, dir: &Path) -> Error {
-    if !error.message().contains("No space left") {
+    let available = nix::sys::statvfs::statvfs(dir)
+        .ok()
+        .map(|v| v.blocks_available().saturating_mul(v.fragment_size()));
+    let nearly_full = available.is_some_and(|free| free < 1 << 20);
+    if !error.message().contains("No space left") && !nearly_full {
         return error;
     }
-    let free = nix::sys::statvfs::statvfs(dir)
-        .map(|v| crate::units::format_size(v.blocks_available().saturating_mul(v.fragment_size())))
-        .unwrap_or_else(|_| "unknown space".into());
+    let free = available
+        .map(crate::units::format_size)
+        .unwrap_or_else(|| "unknown space".into());
     let message = format!(
         "{what} is full ({} has {free} free): {}",
         dir.display(),

@@ -1,7 +1,7 @@
 //! `strata vm create|list|ssh|stop|start|destroy`.
 
 use crate::cli::{args, output, Env, OutputFormat};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::guest::{ssh, Route};
 use crate::host::accel::AccelRequest;
 use crate::lifecycle::{self, Action, CreateRequest};
@@ -123,8 +123,17 @@ pub fn run(env: &Env, cmd: VmCommand) -> Result<i32> {
         }
         VmCommand::Start { name, ssh_timeout } => start(env, &lv, &name, ssh_timeout),
         VmCommand::Destroy { name } => {
-            lifecycle::destroy(&lv, &env.paths, &name)?;
-            outln!("destroyed {name}");
+            match lifecycle::destroy(&lv, &env.paths, &name) {
+                Ok(()) => outln!("destroyed {name}"),
+                // Opening libvirt already finished what an interrupted run left of it.
+                Err(e)
+                    if e.kind() == ErrorKind::NotFound
+                        && env.take_finished().iter().any(|p| p.vm == name) =>
+                {
+                    outln!("removed what an interrupted run left of {name}")
+                }
+                Err(e) => return Err(e),
+            }
             Ok(0)
         }
     }

@@ -88,16 +88,18 @@ pub fn build(
         progress.stage("sha256 + register");
         register(paths, &pool_handle, &volume_name, &out_dir, image)
     });
-    // The work folder (a whole root filesystem) never outlives the build, whatever happened;
-    // the template as it was stays until the new one is complete.
-    let _ = remove_dir_if_present(&work);
-    let (sha256, file_size, kernel, initrd) = built.map_err(|e| {
+    // Said while the work folder is there: it is what filled the disk, if anything did.
+    let built = built.map_err(|e| {
         crate::state::explain_full(
             e,
             &format!("the build folder of template '{}'", template.name()),
             &out_dir,
         )
-    })?;
+    });
+    // The work folder (a whole root filesystem) never outlives the build, whatever happened;
+    // the template as it was stays until the new one is complete.
+    let _ = remove_dir_if_present(&work);
+    let (sha256, file_size, kernel, initrd) = built?;
     let record = BuildRecord {
         template: template.name().to_string(),
         recipe_hash,

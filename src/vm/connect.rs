@@ -8,8 +8,16 @@ use std::sync::RwLock;
 use std::time::{Duration, Instant};
 use virt::connect::Connect;
 
-/// How long a step waits for a libvirtd that went away to come back.
-pub const RECONNECT_PATIENCE: Duration = Duration::from_secs(60);
+/// How long a step waits for a libvirtd that went away to come back; STRATA_LIBVIRT_PATIENCE
+/// (seconds, 1 to 600) changes it (the fault tests use a short one).
+pub fn reconnect_patience() -> Duration {
+    let seconds = std::env::var("STRATA_LIBVIRT_PATIENCE")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|s| (1..=600).contains(s))
+        .unwrap_or(60);
+    Duration::from_secs(seconds)
+}
 
 /// An open libvirt connection, replaced by a new one when libvirtd restarts under it.
 /// `Connect` is Send + Sync; share the Libvirt by reference.
@@ -65,17 +73,18 @@ impl Libvirt {
     }
 
     /// Run `step`; when libvirtd went away under it, wait for libvirtd to answer again (up to
-    /// RECONNECT_PATIENCE), reconnect and run the step again. Only for steps that are safe to
+    /// `reconnect_patience()`), reconnect and run the step again. Only for steps that are safe to
     /// repeat: they look their objects up by name and skip what is already done.
     pub fn resilient<T>(&self, mut step: impl FnMut() -> Result<T>) -> Result<T> {
-        let deadline = Instant::now() + RECONNECT_PATIENCE;
+        let patience = reconnect_patience();
+        let deadline = Instant::now() + patience;
         loop {
             match step() {
                 Err(e) if e.kind() == ErrorKind::Unreachable && !self.is_test_driver() => {
                     self.reconnect(deadline).map_err(|gone| {
                         e.clone().with_hint(format!(
                             "libvirtd went away and did not come back within {} s ({}); what this run made is rolled back by the next strata command once libvirtd runs",
-                            RECONNECT_PATIENCE.as_secs(),
+                            patience.as_secs(),
                             gone.message()
                         ))
                     })?;

@@ -1,0 +1,690 @@
+//! End-to-end under faults, against the real libvirtd, dockerd and sshd: nothing is lost and
+//! nothing is left behind when libvirtd restarts under a create or a destroy (or stays away),
+//! when a create is killed, when its output cannot be written, when six creates race (two
+//! for one name), when the pool's filesystem is full, over a hundred create/destroy cycles,
+//! and when a VM is powered off (or its dockerd killed) during `engine install` and `up`.
+//!
+//! The tests that stop libvirtd hold LIBVIRTD exclusively; the others share it, so no test
+//! ever has libvirtd pulled from under it by another.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+use strata::state::Paths;
+use strata::vm::pool;
+use strata::vm::record::VolumeRole;
+
+static LIBVIRTD: RwLock<()> = RwLock::new(());
+
+fn exclusive() -> RwLockWriteGuard<'static, ()> {
+    LIBVIRTD.write().unwrap_or_else(|p| p.into_inner())
+}
+
+fn shared() -> RwLockReadGuard<'static, ()> {
+    LIBVIRTD.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn systemd() -> bool {
+    std::fs::read_to_string("/proc/1/comm").is_ok_and(|c| c.trim() == "systemd")
+}
+
+fn libvirtd_running() -> bool {
+    Command::new("pgrep")
+        .args(["-x", "libvirtd"])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Stop libvirtd as an upgrade does (qemu and the guests keep running).
+fn stop_libvirtd() {
+    let status = if systemd() {
+        Command::new("systemctl")
+            .args(["stop", "libvirtd"])
+            .status()
+    } else {
+        Command::new("pkill")
+            .args(["-TERM", "-x", "libvirtd"])
+            .status()
+    };
+    assert!(status.unwrap().success(), "stopping libvirtd");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while libvirtd_running() {
+        assert!(Instant::now() < deadline, "libvirtd did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn start_libvirtd() {
+    if !libvirtd_running() {
+        let status = if systemd() {
+            Command::new("systemctl")
+                .args(["start", "libvirtd"])
+                .status()
+        } else {
+            Command::new("libvirtd").arg("-d").status()
+        };
+        assert!(status.unwrap().success(), "starting libvirtd");
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while strata::vm::Libvirt::open("qemu:///system").is_err() {
+        assert!(Instant::now() < deadline, "libvirtd did not come back");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Starts libvirtd again when a test that stopped it fails before it could.
+struct LibvirtdBack;
+
+impl Drop for LibvirtdBack {
+    fn drop(&mut self) {
+        start_libvirtd();
+    }
+}
+
+fn strata_command(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
+    command.args(args);
+    command
+}
+
+fn spawn(mut command: Command) -> Child {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn create_args<'a>(vm: &'a str, net: &'a str) -> Vec<&'a str> {
+    vec![
+        "vm",
+        "create",
+        vm,
+        "--template",
+        TEMPLATE,
+        "--net",
+        net,
+        "--memory",
+        "768M",
+    ]
+}
+
+fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn creates_survive_a_libvirtd_restart_at_three_moments() {
+    let _only = exclusive();
+    let (lv, paths, mut cleanup, net, base) = scenario("lvd");
+    let names: Vec<String> = (1..=3).map(|i| format!("{base}-{i}")).collect();
+    cleanup.vms = names.clone();
+    let _back = LibvirtdBack;
+    // One restart, three moments: 3 s, 0.7 s and 0.3 s into each create.
+    let first = spawn(strata_command(&create_args(&names[0], &net)));
+    std::thread::sleep(Duration::from_millis(2300));
+    let second = spawn(strata_command(&create_args(&names[1], &net)));
+    std::thread::sleep(Duration::from_millis(400));
+    let third = spawn(strata_command(&create_args(&names[2], &net)));
+    std::thread::sleep(Duration::from_millis(300));
+    stop_libvirtd();
+    std::thread::sleep(Duration::from_secs(2));
+    start_libvirtd();
+    for (name, child) in names.iter().zip([first, second, third]) {
+        let out = wait_output(child);
+        assert!(
+            out.status.success(),
+            "create {name} across a libvirtd restart failed:\n{}",
+            stderr_of(&out)
+        );
+        assert_eq!(ok(&["vm", "ssh", name, "--", "hostname"]).trim(), name);
+    }
+    let lv = if lv.answers() { lv } else { system() };
+    for name in &names {
+        ok(&["vm", "destroy", name]);
+        assert_gone(&lv, &paths, name, &net);
+    }
+    cleanup.close();
+}
+
+#[test]
+fn a_destroy_or_a_create_cut_off_from_libvirtd_is_finished_by_the_next_command() {
+    let _only = exclusive();
+    let (_lv, paths, mut cleanup, net, base) = scenario("lvg");
+    let (cut, lost) = (format!("{base}-d"), format!("{base}-c"));
+    cleanup.vms = vec![cut.clone(), lost.clone()];
+    let _back = LibvirtdBack;
+
+    // A destroy with libvirtd restarting 0.2 s into it: it finishes, or the next destroy does.
+    let mut args = create_args(&cut, &net);
+    args.push("--no-wait");
+    ok(&args);
+    let destroy = spawn(strata_command(&["vm", "destroy", &cut]));
+    std::thread::sleep(Duration::from_millis(200));
+    stop_libvirtd();
+    std::thread::sleep(Duration::from_secs(2));
+    start_libvirtd();
+    let out = wait_output(destroy);
+    if !out.status.success() {
+        let again = strata(&["vm", "destroy", &cut]);
+        assert!(
+            again.status.success(),
+            "{}\n{}",
+            stderr_of(&out),
+            stderr_of(&again)
+        );
+    }
+    assert_gone(&system(), &paths, &cut, &net);
+
+    // A create whose libvirtd stays away (past a short patience): a clear error, and the
+    // very next strata command, once libvirtd is back, rolls it back.
+    let mut args = create_args(&lost, &net);
+    args.push("--no-wait");
+    let mut command = strata_command(&args);
+    command.env("STRATA_LIBVIRT_PATIENCE", "3");
+    let create = spawn(command);
+    std::thread::sleep(Duration::from_millis(500));
+    stop_libvirtd();
+    let out = wait_output(create);
+    let said = stderr_of(&out);
+    if out.status.success() {
+        // It was quicker than the stop: nothing to roll back; destroy it as usual.
+        start_libvirtd();
+        ok(&["vm", "destroy", &lost]);
+    } else {
+        assert!(
+            said.contains("libvirt") && said.contains("hint:"),
+            "an unclear error: {said}"
+        );
+        start_libvirtd();
+        let listed = strata(&["vm", "list", "--output", "json"]);
+        assert!(listed.status.success(), "{}", stderr_of(&listed));
+        let note = stderr_of(&listed);
+        let rows = String::from_utf8_lossy(&listed.stdout);
+        assert!(
+            note.contains(&format!("left of '{lost}'")) || !rows.contains(&lost),
+            "vm list did not finish the lost create: {note}\n{rows}"
+        );
+    }
+    assert_gone(&system(), &paths, &lost, &net);
+    cleanup.close();
+}
+
+#[test]
+fn a_killed_create_is_shown_and_finished() {
+    let _fine = shared();
+    let (lv, paths, mut cleanup, net, base) = scenario("kill");
+    let (k1, k2) = (format!("{base}-1"), format!("{base}-2"));
+    cleanup.vms = vec![k1.clone(), k2.clone()];
+    let kill_mid_create = |name: &str| {
+        let mut child = Spawned::new(spawn(strata_command(&create_args(name, &net))));
+        // Killed once its journal is on disk and its clone is made.
+        let journal = paths.state.join("journal").join(format!("{name}.json"));
+        let volume = paths
+            .pool_dir()
+            .join(pool::vm_volume_name(name, VolumeRole::Root));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !(journal.exists() && volume.exists()) {
+            assert!(Instant::now() < deadline, "{name}: no journal and clone");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.child().kill().unwrap();
+        let _ = child.output();
+        assert!(journal.exists(), "a killed create keeps its journal");
+    };
+    kill_mid_create(&k1);
+    // `vm destroy NAME` finishes it.
+    let out = ok(&["vm", "destroy", &k1]);
+    assert!(out.contains(&k1), "{out}");
+    assert_gone(&lv, &paths, &k1, &net);
+    // `vm list` finishes it too, and says so in its table.
+    kill_mid_create(&k2);
+    let listed = ok(&["vm", "list"]);
+    assert!(
+        listed.contains(&k2) && listed.contains("rolled back now"),
+        "{listed}"
+    );
+    assert_gone(&lv, &paths, &k2, &net);
+    cleanup.close();
+}
+
+#[test]
+fn output_that_cannot_be_written_never_stops_a_create() {
+    let _fine = shared();
+    let (lv, paths, cleanup, net, vm) = scenario("pipe");
+    let mut args = create_args(&vm, &net);
+    args.push("--no-wait");
+    // `strata vm create ... | head -0`: both streams lead to pipes nobody reads.
+    let mut child = spawn(strata_command(&args));
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "the create died with its output: {status}"
+    );
+    assert!(
+        !paths
+            .state
+            .join("journal")
+            .join(format!("{vm}.json"))
+            .exists(),
+        "journal left behind"
+    );
+    let dom = lv.conn().lookup_domain_by_name(&vm).unwrap();
+    assert!(dom.is_active().unwrap(), "the VM is not running");
+    ok(&["vm", "destroy", &vm]);
+    assert_gone(&lv, &paths, &vm, &net);
+    cleanup.close();
+}
+
+#[test]
+fn six_creates_at_once_two_of_one_name() {
+    let _fine = shared();
+    let (lv, paths, mut cleanup, net, base) = scenario("six");
+    let names: Vec<String> = (1..=5).map(|i| format!("{base}-{i}")).collect();
+    cleanup.vms = names.clone();
+    let mut runs: Vec<(String, Child)> = Vec::new();
+    for name in names.iter().chain(std::iter::once(&names[0])) {
+        let mut args = create_args(name, &net);
+        args.push("--no-wait");
+        runs.push((name.clone(), spawn(strata_command(&args))));
+    }
+    let outputs: Vec<(String, std::process::Output)> = runs
+        .into_iter()
+        .map(|(name, child)| (name, wait_output(child)))
+        .collect();
+    for (name, out) in &outputs[1..5] {
+        assert!(out.status.success(), "{name}: {}", stderr_of(out));
+    }
+    let pair: Vec<&std::process::Output> = [&outputs[0].1, &outputs[5].1].into();
+    let winners = pair.iter().filter(|o| o.status.success()).count();
+    assert_eq!(winners, 1, "exactly one create of {} wins", names[0]);
+    let loser = pair.iter().find(|o| !o.status.success()).unwrap();
+    let said = stderr_of(loser);
+    assert!(
+        said.contains("is working on") || said.contains("already exists"),
+        "the loser was not told clearly: {said}"
+    );
+    assert!(
+        !said.contains("vol-delete"),
+        "advice that would delete the winner's disk: {said}"
+    );
+    let vms = strata::vm::domain::list(&lv.conn()).unwrap();
+    let ours: Vec<_> = vms.iter().filter(|v| names.contains(&v.name)).collect();
+    assert_eq!(ours.len(), 5);
+    let mut ips: Vec<_> = ours.iter().map(|v| v.record.ip).collect();
+    let mut macs: Vec<_> = ours.iter().map(|v| v.record.mac.clone()).collect();
+    ips.sort();
+    ips.dedup();
+    macs.sort();
+    macs.dedup();
+    assert_eq!((ips.len(), macs.len()), (5, 5), "addresses or MACs shared");
+    for name in &names {
+        ok(&["vm", "destroy", name]);
+        assert_gone(&lv, &paths, name, &net);
+    }
+    cleanup.close();
+}
+
+/// A small filesystem of the test's own as strata's state folder (and so its pool), removed
+/// with the pool libvirt was given for it.
+struct SmallState {
+    dir: PathBuf,
+}
+
+impl SmallState {
+    fn mount(size: &str) -> SmallState {
+        let dir = std::env::temp_dir().join(format!("strata-e2e-full-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755")])
+            .arg("tmpfs")
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mounting a tmpfs at {}", dir.display());
+        SmallState { dir }
+    }
+
+    fn paths(&self) -> Paths {
+        Paths {
+            state: self.dir.clone(),
+            cache: Paths::discover().cache,
+        }
+    }
+
+    fn strata(&self, args: &[&str], templates: &Path) -> std::process::Output {
+        let mut command = strata_command(args);
+        command
+            .env("STRATA_STATE_DIR", &self.dir)
+            .env("STRATA_TEMPLATE_PATH", templates);
+        run_bounded(
+            command,
+            &format!("strata {args:?} (small state)"),
+            COMMAND_DEADLINE,
+        )
+    }
+
+    /// Fill the filesystem but for `room` bytes.
+    fn fill_leaving(&self, room: u64) {
+        let stat = nix::sys::statvfs::statvfs(&self.dir).unwrap();
+        let free = stat.blocks_available() * stat.fragment_size();
+        let filler = vec![0u8; free.saturating_sub(room) as usize];
+        std::fs::write(self.dir.join("filler"), filler).unwrap();
+    }
+}
+
+impl Drop for SmallState {
+    fn drop(&mut self) {
+        if let Ok(lv) = strata::vm::Libvirt::open("qemu:///system") {
+            if let Ok(pool) = lv
+                .conn()
+                .lookup_storage_pool_by_name(&self.paths().pool_name())
+            {
+                let _ = pool.destroy();
+                let _ = pool.undefine();
+            }
+        }
+        let _ = Command::new("umount").arg(&self.dir).status();
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+#[test]
+fn a_full_pool_is_said_and_nothing_is_left() {
+    let _fine = shared();
+    let lv = system();
+    let small = SmallState::mount("48m");
+    let paths = small.paths();
+    // A template of the test's own: debian-12's recipe (its cached debootstrap result is
+    // reused) under another name, so no VM of the real template is in the way.
+    let templates = small.dir.join("templates-src");
+    std::fs::create_dir_all(templates.join("e2e-full")).unwrap();
+    let recipe = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("vm-templates/debian-12/template.toml"),
+    )
+    .unwrap()
+    .replace("name = \"debian-12\"", "name = \"e2e-full\"")
+    .replace("overlay = \"rootfs\"\n", "");
+    std::fs::write(templates.join("e2e-full/template.toml"), recipe).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("vm-templates/debian-12/domain.xml.j2"),
+        templates.join("e2e-full/domain.xml.j2"),
+    )
+    .unwrap();
+
+    // A template build on a full filesystem: said, with where and how much is free.
+    let out = small.strata(&["template", "build", "e2e-full"], &templates);
+    assert!(!out.status.success());
+    let said = stderr_of(&out);
+    assert!(
+        said.contains("is full") && said.contains(&small.dir.display().to_string()),
+        "{said}"
+    );
+    let built = paths.template_dir("e2e-full");
+    assert!(!built.join("work").exists(), "the work folder was left");
+    assert!(!built.join("build.json").exists());
+    let pool_handle = pool::ensure(&lv.conn(), &paths).unwrap();
+    pool_handle.refresh(0).unwrap();
+    assert!(pool::find_volume(&pool_handle, &pool::template_volume_name("e2e-full")).is_none());
+
+    // A clone into a full pool: said, and the create leaves nothing.
+    let image = small.dir.join("tiny.qcow2");
+    let made = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&image)
+        .arg("64M")
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let imported = small.strata(
+        &[
+            "import-image",
+            "e2e-tiny",
+            "--from",
+            image.to_str().unwrap(),
+        ],
+        &templates,
+    );
+    assert!(imported.status.success(), "{}", stderr_of(&imported));
+    let mut cleanup = Cleanup {
+        vms: vec![],
+        network: None,
+    };
+    let (net, _) = make_network(&mut cleanup, "full");
+    let vm = format!("e2e-full-{}", std::process::id());
+    small.fill_leaving(48 * 1024);
+    let out = small.strata(
+        &[
+            "vm",
+            "create",
+            &vm,
+            "--template",
+            "e2e-tiny",
+            "--net",
+            &net,
+            "--no-wait",
+        ],
+        &templates,
+    );
+    assert!(!out.status.success(), "a clone into a full pool succeeded");
+    let said = stderr_of(&out);
+    assert!(
+        said.contains("is full") && said.contains(&paths.pool_name()),
+        "{said}"
+    );
+    assert_gone(&lv, &paths, &vm, &net);
+    let _ = std::fs::remove_file(small.dir.join("filler"));
+    let removed = small.strata(&["template", "remove", "e2e-tiny"], &templates);
+    assert!(removed.status.success(), "{}", stderr_of(&removed));
+    cleanup.close();
+}
+
+#[test]
+fn a_hundred_creates_and_destroys_leave_nothing() {
+    let _fine = shared();
+    let (lv, paths, mut cleanup, net, base) = scenario("cyc");
+    let sha_before = template_sha256(&paths);
+    let started = Instant::now();
+    const CYCLES: usize = 100;
+    for i in 0..CYCLES {
+        let vm = format!("{base}-{i}");
+        cleanup.vms = vec![vm.clone()];
+        let mut args = create_args(&vm, &net);
+        args.push("--no-wait");
+        ok(&args);
+        ok(&["vm", "destroy", &vm]);
+    }
+    let per_cycle = started.elapsed().as_secs_f64() / CYCLES as f64;
+    eprintln!("[e2e] {CYCLES} create/destroy cycles: {per_cycle:.2} s per cycle");
+    for i in 0..CYCLES {
+        assert_gone(&lv, &paths, &format!("{base}-{i}"), &net);
+    }
+    let (_, info) = strata::vm::network::lookup(&lv.conn(), &net).unwrap();
+    assert!(info.hosts.is_empty(), "reservations left: {:?}", info.hosts);
+    assert_eq!(template_sha256(&paths), sha_before, "the template changed");
+    cleanup.close();
+}
+
+fn template_sha256(paths: &Paths) -> String {
+    let record = strata::image::read_record(&paths.template_dir(TEMPLATE))
+        .unwrap()
+        .expect("the template is built");
+    let sum = strata::digest::sha256_file(&paths.pool_dir().join(&record.volume)).unwrap();
+    assert_eq!(sum, record.sha256, "the template differs from its record");
+    sum
+}
+
+fn stack_text(vm: &str) -> String {
+    format!(
+        r#"name = "flt"
+vm = "{vm}"
+
+[services.db]
+template = "busybox-httpd"
+params = {{ port = 0, content = "db" }}
+
+[services.amb]
+template = "busybox-tcp-ambassador"
+depends_on = ["db"]
+params = {{ target_host = "db", target_port = 80, listen_port = 5432 }}
+
+[services.web]
+template = "busybox-httpd"
+depends_on = ["amb"]
+params = {{ port = 8080, content = "web" }}
+"#
+    )
+}
+
+/// Wait until a container of stack "flt" exists in `vm` (the `up` is under way).
+fn wait_for_first_container(vm: &str) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let out = strata(&[
+            "vm",
+            "ssh",
+            vm,
+            "--",
+            "docker ps -aq --filter label=strata.stack=flt",
+        ]);
+        if out.status.success() && !String::from_utf8_lossy(&out.stdout).trim().is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no container of the stack appeared"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn power_off(vm: &str) {
+    let lv = system();
+    let dom = lv.conn().lookup_domain_by_name(vm).unwrap();
+    strata::vm::domain::force_off(&dom).unwrap();
+}
+
+fn healthy_rows(stack: &Path) -> Vec<serde_json::Value> {
+    let rows: serde_json::Value =
+        serde_json::from_str(&ok(&["ps", stack.to_str().unwrap(), "--output", "json"])).unwrap();
+    let rows = rows.as_array().unwrap().clone();
+    for row in &rows {
+        assert_eq!(row["health"], "healthy", "{row}");
+    }
+    rows
+}
+
+#[test]
+fn engine_install_and_up_survive_a_power_off_and_a_killed_dockerd() {
+    let _fine = shared();
+    let (_lv, _paths, cleanup, net, vm) = scenario("eng");
+    let mut args = create_args(&vm, &net);
+    args.truncate(args.len() - 2);
+    args.extend(["--memory", "1G"]);
+    ok(&args);
+
+    // Powered off in the middle of the install: a clear error; started again, the same
+    // install converges.
+    let install = Spawned::new(spawn(strata_command(&["engine", "install", &vm])));
+    let marker_deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let out = strata(&[
+            "vm",
+            "ssh",
+            &vm,
+            "--",
+            "ls /var/lib/dpkg/lock-frontend && pgrep -x dpkg",
+        ]);
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < marker_deadline,
+            "the install never reached dpkg"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    power_off(&vm);
+    let out = install.output();
+    assert!(
+        !out.status.success(),
+        "an install whose VM went away succeeded"
+    );
+    assert!(stderr_of(&out).contains("hint:"), "{}", stderr_of(&out));
+    ok(&["vm", "start", &vm]);
+    ok(&["engine", "install", &vm]);
+    ok(&["engine", "info", &vm]);
+
+    let dir = std::env::temp_dir().join(format!("strata-e2e-faults-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let stack = dir.join("flt.toml");
+    std::fs::write(&stack, stack_text(&vm)).unwrap();
+    let stack_arg = stack.to_str().unwrap().to_string();
+
+    // dockerd killed during `up`: a clear error; systemd brings dockerd back and the same
+    // `up` converges.
+    let up = Spawned::new(spawn(strata_command(&["up", &stack_arg])));
+    wait_for_first_container(&vm);
+    ok(&[
+        "vm",
+        "ssh",
+        &vm,
+        "--",
+        "systemctl kill -s KILL docker.service",
+    ]);
+    let out = up.output();
+    if !out.status.success() {
+        assert!(stderr_of(&out).contains("hint:"), "{}", stderr_of(&out));
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !strata(&["vm", "ssh", &vm, "--", "docker info >/dev/null"])
+        .status
+        .success()
+    {
+        assert!(Instant::now() < deadline, "dockerd did not come back");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    ok(&["up", &stack_arg]);
+    assert_eq!(healthy_rows(&stack).len(), 3);
+
+    // The VM powered off during `up`: a clear error; started again, `up` converges.
+    ok(&["down", &stack_arg]);
+    let up = Spawned::new(spawn(strata_command(&["up", &stack_arg])));
+    wait_for_first_container(&vm);
+    power_off(&vm);
+    let out = up.output();
+    assert!(!out.status.success(), "an up whose VM went away succeeded");
+    assert!(stderr_of(&out).contains("hint:"), "{}", stderr_of(&out));
+    ok(&["vm", "start", &vm]);
+    ok(&["up", &stack_arg]);
+    assert_eq!(healthy_rows(&stack).len(), 3);
+
+    // Two `up` of one stack at once: the second waits for the first, and both end with the
+    // stack up.
+    ok(&["down", &stack_arg]);
+    let first = Spawned::new(spawn(strata_command(&["up", &stack_arg])));
+    std::thread::sleep(Duration::from_millis(300));
+    let second = Spawned::new(spawn(strata_command(&["up", &stack_arg])));
+    let (a, b) = (first.output(), second.output());
+    assert!(a.status.success(), "{}", stderr_of(&a));
+    assert!(b.status.success(), "{}", stderr_of(&b));
+    assert!(
+        stderr_of(&a).contains("waiting for another")
+            || stderr_of(&b).contains("waiting for another"),
+        "neither up waited for the other:\n{}\n{}",
+        stderr_of(&a),
+        stderr_of(&b)
+    );
+    assert_eq!(healthy_rows(&stack).len(), 3);
+    ok(&["down", &stack_arg, "--volumes"]);
+    let _ = std::fs::remove_dir_all(&dir);
+    drop(cleanup);
+}
