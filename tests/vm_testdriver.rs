@@ -172,6 +172,15 @@ fn create_then_destroy_leaves_only_the_template() {
         dom_xml.contains("strata.hostname=a"),
         "SMBIOS first-boot data missing"
     );
+    // The record can be updated in place (a data disk is recorded before it is made).
+    let (dom_a, info) = domain::lookup(&lv.conn(), "a").unwrap();
+    let mut record = info.record.clone();
+    record.volumes.push(strata::vm::record::VmVolume {
+        role: strata::vm::record::VolumeRole::Data,
+        name: "vm_a_data.qcow2".into(),
+    });
+    domain::set_record(&dom_a, &record).unwrap();
+    assert_eq!(domain::lookup(&lv.conn(), "a").unwrap().1.record, record);
     // The guest's private host key is in no definition and no file once the VM started.
     let dom = lv.conn().lookup_domain_by_name("a").unwrap();
     for flags in [0, virt::sys::VIR_DOMAIN_XML_INACTIVE] {

@@ -53,7 +53,7 @@ pub fn set_record(dom: &Domain, record: &VmRecord) -> Result<()> {
     }
     dom.set_metadata(
         virt::sys::VIR_DOMAIN_METADATA_ELEMENT as i32,
-        Some(&record.to_xml()?),
+        Some(&record.to_metadata_element()?),
         Some("strata"),
         Some(VM_METADATA_NS),
         flags,

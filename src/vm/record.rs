@@ -67,16 +67,26 @@ impl VmRecord {
             .map(|v| v.name.as_str())
     }
 
-    /// The <strata:vm> element for the domain's <metadata>.
+    /// The <strata:vm> element for a domain definition's <metadata>.
     pub fn to_xml(&self) -> Result<String> {
-        let accel = self.accel.as_str();
+        self.render("strata:", VM_METADATA_NS)
+    }
+
+    /// The same element without its namespace, as virDomainSetMetadata takes it (libvirt
+    /// puts it in strata's namespace itself, and refuses an element that declares one).
+    pub fn to_metadata_element(&self) -> Result<String> {
+        self.render("", "")
+    }
+
+    fn render(&self, prefix: &str, namespace: &str) -> Result<String> {
         xml::render(
             xml::VM_METADATA,
             &serde_json::json!({
-                "ns": VM_METADATA_NS,
+                "p": prefix,
+                "ns": namespace,
                 "template": self.template,
                 "created": self.created,
-                "accel": accel,
+                "accel": self.accel.as_str(),
                 "network": self.network,
                 "mac": self.mac,
                 "ip": self.ip.to_string(),
@@ -172,6 +182,12 @@ mod tests {
         );
         assert_eq!(VmRecord::parse(&xml).unwrap(), r);
         assert_eq!(r.volume(VolumeRole::Data), Some("vm_a_data.qcow2"));
+        let bare = r.to_metadata_element().unwrap();
+        assert!(
+            !bare.contains("xmlns") && !bare.contains("strata:"),
+            "{bare}"
+        );
+        assert_eq!(VmRecord::parse(&bare).unwrap(), r);
         assert_eq!(r.volume(VolumeRole::Seed), None);
     }
 
