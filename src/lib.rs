@@ -7,6 +7,7 @@ pub mod cli;
 pub mod command;
 pub mod engine;
 pub mod error;
+pub mod fuzz;
 pub mod guest;
 pub mod host;
 pub mod image;
