@@ -461,7 +461,10 @@ fn wait_ready(
     plan: &ContainerPlan,
     spec: &ServiceSpec,
 ) -> Result<ContainerInspectResponse> {
-    let deadline = Instant::now() + container::health_deadline(spec);
+    // Elapsed time against the limit: adding a template's (saturated) limit to now could
+    // overflow Instant.
+    let started = Instant::now();
+    let limit = container::health_deadline(spec);
     loop {
         let c = inspect(docker, &plan.name)?
             .ok_or_else(|| Error::failed(format!("container {} disappeared", plan.name)))?;
@@ -487,13 +490,13 @@ fn wait_ready(
                     "its health check fails; see `strata logs STACK SERVICE`",
                 ))
             }
-            _ if Instant::now() > deadline => {
+            _ if started.elapsed() > limit => {
                 return Err(stack.error_at(
                     service,
                     format!(
                         "{} did not turn healthy in {}s: {}",
                         plan.name,
-                        container::health_deadline(spec).as_secs(),
+                        limit.as_secs(),
                         last_probe(&c)
                     ),
                     "its health check never passed; see `strata logs STACK SERVICE`",

@@ -169,10 +169,12 @@ fn hash_of(body: &ContainerCreateBody, networks: &[String]) -> Result<String> {
 }
 
 fn health_config(h: &HealthSpec) -> std::result::Result<HealthConfig, String> {
+    // Docker takes nanoseconds as an int64 (about 292 years); a longer duration would wrap.
     let nanos = |field: &str, text: &str| {
-        humantime::parse_duration(text)
-            .map(|d| d.as_nanos() as i64)
-            .map_err(|e| format!("healthcheck.{field} '{text}': {e}"))
+        let d = humantime::parse_duration(text)
+            .map_err(|e| format!("healthcheck.{field} '{text}': {e}"))?;
+        i64::try_from(d.as_nanos())
+            .map_err(|_| format!("healthcheck.{field} '{text}' is longer than Docker can take"))
     };
     Ok(HealthConfig {
         test: Some(h.test.clone()),
@@ -185,13 +187,16 @@ fn health_config(h: &HealthSpec) -> std::result::Result<HealthConfig, String> {
 }
 
 /// How long `up` waits for a service to turn healthy: Docker's own give-up point plus slack.
+/// Saturating: a template's durations and retries are other people's numbers, and their
+/// product must not overflow.
 pub fn health_deadline(spec: &ServiceSpec) -> std::time::Duration {
     let parse = |t: &str| humantime::parse_duration(t).unwrap_or_default();
     match &spec.healthcheck {
         Some(h) => {
+            let per_try = parse(&h.interval).saturating_add(parse(&h.timeout));
             parse(&h.start_period)
-                + (parse(&h.interval) + parse(&h.timeout)) * (h.retries + 1)
-                + std::time::Duration::from_secs(5)
+                .saturating_add(per_try.saturating_mul(h.retries.saturating_add(1)))
+                .saturating_add(std::time::Duration::from_secs(5))
         }
         None => std::time::Duration::from_secs(10),
     }
@@ -276,6 +281,66 @@ params = { url = "http://web/" }
         // Another service's change does not touch this one.
         let other = STACK.replace("http://web/", "http://web:80/");
         assert_eq!(a, planned(&other, "web").unwrap().config_hash);
+    }
+
+    fn with_health(interval: &str, retries: u32) -> ServiceSpec {
+        let stack = StackFile::parse(Path::new("shop.toml"), STACK).unwrap();
+        let search = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("container-templates")];
+        let t = container::find(&search, "busybox-httpd").unwrap();
+        let ctx = RenderContext {
+            stack: stack.name.clone(),
+            service: "web".into(),
+        };
+        let mut spec = t.render(&toml::Table::new(), &ctx).unwrap();
+        let health = spec.healthcheck.as_mut().unwrap();
+        health.interval = interval.to_string();
+        health.retries = retries;
+        spec
+    }
+
+    /// Found by the healthcheck fuzz target: an interval of 10^11 years times 31 tries
+    /// overflowed Duration and panicked `up` while it waited (and `retries = 4294967295`
+    /// overflowed the try count).
+    #[test]
+    fn health_deadline_of_absurd_durations_and_retries_saturates() {
+        let spec = with_health("100000000000y", 30);
+        assert_eq!(health_deadline(&spec), std::time::Duration::MAX);
+        // retries + 1 overflowed u32 before any Duration arithmetic.
+        let spec = with_health("2s", u32::MAX);
+        assert_eq!(
+            health_deadline(&spec).as_secs(),
+            u64::from(u32::MAX) * 12 + 5
+        );
+        let spec = with_health("2s", 30);
+        assert_eq!(health_deadline(&spec).as_secs(), 31 * 12 + 5);
+    }
+
+    /// Docker's health durations are int64 nanoseconds; a longer one used to wrap around
+    /// (to a negative interval) instead of being refused.
+    #[test]
+    fn health_interval_longer_than_docker_takes_is_refused_naming_the_service() {
+        let stack = StackFile::parse(Path::new("shop.toml"), STACK).unwrap();
+        let err = plan(
+            &stack,
+            &stack.services["web"],
+            &with_health("300y", 30),
+            "sha256:abc",
+        )
+        .unwrap_err();
+        assert!(
+            err.message().contains("shop.toml:6: service 'web'")
+                && err
+                    .message()
+                    .contains("healthcheck.interval '300y' is longer than Docker can take"),
+            "{err}"
+        );
+        let ok = plan(
+            &stack,
+            &stack.services["web"],
+            &with_health("200y", 30),
+            "sha256:abc",
+        );
+        assert!(ok.is_ok(), "{:?}", ok.err());
     }
 
     #[test]
