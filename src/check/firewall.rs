@@ -23,6 +23,12 @@ use std::net::Ipv4Addr;
 /// user chains, but a hand-written or truncated dump might hold one, and the walk must end.
 const MAX_DEPTH: usize = 32;
 
+/// How many rules one walk may look at. A real table is walked in a number of steps close to
+/// its size, but chains that jump to each other several times multiply: two jumps per chain
+/// nested MAX_DEPTH deep are 2^32 steps (a hang). Past this many the walk stops, says so in
+/// [`Outcome::uncertain`], and ends at FORWARD's policy.
+const MAX_RULE_VISITS: usize = 20_000;
+
 /// Options of iptables itself rather than of a match or target extension. One of these ends the
 /// option list of a preceding `-m MODULE` or `-j TARGET`.
 const CORE_OPTIONS: &[&str] = &[
@@ -271,6 +277,7 @@ impl FilterTable {
             flow,
             path: Vec::new(),
             uncertain: Vec::new(),
+            visits: 0,
         };
         let (verdict, decided_by) = match walk.chain("FORWARD", 0) {
             Step::Decided(verdict, text) => (verdict, text),
@@ -401,6 +408,8 @@ struct Walk<'a> {
     flow: &'a Flow,
     path: Vec<String>,
     uncertain: Vec<String>,
+    /// Rules looked at so far, against MAX_RULE_VISITS.
+    visits: usize,
 }
 
 impl Walk<'_> {
@@ -412,6 +421,17 @@ impl Walk<'_> {
             return Step::Returned;
         };
         for rule in rules {
+            self.visits += 1;
+            if self.visits > MAX_RULE_VISITS {
+                if self.visits == MAX_RULE_VISITS + 1 {
+                    self.uncertain.push(format!(
+                        "the walk stopped after {MAX_RULE_VISITS} rules (chains jump to each \
+                         other too often to follow), at: {}",
+                        rule.text
+                    ));
+                }
+                return Step::Returned;
+            }
             if !self.matches(rule) {
                 continue;
             }
@@ -1390,6 +1410,32 @@ COMMIT
             .filter(|t| *t == "-A LOOP -j LOOP")
             .count();
         assert_eq!(loops, MAX_DEPTH);
+    }
+
+    /// Found by the iptables_save fuzz target: a chain that jumps to itself twice (a mangled
+    /// dump; the kernel refuses loops) made the walk take 2^32 steps. It now stops, says why,
+    /// and falls to FORWARD's policy.
+    #[test]
+    fn chains_jumping_to_themselves_twice_end_the_walk_quickly() {
+        let table = table_with(
+            "-A FORWARD -j DOCKER-FORWARD
+-A FORWARD -j ACCEPT
+-A DOCKER-FORWARD -j DOCKER-FORWARD
+-A DOCKER-FORWARD -j DOCKER-FORWARD
+",
+        );
+        let started = std::time::Instant::now();
+        let outcome = table.evaluate_forward(&br0_to_br0());
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert_eq!(outcome.verdict, FlowVerdict::Dropped);
+        assert_eq!(outcome.decided_by, "policy DROP of FORWARD");
+        assert_eq!(outcome.uncertain.len(), 1, "{:?}", outcome.uncertain);
+        assert!(
+            outcome.uncertain[0]
+                .starts_with(&format!("the walk stopped after {MAX_RULE_VISITS} rules")),
+            "{:?}",
+            outcome.uncertain
+        );
     }
 
     #[test]
