@@ -281,7 +281,7 @@ pub fn version_matches(wanted: &str, candidate: &str) -> bool {
             .is_some_and(|rest| !rest.starts_with(|c: char| c.is_ascii_alphanumeric()))
 }
 
-fn os_release_codename(text: &str) -> Option<String> {
+pub(crate) fn os_release_codename(text: &str) -> Option<String> {
     let value = text
         .lines()
         .find_map(|l| l.trim().strip_prefix("VERSION_CODENAME="))?;
@@ -291,7 +291,7 @@ fn os_release_codename(text: &str) -> Option<String> {
 
 /// Versions from `apt-cache madison` lines ("pkg | version | uri suite/component arch
 /// Packages") of `release`'s suites, deduplicated (one version can be in several suites).
-fn madison_versions(text: &str, release: &str, package: &str) -> Vec<String> {
+pub(crate) fn madison_versions(text: &str, release: &str, package: &str) -> Vec<String> {
     let suites = [
         release.to_string(),
         format!("{release}-updates"),
@@ -318,7 +318,7 @@ fn madison_versions(text: &str, release: &str, package: &str) -> Vec<String> {
 
 /// One "Inst" line of `apt-get -s`: a package apt will unpack, in its order.
 #[derive(Debug, PartialEq, Eq)]
-struct Install {
+pub(crate) struct Install {
     package: String,
     version: String,
     arch: String,
@@ -335,7 +335,7 @@ impl Install {
 
 /// "Inst pkg (ver Release[, Release] [arch])", with "[oldver] " before "(" on an upgrade and
 /// sometimes a list of packages it breaks, "[...]", after ")".
-fn parse_simulation(text: &str) -> Vec<Install> {
+pub(crate) fn parse_simulation(text: &str) -> Vec<Install> {
     text.lines()
         .filter_map(|line| {
             let (name, rest) = line.strip_prefix("Inst ")?.split_once(' ')?;
@@ -353,7 +353,7 @@ fn parse_simulation(text: &str) -> Vec<Install> {
 }
 
 /// The version of `package` if dpkg's status says it is installed.
-fn installed_version(status: &str, package: &str) -> Option<String> {
+pub(crate) fn installed_version(status: &str, package: &str) -> Option<String> {
     status.split("\n\n").find_map(|para| {
         let field = |name: &str| {
             para.lines()

@@ -51,6 +51,11 @@ pub fn pinned_key_from_known_hosts(path: &Path) -> Result<String> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         Error::from(e).context(format!("reading pinned host key {}", path.display()))
     })?;
+    parse_known_hosts(path, &text)
+}
+
+/// The pinned key ("TYPE BASE64") on the first line of a known_hosts text read from `path`.
+pub fn parse_known_hosts(path: &Path, text: &str) -> Result<String> {
     let line = text
         .lines()
         .find(|l| !l.trim().is_empty())

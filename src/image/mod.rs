@@ -8,6 +8,7 @@ mod import;
 mod record;
 pub mod seed;
 
+pub(crate) use build::host_mirror;
 pub use build::{build, BuildOutcome, RootfsStep};
 pub use import::{import, remove, ImportRequest};
 pub use record::{read_record, BuildRecord};

@@ -176,6 +176,7 @@ fn hash_of(body: &ContainerCreateBody, networks: &[String]) -> Result<String> {
 }
 
 fn health_config(h: &HealthSpec) -> std::result::Result<HealthConfig, String> {
+    // Docker takes nanoseconds as an int64 (about 292 years); a longer duration would wrap.
     let nanos = |field: &str, text: &str| {
         let d = humantime::parse_duration(text)
             .map_err(|e| format!("healthcheck.{field} '{text}': {e}"))?;
@@ -287,6 +288,62 @@ params = { url = "http://web/" }
         // Another service's change does not touch this one.
         let other = STACK.replace("http://web/", "http://web:80/");
         assert_eq!(a, planned(&other, "web").unwrap().config_hash);
+    }
+
+    fn with_health(interval: &str, retries: u32) -> ServiceSpec {
+        let stack = StackFile::parse(Path::new("shop.toml"), STACK).unwrap();
+        let search = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("container-templates")];
+        let t = container::find(&search, "busybox-httpd").unwrap();
+        let ctx = RenderContext {
+            stack: stack.name.clone(),
+            service: "web".into(),
+        };
+        let mut spec = t.render(&toml::Table::new(), &ctx).unwrap();
+        let health = spec.healthcheck.as_mut().unwrap();
+        health.interval = interval.to_string();
+        health.retries = retries;
+        spec
+    }
+
+    /// Found by the healthcheck fuzz target: an interval of 10^11 years times 31 tries
+    /// overflowed Duration and panicked `up` while it waited (and `retries = 4294967295`
+    /// overflowed the try count). The deadline is None then; bounds refuse such values first.
+    #[test]
+    fn health_deadline_of_absurd_durations_and_retries_is_none() {
+        assert_eq!(health_deadline(&with_health("100000000000y", 30)), None);
+        assert_eq!(health_deadline(&with_health("2s", u32::MAX)), None);
+        assert_eq!(
+            health_deadline(&with_health("2s", 30)).map(|d| d.as_secs()),
+            Some(31 * 12 + 5)
+        );
+    }
+
+    /// Docker's health durations are int64 nanoseconds; a longer one used to wrap around
+    /// (to a negative interval) instead of being refused.
+    #[test]
+    fn health_interval_longer_than_docker_takes_is_refused_naming_the_service() {
+        let stack = StackFile::parse(Path::new("shop.toml"), STACK).unwrap();
+        let err = plan(
+            &stack,
+            &stack.services["web"],
+            &with_health("300y", 30),
+            "sha256:abc",
+        )
+        .unwrap_err();
+        assert!(
+            err.message().contains("shop.toml:6: service 'web'")
+                && err
+                    .message()
+                    .contains("healthcheck.interval '300y' is too long for Docker"),
+            "{err}"
+        );
+        let ok = plan(
+            &stack,
+            &stack.services["web"],
+            &with_health("200y", 30),
+            "sha256:abc",
+        );
+        assert!(ok.is_ok(), "{:?}", ok.err());
     }
 
     #[test]

@@ -209,24 +209,43 @@ impl ContainerTemplate {
         context: &RenderContext,
     ) -> Result<ServiceSpec> {
         let path = self.dir.join("service.toml.j2");
-        let ctx = serde_json::json!({
-            "params": values,
-            "stack": context.stack,
-            "service": context.service,
-            "template_dir": self.dir,
-        });
-        let text = super::render_file(&path, &ctx)?;
-        toml::from_str(&text).map_err(|e| {
-            Error::bad_input(format!(
-                "{} rendered to TOML that does not describe a service: {}",
-                path.display(),
-                e.message()
-            ))
-            .with_hint(
-                "a parameter's value may not fit where the template puts it; see service.toml.j2",
-            )
-        })
+        let source = std::fs::read_to_string(&path)
+            .map_err(|e| Error::from(e).context(format!("reading {}", path.display())))?;
+        render_service(&path, &source, values, &self.dir, context)
     }
+}
+
+/// Render the text of a service.toml.j2 (read from `path`, which names it in errors) with the
+/// parameter values decided, and read the result as a ServiceSpec. Kept apart from the file
+/// read so that the fuzz targets can feed it template text from other people.
+pub fn render_service(
+    path: &Path,
+    source: &str,
+    values: &toml::Table,
+    template_dir: &Path,
+    context: &RenderContext,
+) -> Result<ServiceSpec> {
+    let ctx = serde_json::json!({
+        "params": values,
+        "stack": context.stack,
+        "service": context.service,
+        "template_dir": template_dir,
+    });
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("service.toml.j2");
+    let text = super::render_str(name, source, &ctx).map_err(|e| e.context(path.display()))?;
+    toml::from_str(&text).map_err(|e| {
+        Error::bad_input(format!(
+            "{} rendered to TOML that does not describe a service: {}",
+            path.display(),
+            e.message()
+        ))
+        .with_hint(
+            "a parameter's value may not fit where the template puts it; see service.toml.j2",
+        )
+    })
 }
 
 /// What a service template may use besides its parameters.

@@ -134,17 +134,21 @@ impl TemplateManifest {
                 extend(path, parent, table)?
             }
         };
-        for (field, value) in [
-            ("vm.memory", &manifest.vm.memory),
-            ("vm.disk", &manifest.vm.disk),
-        ] {
+        manifest.validate(path)?;
+        Ok(manifest)
+    }
+
+    /// What serde cannot check: the sizes are sizes and a direct-kernel boot has a command
+    /// line. `path` names the manifest in errors.
+    pub fn validate(&self, path: &Path) -> Result<()> {
+        for (field, value) in [("vm.memory", &self.vm.memory), ("vm.disk", &self.vm.disk)] {
             crate::units::parse_size(field, value).map_err(|e| e.context(path.display()))?;
         }
-        if let Some(build) = &manifest.build {
+        if let Some(build) = &self.build {
             crate::units::parse_size("build.size", &build.size)
                 .map_err(|e| e.context(path.display()))?;
         }
-        if manifest.boot.mode == BootMode::DirectKernel && manifest.boot.cmdline.is_empty() {
+        if self.boot.mode == BootMode::DirectKernel && self.boot.cmdline.is_empty() {
             return Err(Error::bad_input(format!(
                 "{}: boot.cmdline is empty but boot.mode is direct-kernel",
                 path.display()
@@ -153,7 +157,7 @@ impl TemplateManifest {
                 "give the kernel command line, e.g. cmdline = \"root=/dev/vda rw console=ttyS0\"",
             ));
         }
-        Ok(manifest)
+        Ok(())
     }
 }
 

@@ -1,7 +1,7 @@
 //! The filter-table model, parser and walker on dumps captured from real hosts.
 
 use super::parse::tokenize;
-use super::walk::MAX_DEPTH;
+use super::walk::{MAX_DEPTH, MAX_RULE_VISITS};
 use super::*;
 
 /// Captured on Debian 12 with Docker 20.10 running and no libvirt network active.
@@ -656,4 +656,30 @@ fn serialises_with_lowercase_names() {
     let rule = serde_json::to_value(&parse(DOCKER_20_10).chains["FORWARD"][4]).expect("rule");
     assert_eq!(rule["out_iface"]["negated"], true);
     assert_eq!(rule["target"], "accept");
+}
+
+/// Found by the iptables_save fuzz target: a chain that jumps to itself twice (a mangled
+/// dump; the kernel refuses loops) made the walk take 2^32 steps. It now stops, says why,
+/// and falls to FORWARD's policy.
+#[test]
+fn chains_jumping_to_themselves_twice_end_the_walk_quickly() {
+    let table = table_with(
+        "-A FORWARD -j DOCKER-FORWARD
+-A FORWARD -j ACCEPT
+-A DOCKER-FORWARD -j DOCKER-FORWARD
+-A DOCKER-FORWARD -j DOCKER-FORWARD
+",
+    );
+    let started = std::time::Instant::now();
+    let outcome = table.evaluate_forward(&br0_to_br0());
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(outcome.verdict, FlowVerdict::Dropped);
+    assert_eq!(outcome.decided_by, "policy DROP of FORWARD");
+    assert_eq!(outcome.uncertain.len(), 1, "{:?}", outcome.uncertain);
+    assert!(
+        outcome.uncertain[0]
+            .starts_with(&format!("the walk stopped after {MAX_RULE_VISITS} rules")),
+        "{:?}",
+        outcome.uncertain
+    );
 }

@@ -15,6 +15,12 @@ use std::net::Ipv4Addr;
 /// user chains, but a hand-written or truncated dump might hold one, and the walk must end.
 pub(super) const MAX_DEPTH: usize = 32;
 
+/// How many rules one walk may look at. A real table is walked in a number of steps close to
+/// its size, but chains that jump to each other several times multiply: two jumps per chain
+/// nested MAX_DEPTH deep are 2^32 steps (a hang). Past this many the walk stops, says so in
+/// [`Outcome::uncertain`], and ends at FORWARD's policy.
+pub(super) const MAX_RULE_VISITS: usize = 20_000;
+
 /// A packet to route through FORWARD.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Flow {
@@ -62,6 +68,7 @@ impl FilterTable {
             flow,
             path: Vec::new(),
             uncertain: Vec::new(),
+            visits: 0,
         };
         let (verdict, decided_by) = match walk.chain("FORWARD", 0) {
             Step::Decided(verdict, text) => (verdict, text),
@@ -164,6 +171,8 @@ struct Walk<'a> {
     flow: &'a Flow,
     path: Vec<String>,
     uncertain: Vec<String>,
+    /// Rules looked at so far, against MAX_RULE_VISITS.
+    visits: usize,
 }
 
 impl Walk<'_> {
@@ -175,6 +184,17 @@ impl Walk<'_> {
             return Step::Returned;
         };
         for rule in rules {
+            self.visits += 1;
+            if self.visits > MAX_RULE_VISITS {
+                if self.visits == MAX_RULE_VISITS + 1 {
+                    self.uncertain.push(format!(
+                        "the walk stopped after {MAX_RULE_VISITS} rules (chains jump to each \
+                         other too often to follow), at: {}",
+                        rule.text
+                    ));
+                }
+                return Step::Returned;
+            }
             if !self.matches(rule) {
                 continue;
             }
