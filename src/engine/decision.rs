@@ -308,25 +308,8 @@ pub fn decide(request: &StorageRequest, guest: &GuestStorageFacts) -> Result<Dec
 mod tests {
     use super::*;
     use crate::error::ErrorKind;
+    use crate::guest::facts::samples::*;
     use Backing::{Btrfs, Nfs, Overlay, Tmpfs, Zfs};
-
-    const E20: EngineVersion = EngineVersion::new(20, 10, 24);
-    const E25: EngineVersion = EngineVersion::new(25, 0, 0);
-    const E29: EngineVersion = EngineVersion::new(29, 0, 1);
-    const K61: KernelVersion = KernelVersion { major: 6, minor: 1 };
-    const K40: KernelVersion = KernelVersion { major: 4, minor: 0 };
-    const K310: KernelVersion = KernelVersion {
-        major: 3,
-        minor: 10,
-    };
-    const EXT4: Backing = Backing::Ext4 { filetype: true };
-    const EXT4_NO_DT: Backing = Backing::Ext4 { filetype: false };
-    const XFS1: Backing = Backing::Xfs { ftype: true };
-    const XFS0: Backing = Backing::Xfs { ftype: false };
-
-    fn other(name: &str) -> Backing {
-        Backing::Other(name.into())
-    }
 
     #[test]
     fn policies_parse_and_unknown_is_bad_input() {

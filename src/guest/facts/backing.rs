@@ -67,16 +67,8 @@ impl Backing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::guest::facts::samples::*;
     use Backing::{Btrfs, Nfs, Overlay, Tmpfs, Zfs};
-
-    const EXT4: Backing = Backing::Ext4 { filetype: true };
-    const EXT4_NO_DT: Backing = Backing::Ext4 { filetype: false };
-    const XFS1: Backing = Backing::Xfs { ftype: true };
-    const XFS0: Backing = Backing::Xfs { ftype: false };
-
-    fn other(name: &str) -> Backing {
-        Backing::Other(name.into())
-    }
 
     #[test]
     #[rustfmt::skip]

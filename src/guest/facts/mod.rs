@@ -10,6 +10,30 @@ mod versions;
 pub use backing::Backing;
 pub use versions::{EngineVersion, KernelVersion};
 
+/// Versions and filesystems the unit tests of several layers judge.
+#[cfg(test)]
+pub(crate) mod samples {
+    use super::{Backing, EngineVersion, KernelVersion};
+
+    pub const E20: EngineVersion = EngineVersion::new(20, 10, 24);
+    pub const E25: EngineVersion = EngineVersion::new(25, 0, 0);
+    pub const E29: EngineVersion = EngineVersion::new(29, 0, 1);
+    pub const K61: KernelVersion = KernelVersion { major: 6, minor: 1 };
+    pub const K40: KernelVersion = KernelVersion { major: 4, minor: 0 };
+    pub const K310: KernelVersion = KernelVersion {
+        major: 3,
+        minor: 10,
+    };
+    pub const EXT4: Backing = Backing::Ext4 { filetype: true };
+    pub const EXT4_NO_DT: Backing = Backing::Ext4 { filetype: false };
+    pub const XFS1: Backing = Backing::Xfs { ftype: true };
+    pub const XFS0: Backing = Backing::Xfs { ftype: false };
+
+    pub fn other(name: &str) -> Backing {
+        Backing::Other(name.into())
+    }
+}
+
 use crate::error::{Error, Result};
 use crate::guest::ssh;
 use ipnet::Ipv4Net;

@@ -94,16 +94,7 @@ fn leading_numbers(s: &str, seps: &[char]) -> Option<Vec<u32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const E20: EngineVersion = EngineVersion::new(20, 10, 24);
-    const E25: EngineVersion = EngineVersion::new(25, 0, 0);
-    const E29: EngineVersion = EngineVersion::new(29, 0, 1);
-    const K61: KernelVersion = KernelVersion { major: 6, minor: 1 };
-    const K40: KernelVersion = KernelVersion { major: 4, minor: 0 };
-    const K310: KernelVersion = KernelVersion {
-        major: 3,
-        minor: 10,
-    };
+    use crate::guest::facts::samples::*;
 
     #[test]
     #[rustfmt::skip]
