@@ -86,21 +86,6 @@ impl Drop for LibvirtdBack {
     }
 }
 
-fn strata_command(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
-    command.args(args);
-    command
-}
-
-fn spawn(mut command: Command) -> Child {
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
 fn create_args<'a>(vm: &'a str, net: &'a str) -> Vec<&'a str> {
     vec![
         "vm",
@@ -127,11 +112,11 @@ fn creates_survive_a_libvirtd_restart_at_three_moments() {
     cleanup.vms = names.clone();
     let _back = LibvirtdBack;
     // One restart, three moments: 3 s, 0.7 s and 0.3 s into each create.
-    let first = spawn(strata_command(&create_args(&names[0], &net)));
+    let first = spawn_strata(&create_args(&names[0], &net), &[]);
     std::thread::sleep(Duration::from_millis(2300));
-    let second = spawn(strata_command(&create_args(&names[1], &net)));
+    let second = spawn_strata(&create_args(&names[1], &net), &[]);
     std::thread::sleep(Duration::from_millis(400));
-    let third = spawn(strata_command(&create_args(&names[2], &net)));
+    let third = spawn_strata(&create_args(&names[2], &net), &[]);
     std::thread::sleep(Duration::from_millis(300));
     stop_libvirtd();
     std::thread::sleep(Duration::from_secs(2));
@@ -165,7 +150,7 @@ fn a_destroy_or_a_create_cut_off_from_libvirtd_is_finished_by_the_next_command()
     let mut args = create_args(&cut, &net);
     args.push("--no-wait");
     ok(&args);
-    let destroy = spawn(strata_command(&["vm", "destroy", &cut]));
+    let destroy = spawn_strata(&["vm", "destroy", &cut], &[]);
     std::thread::sleep(Duration::from_millis(200));
     stop_libvirtd();
     std::thread::sleep(Duration::from_secs(2));
@@ -186,9 +171,7 @@ fn a_destroy_or_a_create_cut_off_from_libvirtd_is_finished_by_the_next_command()
     // very next strata command, once libvirtd is back, rolls it back.
     let mut args = create_args(&lost, &net);
     args.push("--no-wait");
-    let mut command = strata_command(&args);
-    command.env("STRATA_LIBVIRT_PATIENCE", "3");
-    let create = spawn(command);
+    let create = spawn_strata(&args, &[("STRATA_LIBVIRT_PATIENCE", "3")]);
     std::thread::sleep(Duration::from_millis(500));
     stop_libvirtd();
     let out = wait_output(create);
@@ -223,7 +206,7 @@ fn a_killed_create_is_shown_and_finished() {
     let (k1, k2) = (format!("{base}-1"), format!("{base}-2"));
     cleanup.vms = vec![k1.clone(), k2.clone()];
     let kill_mid_create = |name: &str| {
-        let mut child = Spawned::new(spawn(strata_command(&create_args(name, &net))));
+        let mut child = Spawned::new(spawn_strata(&create_args(name, &net), &[]));
         // Killed once its journal is on disk and its clone is made.
         let journal = paths.state.join("journal").join(format!("{name}.json"));
         let volume = paths
@@ -261,7 +244,7 @@ fn output_that_cannot_be_written_never_stops_a_create() {
     let mut args = create_args(&vm, &net);
     args.push("--no-wait");
     // `strata vm create ... | head -0`: both streams lead to pipes nobody reads.
-    let mut child = spawn(strata_command(&args));
+    let mut child = spawn_strata(&args, &[]);
     drop(child.stdout.take());
     drop(child.stderr.take());
     let status = child.wait().unwrap();
@@ -294,7 +277,7 @@ fn six_creates_at_once_two_of_one_name() {
     for name in names.iter().chain(std::iter::once(&names[0])) {
         let mut args = create_args(name, &net);
         args.push("--no-wait");
-        runs.push((name.clone(), spawn(strata_command(&args))));
+        runs.push((name.clone(), spawn_strata(&args, &[])));
     }
     let outputs: Vec<(String, std::process::Output)> = runs
         .into_iter()
@@ -361,7 +344,8 @@ impl SmallState {
     }
 
     fn strata(&self, args: &[&str], templates: &Path) -> std::process::Output {
-        let mut command = strata_command(args);
+        let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
+        command.args(args);
         command
             .env("STRATA_STATE_DIR", &self.dir)
             .env("STRATA_TEMPLATE_PATH", templates);
@@ -602,7 +586,7 @@ fn engine_install_and_up_survive_a_power_off_and_a_killed_dockerd() {
 
     // Powered off in the middle of the install: a clear error; started again, the same
     // install converges.
-    let install = Spawned::new(spawn(strata_command(&["engine", "install", &vm])));
+    let install = Spawned::new(spawn_strata(&["engine", "install", &vm], &[]));
     let marker_deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let out = strata(&[
@@ -640,7 +624,7 @@ fn engine_install_and_up_survive_a_power_off_and_a_killed_dockerd() {
 
     // dockerd killed during `up`: a clear error; systemd brings dockerd back and the same
     // `up` converges.
-    let up = Spawned::new(spawn(strata_command(&["up", &stack_arg])));
+    let up = Spawned::new(spawn_strata(&["up", &stack_arg], &[]));
     wait_for_first_container(&vm);
     ok(&[
         "vm",
@@ -666,7 +650,7 @@ fn engine_install_and_up_survive_a_power_off_and_a_killed_dockerd() {
 
     // The VM powered off during `up`: a clear error; started again, `up` converges.
     ok(&["down", &stack_arg]);
-    let up = Spawned::new(spawn(strata_command(&["up", &stack_arg])));
+    let up = Spawned::new(spawn_strata(&["up", &stack_arg], &[]));
     wait_for_first_container(&vm);
     power_off(&vm);
     let out = up.output();
@@ -679,9 +663,9 @@ fn engine_install_and_up_survive_a_power_off_and_a_killed_dockerd() {
     // Two `up` of one stack at once: the second waits for the first, and both end with the
     // stack up.
     ok(&["down", &stack_arg]);
-    let first = Spawned::new(spawn(strata_command(&["up", &stack_arg])));
+    let first = Spawned::new(spawn_strata(&["up", &stack_arg], &[]));
     std::thread::sleep(Duration::from_millis(300));
-    let second = Spawned::new(spawn(strata_command(&["up", &stack_arg])));
+    let second = Spawned::new(spawn_strata(&["up", &stack_arg], &[]));
     let (a, b) = (first.output(), second.output());
     assert!(a.status.success(), "{}", stderr_of(&a));
     assert!(b.status.success(), "{}", stderr_of(&b));

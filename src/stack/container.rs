@@ -348,23 +348,12 @@ params = { url = "http://web/" }
 
     #[test]
     fn a_health_deadline_that_overflows_is_none_not_a_panic() {
-        let stack = StackFile::parse(Path::new("shop.toml"), STACK).unwrap();
-        let search = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("container-templates")];
-        let t = container::find(&search, "busybox-httpd").unwrap();
-        let ctx = RenderContext {
-            stack: stack.name.clone(),
-            service: "web".into(),
-        };
-        let mut spec = t.render(&toml::Table::new(), &ctx).unwrap();
         // 2 s + 10 s per probe, 31 probes, 5 s slack.
+        let spec = with_health("2s", 30);
         assert_eq!(health_deadline(&spec), Some(Duration::from_secs(377)));
-        let h = spec.healthcheck.as_mut().unwrap();
-        h.retries = u32::MAX;
+        let spec = with_health("100000000000000h", 1000);
         assert!(health_deadline(&spec).is_none());
-        let h = spec.healthcheck.as_mut().unwrap();
-        h.retries = 1000;
-        h.interval = "100000000000000h".into();
-        assert!(health_deadline(&spec).is_none());
+        let stack = StackFile::parse(Path::new("shop.toml"), STACK).unwrap();
         let err = plan(&stack, &stack.services["web"], &spec, "sha256:x").unwrap_err();
         assert!(err.message().contains("healthcheck.interval"), "{err}");
     }

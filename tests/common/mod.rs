@@ -253,8 +253,8 @@ pub fn create_baked_docker_vm(vm: &str, net: &str) {
 }
 
 pub fn spawn_create(name: &str, net: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args([
+    spawn_strata(
+        &[
             "vm",
             "create",
             name,
@@ -264,7 +264,16 @@ pub fn spawn_create(name: &str, net: &str) -> Child {
             net,
             "--memory",
             "768M",
-        ])
+        ],
+        &[],
+    )
+}
+
+/// The strata binary started with `args` and extra environment, its output piped.
+pub fn spawn_strata(args: &[&str], env: &[(&str, &str)]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
