@@ -2,24 +2,20 @@
 # The baseline a person would write without strata: qemu-img create -b, a DHCP reservation
 # with virsh net-update, virsh define + start, then (with --wait) poll ssh until it answers.
 # usage: plain-create.sh NAME IMAGE KERNEL INITRD NETWORK IP MAC CPUS KEY [--wait]
-# With PLAIN_SMBIOS=1 it hands the guest a login key and a host key the way strata's template
-# expects them (SMBIOS OEM strings), so it can boot strata's template too.
+# With PLAIN_SMBIOS=1 it hands the guest its hostname and a login key the way strata's template
+# expects them (SMBIOS OEM strings), so it can boot strata's template too (which then makes its
+# own host keys: this script does not pin one).
 set -euo pipefail
 name=$1 image=$2 kernel=$3 initrd=$4 net=$5 ip=$6 mac=$7 cpus=$8 key=$9 wait=${10:-}
 disk=/var/lib/strata/pool/bench-plain-$name.qcow2
 
 sysinfo='' smbios=''
 if [[ "${PLAIN_SMBIOS:-}" == 1 ]]; then
-  hostkey=$(mktemp -u)
-  ssh-keygen -q -t ed25519 -N '' -f "$hostkey"
   sysinfo="<sysinfo type='smbios'><oemStrings>
     <entry>strata.hostname=$name</entry>
     <entry>strata.authorized_key=$(cat "$key.pub")</entry>
-    <entry>strata.host_key=$(base64 -w0 "$hostkey")</entry>
-    <entry>strata.host_key_pub=$(cat "$hostkey.pub")</entry>
   </oemStrings></sysinfo>"
   smbios="<smbios mode='sysinfo'/>"
-  rm -f "$hostkey" "$hostkey.pub"
 fi
 
 qemu-img create -q -f qcow2 -F qcow2 -b "$image" "$disk" 8G

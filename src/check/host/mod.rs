@@ -190,13 +190,14 @@ pub(crate) mod test_facts {
     use crate::vm::network::NetworkInfo;
 
     /// Captured on this project's Debian 12 machine, Docker 20.10 running, no libvirt network.
-    pub const DOCKER_20_10: &str = include_str!("../testdata/iptables-docker-only.txt");
+    pub const DOCKER_20_10: &str = include_str!("../../host/testdata/iptables-docker-only.txt");
     /// Captured with a strata isolated network (virbr1, 10.250.77.0/24) started after dockerd.
-    pub const LIBVIRT_FIRST: &str = include_str!("../testdata/iptables-libvirt-first.txt");
+    pub const LIBVIRT_FIRST: &str = include_str!("../../host/testdata/iptables-libvirt-first.txt");
     /// The same after restarting dockerd: Docker's jumps now come first.
-    pub const DOCKER_FIRST: &str = include_str!("../testdata/iptables-docker-first.txt");
+    pub const DOCKER_FIRST: &str = include_str!("../../host/testdata/iptables-docker-first.txt");
     /// A strata NAT network (virbr2, 10.250.78.0/24) with Docker's jumps first.
-    pub const NAT_DOCKER_FIRST: &str = include_str!("../testdata/iptables-nat-docker-first.txt");
+    pub const NAT_DOCKER_FIRST: &str =
+        include_str!("../../host/testdata/iptables-nat-docker-first.txt");
 
     pub fn host_facts(iptables_save: &str) -> HostSnapshot {
         HostSnapshot {
