@@ -19,7 +19,7 @@ pub fn wait_for_ssh(
     while Instant::now() < deadline {
         still_booting()?;
         if TcpStream::connect_timeout(&target.addr, Duration::from_millis(500)).is_ok() {
-            match ssh::connect(target, Duration::from_secs(10)) {
+            match ssh::try_connect(target, Duration::from_secs(10)) {
                 Ok(session) => return Ok(session),
                 Err(e) if ssh::is_host_key_mismatch(&e) => return Err(e),
                 Err(e) => last_error = e.to_string(),

@@ -27,9 +27,10 @@ const LOGIN_TIMEOUT: Duration = Duration::from_secs(15);
 const CHANNEL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a caller waits for the pump to hand over a connection: a channel that times out,
-/// a new login and a second channel, with room to spare.
-const OPEN_DEADLINE: Duration =
-    Duration::from_secs(2 * CHANNEL_TIMEOUT.as_secs() + LOGIN_TIMEOUT.as_secs() + 15);
+/// a new login (every handshake attempt of it) and a second channel, with room to spare.
+const OPEN_DEADLINE: Duration = Duration::from_secs(
+    2 * CHANNEL_TIMEOUT.as_secs() + ssh::HANDSHAKE_ATTEMPTS as u64 * LOGIN_TIMEOUT.as_secs() + 15,
+);
 
 /// A running tunnel to one socket in one guest. Dropping it closes the connections still
 /// open and waits for the pump thread: libssh2 must not be used after the process starts to
