@@ -2,19 +2,24 @@
 # The baseline a person would write without strata: qemu-img create -b, a DHCP reservation
 # with virsh net-update, virsh define + start, then (with --wait) poll ssh until it answers.
 # usage: plain-create.sh NAME IMAGE KERNEL INITRD NETWORK IP MAC CPUS KEY [--wait]
-# With PLAIN_SMBIOS=1 it hands the guest its hostname and a login key the way strata's template
-# expects them (SMBIOS OEM strings), so it can boot strata's template too (which then makes its
-# own host keys: this script does not pin one).
+# With PLAIN_SMBIOS=1 it hands the guest its hostname, a login key and a host key the way
+# strata's template expects them (SMBIOS OEM strings; the private host key as a fw_cfg file,
+# removed once QEMU has started), so it can boot strata's template too, doing the same work.
 set -euo pipefail
 name=$1 image=$2 kernel=$3 initrd=$4 net=$5 ip=$6 mac=$7 cpus=$8 key=$9 wait=${10:-}
 disk=/var/lib/strata/pool/bench-plain-$name.qcow2
 
-sysinfo='' smbios=''
+sysinfo='' smbios='' keydir=''
 if [[ "${PLAIN_SMBIOS:-}" == 1 ]]; then
+  keydir=$(mktemp -d)
+  chmod 0711 "$keydir"
+  ssh-keygen -q -t ed25519 -N '' -f "$keydir/host_key"
   sysinfo="<sysinfo type='smbios'><oemStrings>
     <entry>strata.hostname=$name</entry>
     <entry>strata.authorized_key=$(cat "$key.pub")</entry>
-  </oemStrings></sysinfo>"
+    <entry>strata.host_key_pub=$(cat "$keydir/host_key.pub")</entry>
+  </oemStrings></sysinfo>
+  <sysinfo type='fwcfg'><entry name='opt/strata/host_key' file='$keydir/host_key'/></sysinfo>"
   smbios="<smbios mode='sysinfo'/>"
 fi
 
@@ -55,6 +60,7 @@ XML
 virsh -q define "$xml" >/dev/null
 rm -f "$xml"
 virsh -q start "$name" >/dev/null
+[[ -z "$keydir" ]] || rm -rf "$keydir"
 if [[ "$wait" == --wait ]]; then
   until ssh -q -i "$key" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
         -o ConnectTimeout=1 "root@$ip" true 2>/dev/null; do

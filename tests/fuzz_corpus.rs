@@ -13,7 +13,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// Mutated inputs per target: the whole file takes about 10 s in a debug build on two cores.
+/// Mutated inputs per target: the whole file takes about 13 s in a debug build on two cores.
 const DEFAULT_RUNS: usize = 5000;
 
 /// One execution slower than this is a blow-up (a debug build parses these inputs in
