@@ -219,6 +219,34 @@ fn create_then_destroy_leaves_only_the_template() {
     assert_eq!(err.kind(), ErrorKind::AlreadyExists);
     assert_eq!(volume_names(&lv, &paths), before);
 
+    // A record that names another VM's volume (edited, or not strata's): destroy removes
+    // nothing and says why.
+    let (dom_b, info_b) = domain::lookup(&lv.conn(), "b").unwrap();
+    let mut forged = info_b.record.clone();
+    forged.volumes[0].name = "vm_a.qcow2".into();
+    domain::set_record(&dom_b, &forged).unwrap();
+    let before = volume_names(&lv, &paths);
+    let err = lifecycle::destroy(&lv, &paths, "b").unwrap_err();
+    assert!(err.message().contains("not a name strata gives"), "{err}");
+    assert_eq!(volume_names(&lv, &paths), before);
+    assert_eq!(domain::list(&lv.conn()).unwrap().len(), 2);
+    domain::set_record(&dom_b, &info_b.record).unwrap();
+
+    // A domain libvirt will not undefine (here: it has a snapshot): its disks, keys and
+    // address stay, and the destroy can be finished once the snapshot is gone.
+    let snapshot = dom_b
+        .create_snapshot_xml("<domainsnapshot><name>s1</name></domainsnapshot>", 0)
+        .unwrap();
+    let err = lifecycle::destroy(&lv, &paths, "b").unwrap_err();
+    assert!(err.message().contains("stopped halfway"), "{err}");
+    assert_eq!(volume_names(&lv, &paths), before);
+    assert!(
+        paths.vm_key("b").exists(),
+        "the key of a defined VM was removed"
+    );
+    assert_eq!(reservations(&lv, "tnet").len(), 2);
+    snapshot.delete(0).unwrap();
+
     // The network is in use: refuse to remove it.
     lifecycle::destroy(&lv, &paths, "a").unwrap();
     lifecycle::destroy(&lv, &paths, "b").unwrap();
@@ -316,6 +344,37 @@ fn bad_input_changes_nothing() {
     .unwrap_err();
     assert!(err.message().contains("libvirt network 'tnet'"), "{err}");
     assert!(lv.conn().lookup_network_by_name("t2").is_err());
+    network::destroy(&lv.conn(), "tnet").unwrap();
+}
+
+/// A reservation strata did not make, under the name of a VM being created, is never taken
+/// over: the VM gets an address of its own (or the create fails), and the reservation stays.
+#[test]
+fn a_foreign_reservation_of_the_same_name_is_left_alone() {
+    let scratch = Scratch::new("fr");
+    let paths = scratch.paths();
+    let _turn = driver();
+    let lv = Libvirt::open("test:///default").unwrap();
+    register_fake_template(&lv, &paths, "debian-12");
+    make_tnet(&lv);
+    let foreign = network::DhcpHost {
+        mac: "52:54:00:12:34:56".into(),
+        name: "c".into(),
+        ip: "10.77.0.200".parse().unwrap(),
+    };
+    let (net, _) = network::lookup(&lv.conn(), "tnet").unwrap();
+    network::reserve(&net, &foreign).unwrap();
+    if let Ok(created) = lifecycle::create(
+        &lv,
+        &paths,
+        &request("c", "debian-12", "tnet"),
+        &Progress::new("c"),
+    ) {
+        assert_ne!(created.ip, foreign.ip);
+        lifecycle::destroy(&lv, &paths, "c").unwrap();
+    }
+    assert_eq!(reservations(&lv, "tnet"), vec![foreign.clone()]);
+    network::release(&lv.conn(), "tnet", &foreign).unwrap();
     network::destroy(&lv.conn(), "tnet").unwrap();
 }
 

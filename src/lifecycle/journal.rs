@@ -90,13 +90,13 @@ fn start_time(pid: u32) -> Option<u64> {
     process.stat().ok().map(|stat| stat.starttime)
 }
 
-/// Whether the process that wrote a journal still runs (the same pid, started at the same time).
+/// Whether the process that wrote a journal still runs (the same pid, started at the same
+/// time: after a reboot, or in a container, the pid may well be this very process's).
 fn process_alive(pid: u32, started: u64) -> bool {
-    pid == std::process::id()
-        || match start_time(pid) {
-            Some(now) => started == 0 || now == started,
-            None => false,
-        }
+    match start_time(pid) {
+        Some(now) => started == 0 || now == started,
+        None => false,
+    }
 }
 
 impl Journal {
@@ -153,6 +153,14 @@ impl Journal {
         Ok(())
     }
 
+    /// The DHCP reservation this journal's run made (or was about to make) on `network`.
+    pub(super) fn reserved(&self, network: &str) -> Option<&DhcpHost> {
+        self.steps.iter().find_map(|step| match step {
+            Undo::Reservation { network: on, host } if on == network => Some(host),
+            _ => None,
+        })
+    }
+
     /// Record the undo of a step about to be taken.
     pub(super) fn push(&mut self, undo: Undo) -> Result<()> {
         self.steps.push(undo);
@@ -164,7 +172,8 @@ impl Journal {
     }
 
     /// Carry out every step, newest first; every step is a no-op when its object is gone.
-    /// The journal stays on disk while any step failed, so a later run can finish it.
+    /// The journal stays on disk while any step failed, so a later run can finish it; after a
+    /// domain that could not be removed, nothing older is touched.
     pub(super) fn rollback(self, lv: &Libvirt, paths: &Paths) -> Vec<String> {
         let mut problems = Vec::new();
         // A libvirtd that went away is waited for once; after that the other steps are tried
@@ -177,8 +186,13 @@ impl Journal {
                 lv.resilient(|| undo(lv, paths, step))
             };
             if let Err(e) = done {
-                libvirt_gone |= e.kind() == ErrorKind::Unreachable;
+                libvirt_gone |= e.kind() == ErrorKind::Unreachable && lv.went_away();
                 problems.push(format!("{step:?}: {}", e.message()));
+                // A domain that is still defined keeps what it uses: its disks, keys and
+                // address stay until a later run removes the domain first.
+                if matches!(step, Undo::Domain { .. }) {
+                    break;
+                }
             }
         }
         if problems.is_empty() {
@@ -198,7 +212,7 @@ fn read(path: &Path) -> Option<Journal> {
 fn undo(lv: &Libvirt, paths: &Paths, step: &Undo) -> Result<()> {
     match step {
         Undo::Domain { name, uuid } => {
-            if let Ok(dom) = lv.conn().lookup_domain_by_name(name) {
+            if let Some(dom) = domain::find(&lv.conn(), name)? {
                 // Only the domain this journal made or is removing, never a namesake.
                 if dom.uuid_string()? == *uuid {
                     domain::undefine(&lv.conn(), name)?;

@@ -5,7 +5,7 @@
 
 use super::create_plan::{plan_create, CreatePlan};
 use super::first_boot::{self, GuestKeys};
-use super::journal::{Journal, Undo};
+use super::journal::{self, Journal, Undo};
 use crate::error::{Error, ErrorKind, Result};
 use crate::guest::{readiness, Route};
 use crate::host::accel::{Accel, AccelRequest};
@@ -52,7 +52,13 @@ pub fn create(
     progress: &Progress,
 ) -> Result<Created> {
     crate::names::check_vm_name(&req.name)?;
-    super::recover_abandoned(lv, paths)?;
+    // What an interrupted run left of this name is finished first (the CLI finishes every
+    // other name's leftovers when it connects; one stuck elsewhere does not stop this create).
+    // A run of this name that is still alive is for Journal::begin to name.
+    match journal::finish(lv, paths, &req.name) {
+        Err(e) if e.kind() != ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
     // The name's journal first: a second create of the same name stops here, told who holds it,
     // before it looks at (or gives advice about) what the first one is making.
     let mut journal = Journal::begin(paths, &req.name)?;
@@ -226,10 +232,18 @@ fn reserve_address(
     paths.with_lock(|| {
         lv.resilient(|| {
             let (net, info) = network::lookup(&lv.conn(), &req.network)?;
-            // Again after a lost libvirtd: a reservation under this VM's name is this run's
-            // (it holds the name's journal; a rollback releases an earlier run's).
-            if let Some(made) = info.hosts.iter().find(|h| h.name == req.name) {
-                return Ok(made.clone());
+            // Again after a lost libvirtd: the address this run journaled is its own, made or
+            // still to make. Anyone else's reservation, even under this VM's name, is never
+            // taken over.
+            if let Some(mine) = journal.reserved(&req.network).cloned() {
+                if !info
+                    .hosts
+                    .iter()
+                    .any(|h| h.mac.eq_ignore_ascii_case(&mine.mac))
+                {
+                    network::reserve(&net, &mine)?;
+                }
+                return Ok(mine);
             }
             let host = alloc::choose_address(&lv.conn(), &req.network, &req.name)?;
             journal.push(Undo::Reservation {

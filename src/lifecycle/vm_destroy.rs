@@ -8,22 +8,34 @@ use crate::error::{Error, Result};
 use crate::state::Paths;
 use crate::vm::network::DhcpHost;
 use crate::vm::record::{VmRecord, VolumeRole};
-use crate::vm::{domain, Libvirt};
+use crate::vm::{domain, pool, Libvirt};
 
 /// Remove a VM; or finish an interrupted create or destroy of that name.
 pub fn destroy(lv: &Libvirt, paths: &Paths, name: &str) -> Result<()> {
     crate::names::check_vm_name(name)?;
+    // What an earlier run left unfinished for this name (a create killed halfway, a destroy
+    // that stopped) is finished first; it may be all there was to do.
+    let finished = journal::finish(lv, paths, name)?;
     let (dom, info) = match domain::lookup(&lv.conn(), name) {
         Ok(found) => found,
-        Err(e) if e.kind() == crate::error::ErrorKind::NotFound => {
-            // No domain: maybe what is left of a create or destroy that did not finish.
-            if journal::finish(lv, paths, name)? {
-                return Ok(());
-            }
-            return Err(e);
-        }
+        Err(e) if e.kind() == crate::error::ErrorKind::NotFound && finished => return Ok(()),
         Err(e) => return Err(e),
     };
+    if let Some(foreign) = info
+        .record
+        .volumes
+        .iter()
+        .find(|v| !pool::is_vm_volume_name(name, v.role, &v.name))
+    {
+        return Err(Error::failed(format!(
+            "VM '{name}''s record names the volume '{}', which is not a name strata gives this VM's volumes; nothing was removed",
+            foreign.name
+        ))
+        .with_hint(format!(
+            "the domain's strata metadata was not written by strata for '{name}' (or was edited): check what '{}' is, then remove the VM by hand (`virsh undefine {name}`)",
+            foreign.name
+        )));
+    }
     let mut steps = vec![Undo::VmDir {
         path: paths.vm_dir(name),
     }];

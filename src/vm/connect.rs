@@ -75,12 +75,15 @@ impl Libvirt {
     /// Run `step`; when libvirtd went away under it, wait for libvirtd to answer again (up to
     /// `reconnect_patience()`), reconnect and run the step again. Only for steps that are safe to
     /// repeat: they look their objects up by name and skip what is already done.
+    ///
+    /// "Unreachable" is also what a guest that went away gives (SSH, sockets): the step is
+    /// repeated only when libvirt itself stops answering, else it would be repeated forever.
     pub fn resilient<T>(&self, mut step: impl FnMut() -> Result<T>) -> Result<T> {
         let patience = reconnect_patience();
         let deadline = Instant::now() + patience;
         loop {
             match step() {
-                Err(e) if e.kind() == ErrorKind::Unreachable && !self.is_test_driver() => {
+                Err(e) if e.kind() == ErrorKind::Unreachable && self.went_away() => {
                     self.reconnect(deadline).map_err(|gone| {
                         e.clone().with_hint(format!(
                             "libvirtd went away and did not come back within {} s ({}); what this run made is rolled back by the next strata command once libvirtd runs",
@@ -120,6 +123,12 @@ impl Libvirt {
     /// Whether libvirt answers on the current connection.
     pub fn answers(&self) -> bool {
         self.conn().lib_version().is_ok()
+    }
+
+    /// Whether libvirtd stopped answering this connection (never for the in-process test
+    /// driver, where nothing goes away).
+    pub fn went_away(&self) -> bool {
+        !self.is_test_driver() && !self.answers()
     }
 }
 

@@ -120,9 +120,21 @@ pub fn exists(conn: &Connect, name: &str) -> bool {
     conn.lookup_domain_by_name(name).is_ok()
 }
 
+/// The domain named `name`; None only when libvirt says there is none. Any other failure
+/// (libvirtd went away) is an error: "not reachable" must never read as "already gone".
+pub fn find(conn: &Connect, name: &str) -> Result<Option<Domain>> {
+    match conn.lookup_domain_by_name(name) {
+        Ok(dom) => Ok(Some(dom)),
+        Err(e) => match Error::from(e) {
+            err if err.kind() == ErrorKind::NotFound => Ok(None),
+            err => Err(err.context(format!("looking up domain '{name}'"))),
+        },
+    }
+}
+
 /// Find a strata VM by name.
 pub fn lookup(conn: &Connect, name: &str) -> Result<(Domain, VmInfo)> {
-    let dom = conn.lookup_domain_by_name(name).map_err(|_| {
+    let dom = find(conn, name)?.ok_or_else(|| {
         Error::not_found(format!("no VM named '{name}'"))
             .with_hint("`strata vm list` shows the VMs strata made")
     })?;
@@ -198,7 +210,7 @@ pub fn force_off(dom: &Domain) -> Result<()> {
 
 /// Remove the definition (after powering off).
 pub fn undefine(conn: &Connect, name: &str) -> Result<()> {
-    let Ok(dom) = conn.lookup_domain_by_name(name) else {
+    let Some(dom) = find(conn, name)? else {
         return Ok(());
     };
     force_off(&dom)?;

@@ -130,10 +130,14 @@ pub fn list(conn: &Connect) -> Result<Vec<NetworkInfo>> {
 
 /// Look a network up by name, with a hint when it is not there.
 pub fn lookup(conn: &Connect, name: &str) -> Result<(Network, NetworkInfo)> {
-    let net = conn.lookup_network_by_name(name).map_err(|_| {
-        Error::not_found(format!("network '{name}' does not exist")).with_hint(format!(
-            "create it with `strata net create {name} --subnet 10.77.0.0/24`, or list networks with `strata net list`"
-        ))
+    let net = conn.lookup_network_by_name(name).map_err(|e| match Error::from(e) {
+        // Only libvirt's "no such network" is one; an unreachable libvirtd stays what it is.
+        err if err.kind() == ErrorKind::NotFound => {
+            Error::not_found(format!("network '{name}' does not exist")).with_hint(format!(
+                "create it with `strata net create {name} --subnet 10.77.0.0/24`, or list networks with `strata net list`"
+            ))
+        }
+        err => err.context(format!("looking up network '{name}'")),
     })?;
     let info = describe(&net)?;
     Ok((net, info))
@@ -348,8 +352,10 @@ pub fn leases(net: &Network) -> Result<Vec<(String, Ipv4Addr)>> {
 
 /// Remove a reservation; one that is already gone is not an error.
 pub fn release(conn: &Connect, network: &str, host: &DhcpHost) -> Result<()> {
-    let Ok((net, info)) = lookup(conn, network) else {
-        return Ok(());
+    let (net, info) = match lookup(conn, network) {
+        Ok(found) => found,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
     };
     if !info
         .hosts

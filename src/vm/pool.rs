@@ -27,6 +27,14 @@ pub fn vm_volume_name(vm: &str, role: VolumeRole) -> String {
     }
 }
 
+/// Whether `volume` is a name strata gives `vm`'s volume with `role` (or, for the root disk,
+/// the name it had before volumes had roles): a record naming anything else was not written by
+/// strata for this VM, and nothing of it is removed.
+pub fn is_vm_volume_name(vm: &str, role: VolumeRole, volume: &str) -> bool {
+    volume == vm_volume_name(vm, role)
+        || (role == VolumeRole::Root && volume == format!("vm-{vm}.qcow2"))
+}
+
 /// Find strata's pool (`paths.pool_name()` at `paths.pool_dir()`), defining, building and
 /// starting it when missing or stopped.
 pub fn ensure(conn: &Connect, paths: &Paths) -> Result<StoragePool> {
@@ -139,4 +147,39 @@ pub fn delete_vm_volume(pool: &StoragePool, name: &str) -> Result<()> {
         vol.delete(0)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vm_owns_only_its_own_volume_names() {
+        for role in [VolumeRole::Root, VolumeRole::Data, VolumeRole::Seed] {
+            assert!(is_vm_volume_name("web", role, &vm_volume_name("web", role)));
+            assert!(!is_vm_volume_name(
+                "web",
+                role,
+                &vm_volume_name("web-data", role)
+            ));
+            assert!(!is_vm_volume_name(
+                "web-data",
+                role,
+                &vm_volume_name("web", role)
+            ));
+        }
+        assert!(is_vm_volume_name("web", VolumeRole::Root, "vm-web.qcow2"));
+        assert!(!is_vm_volume_name("web", VolumeRole::Data, "vm-web.qcow2"));
+        for forged in [
+            "/etc/shadow",
+            "../vm_web.qcow2",
+            "template-debian-12.qcow2",
+            "",
+        ] {
+            assert!(
+                !is_vm_volume_name("web", VolumeRole::Root, forged),
+                "{forged}"
+            );
+        }
+    }
 }

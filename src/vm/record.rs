@@ -144,31 +144,37 @@ impl VmRecord {
     }
 }
 
+/// A record as strata writes one, for the tests of the modules that carry it.
+#[cfg(test)]
+pub(crate) fn sample() -> VmRecord {
+    VmRecord {
+        template: "debian-12".into(),
+        created: "2026-11-28T01:00:00Z".into(),
+        accel: Accel::Tcg,
+        network: "n".into(),
+        mac: "52:54:00:aa:bb:cc".into(),
+        ip: "10.77.0.2".parse().unwrap(),
+        user: "root".into(),
+        key: "/var/lib/strata/vms/a/id_ed25519".into(),
+        volumes: vec![
+            VmVolume {
+                role: VolumeRole::Root,
+                name: "vm_a.qcow2".into(),
+            },
+            VmVolume {
+                role: VolumeRole::Data,
+                name: "vm_a_data.qcow2".into(),
+            },
+        ],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn record() -> VmRecord {
-        VmRecord {
-            template: "debian-12".into(),
-            created: "2026-11-28T01:00:00Z".into(),
-            accel: Accel::Tcg,
-            network: "n".into(),
-            mac: "52:54:00:aa:bb:cc".into(),
-            ip: "10.77.0.2".parse().unwrap(),
-            user: "root".into(),
-            key: "/var/lib/strata/vms/a/id_ed25519".into(),
-            volumes: vec![
-                VmVolume {
-                    role: VolumeRole::Root,
-                    name: "vm_a.qcow2".into(),
-                },
-                VmVolume {
-                    role: VolumeRole::Data,
-                    name: "vm_a_data.qcow2".into(),
-                },
-            ],
-        }
+        super::sample()
     }
 
     #[test]

@@ -53,24 +53,108 @@ impl DomainSpec {
     /// Render `template` (a domain.xml.j2) with this spec.
     pub fn render(&self, template: &Path) -> Result<String> {
         let xml = crate::template::render_file(template, self)?;
-        // The record must come back out of what libvirt will store.
-        let placed = roxmltree::Document::parse(&xml)
-            .ok()
-            .and_then(|doc| {
+        // The record must come back out of what libvirt will store, once and as strata wrote
+        // it: `vm destroy` removes what the record names, so a template may not add its own.
+        let records: Vec<String> = roxmltree::Document::parse(&xml)
+            .map(|doc| {
                 doc.descendants()
-                    .find(|n| n.tag_name().namespace() == Some(crate::vm::VM_METADATA_NS))
+                    .filter(|n| n.tag_name().namespace() == Some(crate::vm::VM_METADATA_NS))
+                    .filter(|n| {
+                        n.parent_element()
+                            .is_none_or(|p| p.tag_name().namespace() != n.tag_name().namespace())
+                    })
                     .map(|n| xml[n.range()].to_string())
+                    .collect()
             })
-            .and_then(|element| VmRecord::parse(&element).ok());
-        if placed.is_none() {
+            .unwrap_or_default();
+        let ours = VmRecord::parse(&self.metadata).ok();
+        let placed_once = match records.as_slice() {
+            [only] => ours.is_some() && VmRecord::parse(only).ok() == ours,
+            _ => false,
+        };
+        if !placed_once {
             return Err(Error::bad_input(format!(
-                "{}: the domain XML does not carry strata's record",
+                "{}: the domain XML does not carry strata's record exactly once, as strata wrote it",
                 template.display()
             ))
             .with_hint(
-                "put `<metadata>{{ metadata | safe }}</metadata>` in the template's <domain>",
+                "put `<metadata>{{ metadata | safe }}</metadata>` in the template's <domain>, and nothing else in strata's namespace",
             ));
         }
         Ok(xml)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> DomainSpec {
+        let record = crate::vm::record::sample();
+        DomainSpec {
+            name: "a".into(),
+            uuid: "00000000-0000-0000-0000-000000000001".into(),
+            template: "t".into(),
+            virt_type: "qemu",
+            accel: "tcg",
+            memory_kib: 1024,
+            cpus: 1,
+            network: "n".into(),
+            mac: "52:54:00:aa:bb:cc".into(),
+            disk_path: "/var/lib/strata/pool/vm_a.qcow2".into(),
+            kernel: String::new(),
+            initrd: String::new(),
+            cmdline: String::new(),
+            console_log: String::new(),
+            seed_path: String::new(),
+            oem_strings: vec![],
+            fw_cfg_files: vec![],
+            metadata: record.to_xml().unwrap(),
+        }
+    }
+
+    /// Render `body` as a domain template (written to a scratch file).
+    fn render(tag: &str, body: &str) -> Result<String> {
+        let dir = std::env::temp_dir().join(format!("strata-spec-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("domain.xml.j2");
+        std::fs::write(&file, body).unwrap();
+        let out = spec().render(&file);
+        std::fs::remove_dir_all(&dir).unwrap();
+        out
+    }
+
+    #[test]
+    fn the_record_placed_once_renders() {
+        let xml = render(
+            "once",
+            "<domain><name>{{ name }}</name><metadata>{{ metadata | safe }}</metadata></domain>",
+        )
+        .unwrap();
+        assert!(xml.contains("vm_a.qcow2"), "{xml}");
+    }
+
+    #[test]
+    fn a_missing_or_forged_record_is_refused() {
+        let forged = spec().metadata.replace("vm_a.qcow2", "../../../etc/shadow");
+        for (tag, body) in [
+            ("none", "<domain><name>{{ name }}</name></domain>".to_string()),
+            (
+                "twice",
+                "<domain><metadata>{{ metadata | safe }}{{ metadata | safe }}</metadata></domain>"
+                    .to_string(),
+            ),
+            (
+                "own",
+                format!("<domain><metadata>{forged}</metadata></domain>"),
+            ),
+            (
+                "extra",
+                format!("<domain><metadata>{{{{ metadata | safe }}}}</metadata><description>{forged}</description></domain>"),
+            ),
+        ] {
+            let err = render(tag, &body).unwrap_err();
+            assert!(err.message().contains("exactly once"), "{tag}: {err}");
+        }
     }
 }
