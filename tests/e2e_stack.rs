@@ -292,6 +292,26 @@ fn a_four_service_stack_comes_up_in_health_order_and_converges() {
             "vm = \"{vm}\"\n[volumes.data]\n[services.app]\ntemplate = \"busybox-poller\"\nparams = {{ url = \"http://127.0.0.1:1/\", health_retries = 2 }}\n"
         ),
     );
+    // A volume of the stack's name that the stack did not make is refused, never adopted.
+    ok(&["vm", "ssh", &vm, "--", "docker volume create never-data"]);
+    let out = strata(&["up", never.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("volume never-data exists but stack 'never' did not make it"),
+        "{err}"
+    );
+    // One argument after `--` is a shell command line, as with ssh.
+    let left = ok(&[
+        "vm",
+        "ssh",
+        &vm,
+        "--",
+        "docker ps -aq --filter name=never-app; docker volume inspect -f '{{.Labels}}' never-data",
+    ]);
+    assert_eq!(left.trim(), "map[]", "{left}");
+    ok(&["vm", "ssh", &vm, "--", "docker volume rm never-data"]);
+
     let out = strata(&["up", never.to_str().unwrap(), "--keep-failed"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

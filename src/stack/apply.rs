@@ -11,8 +11,8 @@ use crate::stack::file::StackFile;
 use crate::stack::images::{self, Obtained};
 use crate::stack::launch::{create, start, step_for, wait_ready, Step};
 use crate::stack::objects::{
-    inspect, missing_networks, missing_volumes, remove_container, remove_network, remove_volume,
-    row, ServiceRow,
+    inspect, missing_networks, missing_volumes, refuse_foreign_network, refuse_foreign_volume,
+    remove_container, remove_network, remove_volume, row, ServiceRow,
 };
 use crate::stack::resolve::Resolved;
 use crate::stack::survey::Survey;
@@ -180,6 +180,7 @@ fn create_networks(
         if !missing.contains(&name) {
             continue;
         }
+        refuse_foreign_network(docker, &stack.name, &name)?;
         let ipam = decl.subnet.map(|subnet| bollard::models::Ipam {
             config: Some(vec![bollard::models::IpamConfig {
                 subnet: Some(subnet.to_string()),
@@ -205,6 +206,7 @@ fn create_networks(
 /// The stack's volumes Docker does not have yet.
 fn create_volumes(docker: &GuestDocker, stack: &StackFile, created: &mut NewObjects) -> Result<()> {
     for name in missing_volumes(docker, stack)? {
+        refuse_foreign_volume(docker, &stack.name, &name)?;
         docker
             .run(docker.docker.create_volume(VolumeCreateRequest {
                 name: Some(name.clone()),

@@ -8,7 +8,7 @@ use crate::guest::docker::{docker_error, GuestDocker};
 use crate::stack::container::LABEL_SERVICE;
 use crate::stack::container::LABEL_STACK;
 use crate::stack::file::StackFile;
-use bollard::models::{ContainerInspectResponse, ContainerSummary};
+use bollard::models::{ContainerInspectResponse, ContainerSummary, NetworkInspect, Volume};
 use bollard::query_parameters::{
     InspectContainerOptions, InspectNetworkOptions, ListContainersOptions, ListNetworksOptions,
     ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions,
@@ -30,16 +30,67 @@ pub struct ServiceRow {
 }
 
 pub fn inspect(docker: &GuestDocker, name: &str) -> Result<Option<ContainerInspectResponse>> {
-    match docker.run(
-        docker
-            .docker
-            .inspect_container(name, None::<InspectContainerOptions>),
-    ) {
-        Ok(c) => Ok(Some(c)),
+    found(
+        docker.run(
+            docker
+                .docker
+                .inspect_container(name, None::<InspectContainerOptions>),
+        ),
+        "container",
+        name,
+    )
+}
+
+/// What an inspect returned; None when Docker has no object of that name.
+fn found<T>(
+    inspected: std::result::Result<T, bollard::errors::Error>,
+    kind: &str,
+    name: &str,
+) -> Result<Option<T>> {
+    match inspected {
+        Ok(object) => Ok(Some(object)),
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
         }) => Ok(None),
-        Err(e) => Err(docker_error(e)),
+        Err(e) => Err(docker_error(e).context(format!("looking at {kind} {name}"))),
+    }
+}
+
+fn inspect_network(docker: &GuestDocker, name: &str) -> Result<Option<NetworkInspect>> {
+    found(
+        docker.run(
+            docker
+                .docker
+                .inspect_network(name, None::<InspectNetworkOptions>),
+        ),
+        "network",
+        name,
+    )
+}
+
+fn inspect_volume(docker: &GuestDocker, name: &str) -> Result<Option<Volume>> {
+    found(
+        docker.run(docker.docker.inspect_volume(name)),
+        "volume",
+        name,
+    )
+}
+
+/// Before `stack` makes network `name`: one of that name it did not make is refused, never
+/// adopted (Docker 20.10 would make a second network of the same name).
+pub fn refuse_foreign_network(docker: &GuestDocker, stack: &str, name: &str) -> Result<()> {
+    match inspect_network(docker, name)? {
+        Some(n) if !made_by(n.labels.as_ref(), stack) => Err(not_ours("network", name, stack)),
+        _ => Ok(()),
+    }
+}
+
+/// Before `stack` makes volume `name`: one of that name it did not make is refused, never
+/// adopted (Docker hands an existing volume back as if it were new).
+pub fn refuse_foreign_volume(docker: &GuestDocker, stack: &str, name: &str) -> Result<()> {
+    match inspect_volume(docker, name)? {
+        Some(v) if !made_by(Some(&v.labels), stack) => Err(not_ours("volume", name, stack)),
+        _ => Ok(()),
     }
 }
 
@@ -85,16 +136,8 @@ pub fn remove_container(docker: &GuestDocker, stack: &str, name: &str) -> Result
 
 /// Remove the network `name` when it is `stack`'s; gone is fine.
 pub fn remove_network(docker: &GuestDocker, stack: &str, name: &str) -> Result<()> {
-    let network = match docker.run(
-        docker
-            .docker
-            .inspect_network(name, None::<InspectNetworkOptions>),
-    ) {
-        Ok(n) => n,
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404, ..
-        }) => return Ok(()),
-        Err(e) => return Err(docker_error(e).context(format!("looking at network {name}"))),
+    let Some(network) = inspect_network(docker, name)? else {
+        return Ok(());
     };
     if !made_by(network.labels.as_ref(), stack) {
         return Err(not_ours("network", name, stack));
@@ -107,12 +150,8 @@ pub fn remove_network(docker: &GuestDocker, stack: &str, name: &str) -> Result<(
 
 /// Remove the volume `name` (a volume's name is its id) when it is `stack`'s; gone is fine.
 pub fn remove_volume(docker: &GuestDocker, stack: &str, name: &str) -> Result<()> {
-    let volume = match docker.run(docker.docker.inspect_volume(name)) {
-        Ok(v) => v,
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404, ..
-        }) => return Ok(()),
-        Err(e) => return Err(docker_error(e).context(format!("looking at volume {name}"))),
+    let Some(volume) = inspect_volume(docker, name)? else {
+        return Ok(());
     };
     if !made_by(Some(&volume.labels), stack) {
         return Err(not_ours("volume", name, stack));

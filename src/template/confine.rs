@@ -100,33 +100,49 @@ pub fn inside(root: &Path, what: &str, relative: &str) -> Result<PathBuf> {
 /// Open `path` for reading when the file actually opened is a regular file inside `root`
 /// (the open descriptor's own path is checked, not the name).
 pub fn open_inside(root: &Path, what: &str, path: &Path) -> Result<File> {
-    let (file, real) = open_regular(what, path)?;
-    if !real.starts_with(root) {
-        return Err(Error::bad_input(format!(
+    let outside = |real: &Path| {
+        Error::bad_input(format!(
             "{what}: {} is {}, outside the template's folder {}",
             path.display(),
             real.display(),
             root.display()
         ))
-        .with_hint(INSIDE_HINT));
+        .with_hint(INSIDE_HINT)
+    };
+    let real = resolve_regular(what, path)?;
+    if !real.starts_with(root) {
+        return Err(outside(&real));
+    }
+    let (file, real) = open_regular(what, &real)?;
+    if !real.starts_with(root) {
+        return Err(outside(&real));
     }
     Ok(file)
 }
 
 /// Open `path` for reading when the file actually opened is a public system file.
 pub fn open_public_system_file(what: &str, path: &Path) -> Result<File> {
-    let (file, real) = open_regular(what, path)?;
-    let meta = file.metadata()?;
-    if let Err(why) = public_system_file(&real, meta.uid(), meta.mode()) {
-        return Err(Error::bad_input(format!(
+    let refused = |why: String| {
+        Error::bad_input(format!(
             "{what} = '{}' is not a public system file: {why}",
             path.display()
         ))
         .with_hint(
             "context_files copies only files under /usr owned by root, writable by nobody else \
              and readable by everyone (e.g. /bin/busybox); put other files in the template's context folder",
-        ));
+        )
+    };
+    // Where it leads is checked before anything is opened.
+    let real = resolve_regular(what, path)?;
+    if !real.starts_with(SYSTEM_FILES) {
+        return Err(refused(format!(
+            "{} is not under {SYSTEM_FILES}",
+            real.display()
+        )));
     }
+    let (file, real) = open_regular(what, &real)?;
+    let meta = file.metadata()?;
+    public_system_file(&real, meta.uid(), meta.mode()).map_err(refused)?;
     Ok(file)
 }
 
@@ -158,31 +174,44 @@ fn public_system_file(real: &Path, uid: u32, mode: u32) -> std::result::Result<(
     Ok(())
 }
 
-/// Open without following the wait of a FIFO, and say which file was really opened.
-fn open_regular(what: &str, path: &Path) -> Result<(File, PathBuf)> {
+/// Where `path` leads (symlinks followed) when that is a regular file, found without opening
+/// anything: opening a device can act by itself (a watchdog reboots the host, a tape rewinds).
+fn resolve_regular(what: &str, path: &Path) -> Result<PathBuf> {
+    let real = path.canonicalize().map_err(|e| {
+        Error::from(e)
+            .context(format!("{what}: opening {}", path.display()))
+            .with_hint("the template names a file that is not there")
+    })?;
+    if !std::fs::metadata(&real)?.is_file() {
+        return Err(not_regular(what, path));
+    }
+    Ok(real)
+}
+
+fn not_regular(what: &str, path: &Path) -> Error {
+    Error::bad_input(format!("{what}: {} is not a regular file", path.display()))
+        .with_hint("only regular files go into an image")
+}
+
+/// Open `real` (from resolve_regular) without following a symlink swapped in since, never
+/// waiting on a FIFO, and say which file was really opened.
+fn open_regular(what: &str, real: &Path) -> Result<(File, PathBuf)> {
+    use nix::fcntl::OFlag;
     let file = std::fs::OpenOptions::new()
         .read(true)
         // A FIFO would block the open until a writer came; non-blocking it opens and is
         // then refused as not a regular file.
-        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
-        .open(path)
-        .map_err(|e| {
-            Error::from(e)
-                .context(format!("{what}: opening {}", path.display()))
-                .with_hint("the template names a file that is not there")
-        })?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(
-            Error::bad_input(format!("{what}: {} is not a regular file", path.display()))
-                .with_hint("only regular files go into an image"),
-        );
+        .custom_flags((OFlag::O_NONBLOCK | OFlag::O_NOFOLLOW | OFlag::O_NOCTTY).bits())
+        .open(real)
+        .map_err(|e| Error::from(e).context(format!("{what}: opening {}", real.display())))?;
+    if !file.metadata()?.is_file() {
+        return Err(not_regular(what, real));
     }
-    let real = std::fs::read_link(format!(
+    let opened = std::fs::read_link(format!(
         "/proc/self/fd/{}",
         std::os::fd::AsRawFd::as_raw_fd(&file)
     ))?;
-    Ok((file, real))
+    Ok((file, opened))
 }
 
 /// A path inside the build context: plain and relative, no '..', no leading '/'.
@@ -276,6 +305,8 @@ mod tests {
             secret.to_str().unwrap(),
             "/etc/hostname",
             "/usr",
+            // A device is refused without being opened.
+            "/dev/null",
         ] {
             let err = check_image("t", &root, &build("context", &[("x", host)])).unwrap_err();
             assert!(

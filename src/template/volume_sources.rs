@@ -23,7 +23,7 @@ pub(super) fn check(
     context: &RenderContext,
 ) -> Result<()> {
     let mut own_paths: Option<Vec<String>> = None;
-    for volume in &spec.volumes {
+    for (index, volume) in spec.volumes.iter().enumerate() {
         let source = &volume.source;
         if !source.starts_with('/') {
             if is_valid_name(source) {
@@ -46,7 +46,9 @@ pub(super) fn check(
                 .with_hint("a template's absolute volume sources must not depend on its parameters")
             })?),
         };
-        if !own.contains(source) {
+        // The same entry, not just any: a path the template mounts read-only in one entry
+        // must not be what a parameter puts into another.
+        if own.get(index) != Some(source) {
             return Err(Error::bad_input(format!(
                 "template '{}': volume source '{source}' (for {}) comes from a parameter",
                 template.name, volume.target
@@ -59,8 +61,8 @@ pub(super) fn check(
     Ok(())
 }
 
-/// The absolute volume sources the template renders with every string parameter replaced by
-/// a probe word: the paths it writes itself.
+/// The volume sources, entry by entry, the template renders with every string parameter
+/// replaced by a probe word: the absolute ones are the paths it writes itself.
 fn template_paths(
     template: &ContainerTemplate,
     values: &toml::Table,
@@ -76,7 +78,6 @@ fn template_paths(
         .volumes
         .into_iter()
         .map(|v| v.source)
-        .filter(|s| s.starts_with('/'))
         .collect())
 }
 
@@ -138,6 +139,35 @@ mod tests {
                 "{bad}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn a_parameter_cannot_take_the_path_of_another_entry() {
+        let top = std::env::temp_dir().join(format!("strata-vs-{}", std::process::id()));
+        let dir = top.join("two-mounts");
+        std::fs::create_dir_all(&dir).unwrap();
+        // The shipped socket proxy (its socket mounted read-only) with one more mount whose
+        // source is a parameter.
+        let proxy =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("container-templates/docker-socket-proxy");
+        let service = std::fs::read_to_string(proxy.join("service.toml.j2")).unwrap()
+            + "\n[[volumes]]\nsource = \"{{ params.volume }}\"\ntarget = \"/rw\"\n";
+        std::fs::write(dir.join("service.toml.j2"), service).unwrap();
+        let params = std::fs::read_to_string(proxy.join("params.toml")).unwrap()
+            + "\n[params.volume]\ndefault = \"data\"\ndoc = \"mounted at /rw\"\n";
+        std::fs::write(dir.join("params.toml"), params).unwrap();
+        let t = find(std::slice::from_ref(&top), "two-mounts").unwrap();
+        assert!(t.render(&toml::Table::new(), &ctx()).is_ok());
+        let given = toml::Table::from_iter([(
+            "volume".to_string(),
+            toml::Value::from("/var/run/docker.sock"),
+        )]);
+        let err = t.render(&given, &ctx()).unwrap_err();
+        assert!(
+            err.message().contains("(for /rw) comes from a parameter"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&top).unwrap();
     }
 
     #[test]
