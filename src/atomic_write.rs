@@ -13,11 +13,23 @@ use std::path::{Path, PathBuf};
 
 /// Write `contents` to `path` atomically. A new file gets `new_file_mode`; an existing one
 /// keeps its mode (and, for root, its owner and group). A symlink is followed, so a config
-/// file kept in a dotfiles repository stays linked there.
+/// file kept in a dotfiles repository stays linked there, but only to a file the link's owner
+/// owns: root never writes through someone's link into a file that is not theirs.
 pub fn replace(path: &Path, contents: &[u8], new_file_mode: u32) -> Result<()> {
     let doing = || format!("writing {}", path.display());
     let target = if path.is_symlink() {
-        fs::canonicalize(path).context(doing())?
+        let target = fs::canonicalize(path).context(doing())?;
+        let link_owner = fs::symlink_metadata(path).context(doing())?.uid();
+        let target_owner = fs::metadata(&target).context(doing())?.uid();
+        if link_owner != target_owner {
+            return Err(Error::bad_input(format!(
+                "{} is a link to {}, which the link's owner (uid {link_owner}) does not own; strata does not write through it",
+                path.display(),
+                target.display()
+            ))
+            .with_hint("put the file itself in place of the link"));
+        }
+        target
     } else {
         path.to_path_buf()
     };
@@ -148,6 +160,28 @@ mod tests {
         assert!(dir.join("config").is_symlink());
         assert_eq!(fs::read(dir.join("dotfiles/ssh_config")).unwrap(), b"new\n");
         assert_eq!(names_in(&dir.join("dotfiles")), ["ssh_config"]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_link_to_a_file_of_another_owner_is_not_written_through() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test makes files of other owners: run the tests as root (scripts/test does)"
+        );
+        let dir = scratch("foreign");
+        let victim = dir.join("passwd");
+        fs::write(&victim, b"root's\n").unwrap();
+        let link = dir.join("meta.json");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        std::os::unix::fs::lchown(&link, Some(4321), Some(4321)).unwrap();
+        let err = replace(&link, b"new\n", 0o600).unwrap_err();
+        assert!(err.message().contains("does not own"), "{err}");
+        assert_eq!(fs::read(&victim).unwrap(), b"root's\n");
+        // The same link to a file its owner owns is written through.
+        std::os::unix::fs::chown(&victim, Some(4321), Some(4321)).unwrap();
+        replace(&link, b"new\n", 0o600).unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"new\n");
         fs::remove_dir_all(&dir).unwrap();
     }
 

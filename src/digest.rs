@@ -1,6 +1,7 @@
 //! sha256 digests as `sha256sum` prints them (lowercase hex): of files streamed from disk
-//! (template images, image tarballs) and of bytes in memory (daemon.json, build contexts).
-//! Below every layer, so that none of them reaches into another for a checksum.
+//! (template images, image tarballs) and of bytes in memory (daemon.json, build contexts,
+//! container configs). Below every layer, so that none of them reaches into another for a
+//! checksum. (A template recipe's hash, fed piece by piece, is image/build.rs's own.)
 
 use crate::error::{Error, Result};
 use sha2::{Digest, Sha256};
@@ -9,14 +10,17 @@ use std::path::Path;
 
 /// Stream a file through sha256 and return the lowercase hex digest.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut file = std::fs::File::open(path)
-        .map_err(|e| Error::from(e).context(format!("reading {}", path.display())))?;
+    let reading = |e: std::io::Error| Error::from(e).context(format!("reading {}", path.display()));
+    let mut file = std::fs::File::open(path).map_err(reading)?;
+    sha256_read(&mut file).map_err(reading)
+}
+
+/// Stream what `reader` gives (an already opened, already checked file) through sha256.
+pub fn sha256_read(reader: &mut impl Read) -> std::io::Result<String> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = file
-            .read(&mut buf)
-            .map_err(|e| Error::from(e).context(format!("reading {}", path.display())))?;
+        let n = reader.read(&mut buf)?;
         if n == 0 {
             break;
         }

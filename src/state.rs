@@ -65,10 +65,15 @@ impl Paths {
     /// one of its own for any other (STRATA_STATE_DIR), so that two state folders never share
     /// a pool whose directory only one of them holds.
     pub fn pool_name(&self) -> String {
-        if self.state == Path::new("/var/lib/strata") {
+        // One folder, one name, however it was written (a trailing '/', "./", relative).
+        let folder: PathBuf = std::path::absolute(&self.state)
+            .unwrap_or_else(|_| self.state.clone())
+            .components()
+            .collect();
+        if folder == Path::new("/var/lib/strata") {
             return "strata".to_string();
         }
-        let digest = crate::digest::sha256_bytes(self.state.to_string_lossy().as_bytes());
+        let digest = crate::digest::sha256_bytes(folder.to_string_lossy().as_bytes());
         format!("strata-{}", &digest[..10])
     }
     /// Kernel, initrd and build record of one template.
@@ -213,10 +218,14 @@ pub fn explain_full(error: Error, what: &str, dir: &Path) -> Error {
         dir.display(),
         error.message()
     );
-    Error::new(error.kind(), message).with_hint(format!(
+    let explained = Error::new(error.kind(), message).with_hint(format!(
         "free space on the filesystem of {} (or give strata another state folder, STRATA_STATE_DIR); nothing of this run is left",
         dir.display()
-    ))
+    ));
+    match error.hint() {
+        Some(first) => explained.and_hint(first.to_string()),
+        None => explained,
+    }
 }
 
 /// Write a file only its owner can read (private keys).
@@ -251,6 +260,25 @@ pub fn remove_dir_if_present(dir: &Path) -> Result<()> {
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn one_state_folder_has_one_pool_name_however_written() {
+        let name = |state: &str| {
+            Paths {
+                state: state.into(),
+                cache: "/c".into(),
+            }
+            .pool_name()
+        };
+        assert_eq!(name("/var/lib/strata"), "strata");
+        assert_eq!(name("/var/lib/strata/"), "strata");
+        assert_eq!(name("/srv/st"), name("/srv/st/"));
+        assert_eq!(name("/srv/st"), name("/srv/./st"));
+        assert_ne!(name("/srv/st"), name("/srv/su"));
+        let here = std::env::current_dir().unwrap().join("st");
+        assert_eq!(name("st"), name(here.to_str().unwrap()));
+        assert!(name("/srv/st").starts_with("strata-"));
+    }
 
     #[test]
     fn private_folders_are_new_unpredictable_and_closed() {

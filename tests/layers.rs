@@ -63,9 +63,12 @@ fn module_of(src: &Path, file: &Path) -> String {
         .into_owned()
 }
 
-/// Every `crate::MODULE` named on a line outside comments, with its line number.
+/// Every `crate::MODULE` named outside comments, with its line number; a `use crate::{a, b}`
+/// group names each of its top-level modules, also when rustfmt spreads it over lines.
 fn crate_references(text: &str) -> Vec<(usize, String)> {
     let mut found = Vec::new();
+    // An open `use crate::{` group: its brace depth, and the name being read at depth 1.
+    let mut group: Option<(usize, String, bool)> = None;
     for (index, line) in text.lines().enumerate() {
         let code = line.split("//").next().unwrap_or_default();
         let mut rest = code;
@@ -80,12 +83,36 @@ fn crate_references(text: &str) -> Vec<(usize, String)> {
             }
             rest = after;
         }
-        // `use crate::{a, b}` names several modules at once.
-        if let Some(group) = code.trim().strip_prefix("use crate::{") {
-            for name in group.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        let mut chars = code;
+        if group.is_none() {
+            if let Some(at) = code.find("use crate::{") {
+                group = Some((1, String::new(), true));
+                chars = &code[at + "use crate::{".len()..];
+            }
+        }
+        let Some((depth, name, reading)) = group.as_mut() else {
+            continue;
+        };
+        // At depth 1, a segment's first word is a module; `a::{b, c}` goes one level down.
+        for c in chars.chars() {
+            let word = c.is_ascii_alphanumeric() || c == '_';
+            if !word && !name.is_empty() {
                 if layer_of(name).is_some() {
-                    found.push((index + 1, name.to_string()));
+                    found.push((index + 1, name.clone()));
                 }
+                name.clear();
+                *reading = false;
+            }
+            match c {
+                '{' => *depth += 1,
+                '}' => *depth -= 1,
+                ',' if *depth == 1 => *reading = true,
+                c if word && *depth == 1 && *reading => name.push(c),
+                _ => {}
+            }
+            if *depth == 0 {
+                group = None;
+                break;
             }
         }
     }
@@ -140,7 +167,7 @@ fn every_module_imports_only_layers_below_it() {
 
 #[test]
 fn the_reader_finds_upward_imports() {
-    let text = "use crate::lifecycle::checks;\n// crate::cli in a comment\nlet x = crate::vm::domain::list(c);\nuse crate::{guest, units};\n";
+    let text = "use crate::lifecycle::checks;\n// crate::cli in a comment\nlet x = crate::vm::domain::list(c);\nuse crate::{guest, units};\nuse crate::{\n    host::{accel, sysctl},\n    stack,\n};\n";
     let found: Vec<(usize, String)> = crate_references(text);
     assert_eq!(
         found,
@@ -148,7 +175,9 @@ fn the_reader_finds_upward_imports() {
             (1, "lifecycle".to_string()),
             (3, "vm".to_string()),
             (4, "guest".to_string()),
-            (4, "units".to_string())
+            (4, "units".to_string()),
+            (6, "host".to_string()),
+            (7, "stack".to_string())
         ]
     );
 }

@@ -253,7 +253,8 @@ fn start(env: &Env, lv: &Libvirt, name: &str, ssh_timeout: u64) -> Result<i32> {
     let route = Route::of_vm(lv, &env.paths, name)?;
     let progress = Progress::new(&format!("vm {name}"));
     progress.stage("boot-to-ssh");
-    let restart = || domain::start(&dom);
+    // Looked up again: a handle from a connection that died with libvirtd dies with it.
+    let restart = || domain::start(&domain::lookup(&lv.conn(), name)?.0);
     lifecycle::wait_until_ready(
         lv,
         name,
@@ -281,7 +282,7 @@ fn shell_join(args: &[String]) -> String {
             {
                 a.clone()
             } else {
-                format!("'{}'", a.replace('\'', "'\\''"))
+                crate::guest::ssh::sh_quote(a)
             }
         })
         .collect::<Vec<_>>()

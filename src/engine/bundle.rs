@@ -43,14 +43,13 @@ impl Bundle {
     /// plugged in as a disk, the files reach the guest without SSH's encryption, which costs
     /// most in an emulated guest. World-readable, so qemu reads it without relabelling.
     pub fn disk_image(&self, dir: &Path) -> Result<PathBuf> {
-        use sha2::{Digest, Sha256};
         use std::os::unix::fs::PermissionsExt;
-        let mut hasher = Sha256::new();
+        let mut names = Vec::new();
         for deb in &self.debs {
-            hasher.update(deb.file_name().unwrap_or_default().as_encoded_bytes());
-            hasher.update(b"\n");
+            names.extend_from_slice(deb.file_name().unwrap_or_default().as_encoded_bytes());
+            names.push(b'\n');
         }
-        let hash = format!("{:x}", hasher.finalize());
+        let hash = crate::digest::sha256_bytes(&names);
         let image = dir.join(format!("bundle-{}.img", &hash[..16]));
         if image.is_file() {
             return Ok(image);

@@ -62,6 +62,13 @@ fn connect_once(target: &Route, timeout: Duration) -> std::result::Result<Sessio
     let mut session = Session::new().map_err(Error::from)?;
     session.set_tcp_stream(tcp);
     session.set_timeout(timeout.as_millis().min(u32::MAX as u128) as u32);
+    // Ask for the pinned key's type: a guest that also holds, say, an ECDSA key from its image
+    // would otherwise present that one and fail the pin.
+    if let Some(kind) = target.pinned_host_key.split_whitespace().next() {
+        session
+            .method_pref(ssh2::MethodType::HostKey, kind)
+            .map_err(Error::from)?;
+    }
     if let Err(e) = session.handshake() {
         // LIBSSH2_ERROR_TIMEOUT (libssh2.h): the guest took the connection but did not answer.
         let timed_out = e.code() == ssh2::ErrorCode::Session(-9);
@@ -197,7 +204,12 @@ pub fn run_checked(session: &Session, command: &str) -> Result<String> {
 
 /// `script` as one argument for `sh -c`, quoted for the remote shell.
 pub fn sh_c(script: &str) -> String {
-    format!("sh -c '{}'", script.replace('\'', "'\\''"))
+    format!("sh -c {}", sh_quote(script))
+}
+
+/// `word` in single quotes for a POSIX shell (a quote inside becomes '\'').
+pub fn sh_quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', "'\\''"))
 }
 
 #[cfg(test)]

@@ -56,6 +56,14 @@ impl Listener {
     }
 }
 
+/// A v6 socket table: empty when the kernel has no IPv6 (the file is missing), else read.
+fn without_ipv6_empty<T>(table: procfs::ProcResult<Vec<T>>, what: &str) -> Result<Vec<T>> {
+    match table {
+        Err(procfs::ProcError::NotFound(_)) => Ok(Vec::new()),
+        other => other.map_err(|e| proc_error(what, e)),
+    }
+}
+
 fn proc_error(what: &str, e: procfs::ProcError) -> Error {
     Error::failed(format!("reading {what}: {e}"))
 }
@@ -90,8 +98,8 @@ pub fn parse_proc_net(text: &str, protocol: &str) -> Result<Vec<Listener>> {
 
 /// Every listener on the given ports (all ports when `ports` is empty), with owners filled in
 /// from one pass over /proc (processes that vanish or whose fds cannot be read are skipped).
-/// An error only when /proc/net/tcp itself cannot be read; the v6 and UDP tables may be
-/// missing (no IPv6).
+/// An error when a table cannot be read or parsed (a check must not pass on a table it could
+/// not read); only the v6 tables may be missing (a kernel without IPv6).
 pub fn read(ports: &[u16]) -> Result<Vec<Listener>> {
     let mut listeners: Vec<Listener> = procfs::net::tcp()
         .map_err(|e| proc_error("/proc/net/tcp", e))?
@@ -99,22 +107,20 @@ pub fn read(ports: &[u16]) -> Result<Vec<Listener>> {
         .filter(|e| e.state == TcpState::Listen)
         .map(|e| Listener::new("tcp", e.local_address, e.inode))
         .collect();
-    let optional_tcp = procfs::net::tcp6().unwrap_or_default();
+    let udp = procfs::net::udp().map_err(|e| proc_error("/proc/net/udp", e))?;
+    let tcp6 = without_ipv6_empty(procfs::net::tcp6(), "/proc/net/tcp6")?;
+    let udp6 = without_ipv6_empty(procfs::net::udp6(), "/proc/net/udp6")?;
     listeners.extend(
-        optional_tcp
-            .into_iter()
+        tcp6.into_iter()
             .filter(|e| e.state == TcpState::Listen)
             .map(|e| Listener::new("tcp", e.local_address, e.inode)),
     );
-    for table in [procfs::net::udp(), procfs::net::udp6()] {
-        listeners.extend(
-            table
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|e| e.state == UdpState::Close)
-                .map(|e| Listener::new("udp", e.local_address, e.inode)),
-        );
-    }
+    listeners.extend(
+        udp.into_iter()
+            .chain(udp6)
+            .filter(|e| e.state == UdpState::Close)
+            .map(|e| Listener::new("udp", e.local_address, e.inode)),
+    );
     listeners.retain(|l| ports.is_empty() || ports.contains(&l.port));
     attach_owners(&mut listeners);
     sort_dedup(&mut listeners);

@@ -48,6 +48,24 @@ pub fn build(
     extra: Option<&dyn RootfsStep>,
     progress: &Progress,
 ) -> Result<BuildOutcome> {
+    // Two builds of one template would share its work folder and staged image; the second
+    // waits, then finds the template up to date. The key is the one import-image takes.
+    let key = format!("template {}", template.name());
+    paths.with_named_lock(
+        &key,
+        &|| progress.stage("waiting for another build of this template"),
+        || build_now(lv, paths, template, refresh, extra, progress),
+    )
+}
+
+fn build_now(
+    lv: &Libvirt,
+    paths: &Paths,
+    template: &Template,
+    refresh: bool,
+    extra: Option<&dyn RootfsStep>,
+    progress: &Progress,
+) -> Result<BuildOutcome> {
     let recipe = template.manifest.build.as_ref().ok_or_else(|| {
         Error::bad_input(format!(
             "template '{}' has no [build] recipe (it was imported)",
@@ -231,10 +249,16 @@ fn register(
             &paths.pool_dir(),
         )
     })?;
-    if let Some(old) = pool::find_volume(pool_handle, volume_name) {
-        old.delete(0)?;
+    let replaced = (|| {
+        if let Some(old) = pool::find_volume(pool_handle, volume_name) {
+            old.delete(0)?;
+        }
+        pool::register_template_image(pool_handle, &paths.pool_dir(), volume_name, &staged)
+    })();
+    if let Err(e) = replaced {
+        let _ = std::fs::remove_file(&staged);
+        return Err(e);
     }
-    pool::register_template_image(pool_handle, &paths.pool_dir(), volume_name, &staged)?;
     let (kernel, initrd) = match image.boot_files {
         Some((k, i)) => {
             let (kt, it) = (out_dir.join("vmlinuz"), out_dir.join("initrd.img"));

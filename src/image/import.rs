@@ -234,6 +234,13 @@ fn manifest_text(req: &ImportRequest, direct_kernel: bool, virtual_size: u64) ->
 /// VMs are cloned from it.
 pub fn remove(lv: &Libvirt, paths: &Paths, name: &str) -> Result<()> {
     crate::names::check_object_name("template", name)?;
+    // Not while a build or an import of it runs (they hold this lock).
+    paths.with_named_lock(&format!("template {name}"), &|| {}, || {
+        remove_now(lv, paths, name)
+    })
+}
+
+fn remove_now(lv: &Libvirt, paths: &Paths, name: &str) -> Result<()> {
     crate::vm::domain::refuse_while_used(&lv.conn(), &format!("template '{name}'"), |vm| {
         vm.template == name
     })?;

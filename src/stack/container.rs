@@ -11,7 +11,6 @@ use bollard::models::{
     ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, HostConfigLogConfig,
     NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -172,7 +171,7 @@ fn hash_of(body: &ContainerCreateBody, networks: &[String]) -> Result<String> {
     let value = serde_json::json!({ "body": body, "networks": networks });
     let text = serde_json::to_string(&value)
         .map_err(|e| Error::failed(format!("hashing a container request: {e}")))?;
-    Ok(format!("{:x}", Sha256::digest(text.as_bytes())))
+    Ok(crate::digest::sha256_bytes(text.as_bytes()))
 }
 
 fn health_config(h: &HealthSpec) -> std::result::Result<HealthConfig, String> {

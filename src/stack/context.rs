@@ -7,7 +7,6 @@
 use crate::atomic_write;
 use crate::error::{Context, Error, Result};
 use crate::guest::Route;
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 /// The line that makes ssh read strata's snippets; it must come before any Host block.
@@ -117,7 +116,7 @@ pub fn write(vm: &str, target: &Route, known_hosts: &Path, homes: &Homes) -> Res
     let meta_dir = homes
         .docker_config
         .join("contexts/meta")
-        .join(format!("{:x}", Sha256::digest(name.as_bytes())));
+        .join(crate::digest::sha256_bytes(name.as_bytes()));
     std::fs::create_dir_all(&meta_dir).context(format!("creating {}", meta_dir.display()))?;
     let meta = meta_dir.join("meta.json");
     // The mode the docker CLI gives the meta.json files it writes itself.

@@ -12,7 +12,6 @@ use bollard::query_parameters::{
     BuildImageOptions, CreateImageOptions, ImportImageOptions, ListImagesOptions, TagImageOptions,
 };
 use futures_util::StreamExt;
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -88,7 +87,7 @@ pub fn present(
 /// template names the image (the busybox-* templates share "busybox").
 fn build_tag(template: &ContainerTemplate, source: &ImageSource, context: &[u8]) -> String {
     let name = source.name.as_deref().unwrap_or(&template.name);
-    let hash = format!("{:x}", Sha256::digest(context));
+    let hash = crate::digest::sha256_bytes(context);
     format!("strata-build/{name}:{}", &hash[..12])
 }
 
@@ -281,11 +280,9 @@ fn open_tarball(template: &ContainerTemplate, tarball: &str) -> Result<(std::fs:
     let what = format!("template '{}': image.tarball", template.name);
     let path = confine::inside(&template.dir, &what, tarball)?;
     let mut file = confine::open_inside(&template.dir, &what, &path)?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher)
-        .and_then(|_| std::io::Seek::rewind(&mut file))
+    let sum = crate::digest::sha256_read(&mut file)
+        .and_then(|sum| std::io::Seek::rewind(&mut file).map(|_| sum))
         .map_err(|e| Error::from(e).context(format!("reading {}", path.display())))?;
-    let sum = format!("{:x}", hasher.finalize());
     Ok((file, sum[..12].to_string()))
 }
 
