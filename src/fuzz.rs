@@ -21,6 +21,7 @@ pub type EntryPoint = fn(&[u8]);
 /// Every entry point by name; the name is also the cargo-fuzz target's and its corpus folder's.
 pub const TARGETS: &[(&str, EntryPoint)] = &[
     ("stack_file", stack_file),
+    ("plan_file", plan_file),
     ("container_params", container_params),
     ("container_render", container_render),
     ("service_template", service_template),
@@ -65,6 +66,13 @@ fn output_text(data: &[u8]) -> Cow<'_, str> {
 pub fn stack_file(data: &[u8]) {
     if let Some(text) = file_text(data) {
         let _ = StackFile::parse(Path::new("stacks/fuzz.toml"), text);
+    }
+}
+
+/// A plan file (plans/*.toml), parsed as `strata plan` does before it asks the host anything.
+pub fn plan_file(data: &[u8]) {
+    if let Some(text) = file_text(data) {
+        let _ = crate::plan::Plan::parse(Path::new("plans/fuzz.toml"), text);
     }
 }
 

@@ -22,6 +22,7 @@ pub mod image;
 pub mod interrupt;
 pub mod lifecycle;
 pub mod names;
+pub mod plan;
 pub mod progress;
 pub mod stack;
 pub mod state;

@@ -39,6 +39,7 @@ macro_rules! targets {
 
 targets!(
     stack_file,
+    plan_file,
     container_params,
     container_render,
     service_template,

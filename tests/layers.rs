@@ -27,6 +27,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("check", 4),
     ("stack", 4),
     ("lifecycle", 5),
+    ("plan", 6),
     ("cli", 7),
 ];
 

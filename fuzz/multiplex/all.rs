@@ -1,5 +1,5 @@
 //! Every fuzz target in one binary, the one STRATA_FUZZ_TARGET names: what scripts/fuzz
-//! builds (one link instead of 29, and no cargo-fuzz to install first). `cargo fuzz run
+//! builds (one link instead of one per target, and no cargo-fuzz to install first). `cargo fuzz run
 //! TARGET` builds the single targets of fuzz_targets/ as usual.
 #![no_main]
 

@@ -1,0 +1,700 @@
+//! The plan file (TOML, docs/plans.md): a whole host in one file — its networks, its VMs (from
+//! templates, `count` of them), Docker in them, and the stacks they run. Parsing checks the
+//! shape and everything that can be told from the file alone (names, sizes, subnets that
+//! overlap, VMs on networks the plan does not declare, names colliding after `count`), each
+//! error naming the file, the line and the field. What needs the host (templates that exist,
+//! a stack file's own VM) is `Plan::check_against`.
+
+use crate::engine::decision::StoragePolicy;
+use crate::error::{Error, Result};
+use crate::names::{check_object_name, check_vm_name, is_valid_name, NAME_RULE};
+use crate::vm::network::NetworkMode;
+use ipnet::Ipv4Net;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// The most VMs one `count` makes: a plan is one host.
+pub const MAX_COUNT: u32 = 64;
+
+/// A plan file as written (unknown fields are errors).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlan {
+    name: Option<Spanned<String>>,
+    #[serde(default)]
+    networks: BTreeMap<String, Spanned<RawNetwork>>,
+    #[serde(default)]
+    vms: BTreeMap<String, Spanned<RawVm>>,
+    #[serde(default)]
+    stacks: BTreeMap<String, Spanned<RawStack>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    subnet: Spanned<String>,
+    mode: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVm {
+    template: String,
+    net: Spanned<String>,
+    memory: Option<Spanned<String>>,
+    cpus: Option<Spanned<i64>>,
+    disk: Option<Spanned<String>>,
+    count: Option<Spanned<i64>>,
+    engine: Option<Spanned<RawEngine>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEngine {
+    storage: Option<Spanned<String>>,
+    data_disk: Option<Spanned<String>>,
+    version: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStack {
+    file: String,
+    vm: Option<Spanned<String>>,
+}
+
+/// A parsed, self-consistent plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub path: PathBuf,
+    pub name: String,
+    pub networks: BTreeMap<String, PlanNetwork>,
+    /// Every VM by its final name (`count` expanded: web-1, web-2).
+    pub vms: BTreeMap<String, PlanVm>,
+    pub stacks: BTreeMap<String, PlanStack>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanNetwork {
+    pub name: String,
+    pub line: usize,
+    pub subnet: Ipv4Net,
+    pub mode: NetworkMode,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanVm {
+    pub name: String,
+    /// The `[vms.NAME]` table it comes from (NAME itself unless `count` > 1).
+    pub declared_as: String,
+    pub line: usize,
+    pub template: String,
+    pub net: String,
+    pub memory: Option<u64>,
+    pub cpus: Option<u32>,
+    pub disk: Option<u64>,
+    pub engine: Option<PlanEngine>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanEngine {
+    pub storage: StoragePolicy,
+    pub data_disk: Option<u64>,
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanStack {
+    pub name: String,
+    pub line: usize,
+    /// The stack file, relative paths taken from the plan file's folder.
+    pub file: PathBuf,
+    /// Overrides the stack file's own `vm`.
+    pub vm: Option<String>,
+}
+
+/// What the host knows that the file alone cannot tell.
+pub struct Known<'a> {
+    /// Whether a template of that name exists, and whether its clones have Docker already.
+    pub template: &'a dyn Fn(&str) -> Option<TemplateKind>,
+    /// The `vm` a stack file names itself (read from the file).
+    pub stack_vm: &'a dyn Fn(&Path) -> Result<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TemplateKind {
+    Plain,
+    /// Docker baked in (debian-12-docker).
+    WithDocker,
+}
+
+impl Plan {
+    pub fn load(path: &Path) -> Result<Plan> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::from(e)
+                .context(format!("reading plan file {}", path.display()))
+                .with_hint("give the path of a plan file (TOML), e.g. plans/lab.toml")
+        })?;
+        Plan::parse(path, &text)
+    }
+
+    /// Parse and check what the file alone can tell (pure).
+    pub fn parse(path: &Path, text: &str) -> Result<Plan> {
+        let raw: RawPlan = crate::template::parse_toml(path, text)?;
+        let at = Place { path, text };
+        let name = match &raw.name {
+            Some(spanned) => {
+                let name = spanned.get_ref().clone();
+                if !is_valid_name(&name) {
+                    return Err(at.error(
+                        spanned.span().start,
+                        "name",
+                        format!("'{name}' is not a plan name"),
+                        NAME_RULE,
+                    ));
+                }
+                name
+            }
+            None => {
+                let stem = path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or_default();
+                if !is_valid_name(stem) {
+                    return Err(at.error(
+                        0,
+                        "name",
+                        format!(
+                            "the file name '{stem}' is not a plan name, and the plan gives none"
+                        ),
+                        "add `name = \"lab\"` at the top, or rename the file",
+                    ));
+                }
+                stem.to_string()
+            }
+        };
+        let networks = parse_networks(&at, &raw.networks)?;
+        let vms = parse_vms(&at, &raw.vms, &networks)?;
+        let stacks = parse_stacks(&at, &raw.stacks, &vms)?;
+        Ok(Plan {
+            path: path.to_path_buf(),
+            name,
+            networks,
+            vms,
+            stacks,
+        })
+    }
+
+    /// Check the plan against what the host knows: every template exists, and every stack
+    /// runs on a VM of the plan that has Docker (an engine table, or a template with Docker).
+    pub fn check_against(&self, known: &Known) -> Result<()> {
+        let at = |line: usize, field: String, message: String, hint: &str| {
+            Error::bad_input(format!(
+                "{}:{line}: {field}: {message}",
+                self.path.display()
+            ))
+            .with_hint(hint.to_string())
+        };
+        for vm in self.vms.values() {
+            if (known.template)(&vm.template).is_none() {
+                return Err(at(
+                    vm.line,
+                    format!("vms.{}.template", vm.declared_as),
+                    format!("no template named '{}'", vm.template),
+                    "`strata template list` shows the templates; build one with `strata template build NAME`",
+                ));
+            }
+        }
+        for stack in self.stacks.values() {
+            let vm_name = match &stack.vm {
+                Some(vm) => vm.clone(),
+                None => (known.stack_vm)(&stack.file)?,
+            };
+            let Some(vm) = self.vms.get(&vm_name) else {
+                return Err(at(
+                    stack.line,
+                    format!("stacks.{}.vm", stack.name),
+                    format!("VM '{vm_name}' is not in the plan"),
+                    "a plan's stacks run on the plan's VMs: name one of [vms] with `vm = \"...\"`",
+                ));
+            };
+            let has_docker = vm.engine.is_some()
+                || (known.template)(&vm.template) == Some(TemplateKind::WithDocker);
+            if !has_docker {
+                return Err(at(
+                    stack.line,
+                    format!("stacks.{}.vm", stack.name),
+                    format!("VM '{vm_name}' has no Docker (no [vms.{}.engine], and template '{}' has none baked in)", vm.declared_as, vm.template),
+                    "add an engine table to that VM, or use a template with Docker such as debian-12-docker",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where in the plan file an error is.
+struct Place<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Place<'_> {
+    fn line(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1
+    }
+
+    fn error(&self, offset: usize, field: &str, message: impl Into<String>, hint: &str) -> Error {
+        Error::bad_input(format!(
+            "{}:{}: {field}: {}",
+            self.path.display(),
+            self.line(offset),
+            message.into()
+        ))
+        .with_hint(hint.to_string())
+    }
+
+    /// A name check of src/names.rs, with the place added.
+    fn name(&self, offset: usize, field: &str, checked: Result<()>) -> Result<()> {
+        checked.map_err(|e| {
+            let hint = e.hint().unwrap_or_default().to_string();
+            self.error(offset, field, e.message().to_string(), &hint)
+        })
+    }
+
+    fn size(&self, spanned: &Option<Spanned<String>>, field: &str) -> Result<Option<u64>> {
+        let Some(s) = spanned else { return Ok(None) };
+        crate::units::parse_bytes(s.get_ref())
+            .map(Some)
+            .map_err(|e| {
+                self.error(
+                    s.span().start,
+                    field,
+                    e.message().to_string(),
+                    e.hint().unwrap_or_default(),
+                )
+            })
+    }
+
+    fn number(&self, spanned: &Option<Spanned<i64>>, field: &str, max: u32) -> Result<Option<u32>> {
+        let Some(n) = spanned else { return Ok(None) };
+        match u32::try_from(*n.get_ref()) {
+            Ok(v) if (1..=max).contains(&v) => Ok(Some(v)),
+            _ => Err(self.error(
+                n.span().start,
+                field,
+                format!("{} is out of range", n.get_ref()),
+                &format!("use 1 to {max}"),
+            )),
+        }
+    }
+}
+
+fn parse_networks(
+    at: &Place,
+    raw: &BTreeMap<String, Spanned<RawNetwork>>,
+) -> Result<BTreeMap<String, PlanNetwork>> {
+    let mut networks: BTreeMap<String, PlanNetwork> = BTreeMap::new();
+    for (name, spanned) in raw {
+        let offset = spanned.span().start;
+        let field = format!("networks.{name}");
+        at.name(offset, &field, check_object_name("network", name))?;
+        let decl = spanned.get_ref();
+        let subnet_text = decl.subnet.get_ref();
+        let subnet_at = decl.subnet.span().start;
+        let subnet: Ipv4Net = subnet_text.parse().map_err(|_| {
+            at.error(
+                subnet_at,
+                &format!("{field}.subnet"),
+                format!("'{subnet_text}' is not an IPv4 subnet"),
+                "write it as ADDRESS/PREFIX, e.g. 10.80.0.0/24",
+            )
+        })?;
+        if subnet.network() != subnet.addr() || subnet.prefix_len() > 29 || subnet.prefix_len() < 8
+        {
+            return Err(at.error(
+                subnet_at,
+                &format!("{field}.subnet"),
+                format!("'{subnet_text}' is not a network of /8 to /29"),
+                "give the network's own address, e.g. 10.80.0.0/24",
+            ));
+        }
+        let mode = match decl.mode.as_ref() {
+            None => NetworkMode::Isolated,
+            Some(m) => match m.get_ref().as_str() {
+                "isolated" => NetworkMode::Isolated,
+                "nat" => NetworkMode::Nat,
+                other => {
+                    return Err(at.error(
+                        m.span().start,
+                        &format!("{field}.mode"),
+                        format!("'{other}' is not a network mode"),
+                        "use \"isolated\" (no route out) or \"nat\"",
+                    ));
+                }
+            },
+        };
+        if let Some(other) = networks
+            .values()
+            .find(|n| n.subnet.contains(&subnet.network()) || subnet.contains(&n.subnet.network()))
+        {
+            return Err(at.error(
+                subnet_at,
+                &format!("{field}.subnet"),
+                format!(
+                    "{subnet} overlaps network '{}' ({}, line {})",
+                    other.name, other.subnet, other.line
+                ),
+                "give each network of the plan its own range",
+            ));
+        }
+        networks.insert(
+            name.clone(),
+            PlanNetwork {
+                name: name.clone(),
+                line: at.line(offset),
+                subnet,
+                mode,
+            },
+        );
+    }
+    Ok(networks)
+}
+
+fn parse_vms(
+    at: &Place,
+    raw: &BTreeMap<String, Spanned<RawVm>>,
+    networks: &BTreeMap<String, PlanNetwork>,
+) -> Result<BTreeMap<String, PlanVm>> {
+    let mut vms: BTreeMap<String, PlanVm> = BTreeMap::new();
+    for (declared, spanned) in raw {
+        let offset = spanned.span().start;
+        let field = format!("vms.{declared}");
+        at.name(offset, &field, check_vm_name(declared))?;
+        let decl = spanned.get_ref();
+        if !networks.contains_key(decl.net.get_ref()) {
+            return Err(at.error(
+                decl.net.span().start,
+                &format!("{field}.net"),
+                format!("network '{}' is not in the plan", decl.net.get_ref()),
+                "declare it under [networks.NAME] with its subnet",
+            ));
+        }
+        let count = at
+            .number(&decl.count, &format!("{field}.count"), MAX_COUNT)?
+            .unwrap_or(1);
+        let engine = match &decl.engine {
+            None => None,
+            Some(e) => Some(parse_engine(at, e.get_ref(), &format!("{field}.engine"))?),
+        };
+        let template = decl.template.clone();
+        let names: Vec<String> = if count == 1 {
+            vec![declared.clone()]
+        } else {
+            (1..=count).map(|i| format!("{declared}-{i}")).collect()
+        };
+        for name in names {
+            at.name(offset, &field, check_vm_name(&name))?;
+            if let Some(other) = vms.get(&name) {
+                return Err(at.error(
+                    offset,
+                    &field,
+                    format!(
+                        "makes VM '{name}', which [vms.{}] (line {}) makes too",
+                        other.declared_as, other.line
+                    ),
+                    "rename one of them, or change its count",
+                ));
+            }
+            vms.insert(
+                name.clone(),
+                PlanVm {
+                    name,
+                    declared_as: declared.clone(),
+                    line: at.line(offset),
+                    template: template.clone(),
+                    net: decl.net.get_ref().clone(),
+                    memory: at.size(&decl.memory, &format!("{field}.memory"))?,
+                    cpus: at.number(&decl.cpus, &format!("{field}.cpus"), 64)?,
+                    disk: at.size(&decl.disk, &format!("{field}.disk"))?,
+                    engine: engine.clone(),
+                },
+            );
+        }
+    }
+    Ok(vms)
+}
+
+fn parse_engine(at: &Place, decl: &RawEngine, field: &str) -> Result<PlanEngine> {
+    let storage = match &decl.storage {
+        None => StoragePolicy::Auto,
+        Some(s) => s.get_ref().parse().map_err(|e: Error| {
+            at.error(
+                s.span().start,
+                &format!("{field}.storage"),
+                e.message().to_string(),
+                "use auto, overlay2, btrfs or lvm",
+            )
+        })?,
+    };
+    let version = match &decl.version {
+        None => None,
+        Some(v) => {
+            let text = v.get_ref();
+            let debian_version = !text.is_empty()
+                && text.starts_with(|c: char| c.is_ascii_digit())
+                && text
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".+-~:".contains(c));
+            if !debian_version {
+                return Err(at.error(
+                    v.span().start,
+                    &format!("{field}.version"),
+                    format!("'{text}' is not a package version"),
+                    "e.g. \"20.10.24\" (see `apt-cache madison docker.io`)",
+                ));
+            }
+            Some(text.clone())
+        }
+    };
+    Ok(PlanEngine {
+        storage,
+        data_disk: at.size(&decl.data_disk, &format!("{field}.data_disk"))?,
+        version,
+    })
+}
+
+fn parse_stacks(
+    at: &Place,
+    raw: &BTreeMap<String, Spanned<RawStack>>,
+    vms: &BTreeMap<String, PlanVm>,
+) -> Result<BTreeMap<String, PlanStack>> {
+    let folder = at.path.parent().unwrap_or(Path::new("."));
+    let mut stacks = BTreeMap::new();
+    for (name, spanned) in raw {
+        let offset = spanned.span().start;
+        let field = format!("stacks.{name}");
+        if !is_valid_name(name) {
+            return Err(at.error(
+                offset,
+                &field,
+                format!("'{name}' is not a stack name"),
+                NAME_RULE,
+            ));
+        }
+        let decl = spanned.get_ref();
+        if let Some(vm) = &decl.vm {
+            if !vms.contains_key(vm.get_ref()) {
+                return Err(at.error(
+                    vm.span().start,
+                    &format!("{field}.vm"),
+                    format!("VM '{}' is not in the plan", vm.get_ref()),
+                    "name one of the plan's VMs (with count > 1: NAME-1, NAME-2, ...)",
+                ));
+            }
+        }
+        stacks.insert(
+            name.clone(),
+            PlanStack {
+                name: name.clone(),
+                line: at.line(offset),
+                file: folder.join(&decl.file),
+                vm: decl.vm.as_ref().map(|v| v.get_ref().clone()),
+            },
+        );
+    }
+    Ok(stacks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LAB: &str = r#"name = "lab"
+
+[networks.lab]
+subnet = "10.80.0.0/24"
+mode = "isolated"
+
+[vms.db]
+template = "debian-12"
+net = "lab"
+memory = "1G"
+cpus = 2
+disk = "10G"
+[vms.db.engine]
+storage = "btrfs"
+data_disk = "8G"
+version = "20.10.24"
+
+[vms.web]
+template = "debian-12-docker"
+net = "lab"
+count = 2
+
+[stacks.metadata]
+file = "stacks/metadata.toml"
+vm = "db"
+"#;
+
+    fn parse(text: &str) -> Result<Plan> {
+        Plan::parse(Path::new("plans/lab.toml"), text)
+    }
+
+    fn error_of(text: &str) -> String {
+        parse(text).unwrap_err().message().to_string()
+    }
+
+    #[test]
+    fn the_example_plan_reads_as_written() {
+        let plan = parse(LAB).unwrap();
+        assert_eq!(plan.name, "lab");
+        let lab = &plan.networks["lab"];
+        assert_eq!(
+            (lab.subnet.to_string().as_str(), lab.mode, lab.line),
+            ("10.80.0.0/24", NetworkMode::Isolated, 3)
+        );
+        assert_eq!(
+            plan.vms.keys().collect::<Vec<_>>(),
+            ["db", "web-1", "web-2"]
+        );
+        let db = &plan.vms["db"];
+        assert_eq!(
+            (db.memory, db.cpus, db.disk, db.line),
+            (Some(1 << 30), Some(2), Some(10 << 30), 7)
+        );
+        assert_eq!(
+            db.engine,
+            Some(PlanEngine {
+                storage: StoragePolicy::Btrfs,
+                data_disk: Some(8 << 30),
+                version: Some("20.10.24".into()),
+            })
+        );
+        assert_eq!(plan.vms["web-2"].declared_as, "web");
+        assert_eq!(plan.vms["web-2"].engine, None);
+        let stack = &plan.stacks["metadata"];
+        assert_eq!(stack.file, Path::new("plans/stacks/metadata.toml"));
+        assert_eq!(stack.vm.as_deref(), Some("db"));
+    }
+
+    #[test]
+    fn the_name_defaults_to_the_file_name() {
+        let plan = parse(&LAB.replace("name = \"lab\"\n", "")).unwrap();
+        assert_eq!(plan.name, "lab");
+        let err = Plan::parse(Path::new("plans/Lab Plan.toml"), "").unwrap_err();
+        assert!(err.message().contains("is not a plan name"), "{err}");
+    }
+
+    #[test]
+    fn bad_plans_are_one_error_naming_file_line_and_field() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("cpus = 2", "cpus = 2\nram = \"1G\"", "plans/lab.toml:12:1: unknown field `ram`"),
+            ("subnet = \"10.80.0.0/24\"", "subnet = \"10.80.0.0/33\"", "plans/lab.toml:4: networks.lab.subnet: '10.80.0.0/33' is not an IPv4 subnet"),
+            ("subnet = \"10.80.0.0/24\"", "subnet = \"10.80.0.5/24\"", "plans/lab.toml:4: networks.lab.subnet: '10.80.0.5/24' is not a network of /8 to /29"),
+            ("mode = \"isolated\"", "mode = \"bridge\"", "plans/lab.toml:5: networks.lab.mode: 'bridge' is not a network mode"),
+            ("net = \"lab\"\nmemory", "net = \"lan\"\nmemory", "plans/lab.toml:9: vms.db.net: network 'lan' is not in the plan"),
+            ("memory = \"1G\"", "memory = \"lots\"", "plans/lab.toml:10: vms.db.memory: 'lots' is not a size"),
+            ("cpus = 2", "cpus = 0", "plans/lab.toml:11: vms.db.cpus: 0 is out of range"),
+            ("count = 2", "count = 1000", "plans/lab.toml:21: vms.web.count: 1000 is out of range"),
+            ("storage = \"btrfs\"", "storage = \"zfs\"", "plans/lab.toml:14: vms.db.engine.storage:"),
+            ("version = \"20.10.24\"", "version = \"$(reboot)\"", "plans/lab.toml:16: vms.db.engine.version: '$(reboot)' is not a package version"),
+            ("vm = \"db\"", "vm = \"web\"", "plans/lab.toml:25: stacks.metadata.vm: VM 'web' is not in the plan"),
+            ("[vms.web]", "[vms.\"web/../x\"]", "plans/lab.toml:18: vms.web/../x: VM name 'web/../x' is not allowed"),
+            ("[networks.lab]", "[networks.\"../lab\"]", "plans/lab.toml:3: networks.../lab: network name '../lab' is not allowed"),
+        ];
+        for (from, to, expected) in cases {
+            assert!(LAB.contains(from), "{from}");
+            let err = error_of(&LAB.replacen(from, to, 1));
+            assert!(
+                err.starts_with(expected),
+                "{to}:\n  got      {err}\n  expected {expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn names_colliding_after_count_are_refused() {
+        let text = format!("{LAB}\n[vms.web-2]\ntemplate = \"debian-12\"\nnet = \"lab\"\n");
+        let err = error_of(&text);
+        assert!(err.contains("makes VM 'web-2', which [vms.web"), "{err}");
+        assert!(err.starts_with("plans/lab.toml:"), "{err}");
+    }
+
+    #[test]
+    fn overlapping_subnets_are_refused() {
+        let text = LAB.replace(
+            "[vms.db]",
+            "[networks.more]\nsubnet = \"10.80.0.128/25\"\n\n[vms.db]",
+        );
+        let err = error_of(&text);
+        assert!(
+            err.contains("overlaps network 'lab' (10.80.0.0/24, line 3)"),
+            "{err}"
+        );
+    }
+
+    fn known_templates(name: &str) -> Option<TemplateKind> {
+        match name {
+            "debian-12" => Some(TemplateKind::Plain),
+            "debian-12-docker" => Some(TemplateKind::WithDocker),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn what_the_host_knows_is_checked_too() {
+        let stack_vm = |_: &Path| -> Result<String> { Ok("web-1".to_string()) };
+        let known = Known {
+            template: &known_templates,
+            stack_vm: &stack_vm,
+        };
+        parse(LAB).unwrap().check_against(&known).unwrap();
+
+        let err = parse(&LAB.replace("template = \"debian-12\"", "template = \"centos\""))
+            .unwrap()
+            .check_against(&known)
+            .unwrap_err();
+        assert!(
+            err.message()
+                .starts_with("plans/lab.toml:7: vms.db.template: no template named 'centos'"),
+            "{err}"
+        );
+
+        // A stack on a VM without Docker.
+        let no_engine = LAB.replace(
+            "[vms.db.engine]\nstorage = \"btrfs\"\ndata_disk = \"8G\"\nversion = \"20.10.24\"\n",
+            "",
+        );
+        let err = parse(&no_engine)
+            .unwrap()
+            .check_against(&known)
+            .unwrap_err();
+        assert!(
+            err.message()
+                .contains("stacks.metadata.vm: VM 'db' has no Docker"),
+            "{err}"
+        );
+
+        // Without `vm`, the stack file's own VM counts; a baked template has Docker.
+        let own_vm = LAB.replace("vm = \"db\"\n", "");
+        parse(&own_vm).unwrap().check_against(&known).unwrap();
+        let elsewhere = |_: &Path| -> Result<String> { Ok("other".to_string()) };
+        let err = parse(&own_vm)
+            .unwrap()
+            .check_against(&Known {
+                template: &known_templates,
+                stack_vm: &elsewhere,
+            })
+            .unwrap_err();
+        assert!(
+            err.message().contains("VM 'other' is not in the plan"),
+            "{err}"
+        );
+    }
+}
