@@ -1,0 +1,440 @@
+//! What a plan would change on the host: the plan against what libvirt has, object by object
+//! (networks, VMs), as a pure function of both. `plan show` prints it, `plan apply` carries it
+//! out. Drift is nothing special: a VM destroyed by hand is a create, memory changed by hand an
+//! update, a VM with the plan's mark gone from the file a delete. An object of a plan's name
+//! that does not carry the plan's mark is never taken over: it is refused, with why.
+
+use super::file::{Plan, PlanNetwork, PlanVm};
+use crate::units::format_size;
+use crate::vm::network::NetworkMode;
+use ipnet::Ipv4Net;
+use serde::Serialize;
+
+/// A libvirt network as the host has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenNetwork {
+    pub name: String,
+    pub subnet: Option<Ipv4Net>,
+    pub mode: NetworkMode,
+    /// The plan named in its metadata; None when no plan made it.
+    pub plan: Option<String>,
+}
+
+/// A domain as the host has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenVm {
+    pub name: String,
+    pub template: String,
+    pub network: String,
+    pub memory: u64,
+    pub cpus: u32,
+    pub disk: u64,
+    /// The plan named in its metadata; None when no plan made it (or strata did not).
+    pub plan: Option<String>,
+}
+
+/// What a VM gets where the plan says nothing: the template's defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VmDefaults {
+    pub memory: u64,
+    pub cpus: u32,
+    pub disk: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectKind {
+    Network,
+    Vm,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "action")]
+pub enum Action {
+    Create,
+    /// Changed in place; `restart` when the change takes effect only at the next boot.
+    Update {
+        changes: Vec<String>,
+        restart: bool,
+    },
+    /// Made again (its data disk kept): what cannot change in place.
+    Replace {
+        why: Vec<String>,
+    },
+    /// The plan's, but gone from the file.
+    Delete,
+    Unchanged,
+    /// The name is taken by something the plan did not make: left alone.
+    Refused {
+        why: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Step {
+    pub kind: ObjectKind,
+    pub name: String,
+    #[serde(flatten)]
+    pub action: Action,
+}
+
+/// Every network and VM of the plan or carrying its mark, with what apply would do to it:
+/// networks first, then VMs, each by name.
+pub fn diff(
+    plan: &Plan,
+    defaults: &dyn Fn(&str) -> VmDefaults,
+    networks: &[SeenNetwork],
+    vms: &[SeenVm],
+) -> Vec<Step> {
+    let ours = |owner: &Option<String>| owner.as_deref() == Some(plan.name.as_str());
+    let mut steps = Vec::new();
+    for wanted in plan.networks.values() {
+        let action = match networks.iter().find(|n| n.name == wanted.name) {
+            None => Action::Create,
+            Some(seen) if !ours(&seen.plan) => Action::Refused {
+                why: not_the_plans("network", &seen.name, &seen.plan, &plan.name),
+            },
+            Some(seen) => network_action(wanted, seen),
+        };
+        steps.push(step(ObjectKind::Network, &wanted.name, action));
+    }
+    for seen in networks {
+        if ours(&seen.plan) && !plan.networks.contains_key(&seen.name) {
+            steps.push(step(ObjectKind::Network, &seen.name, Action::Delete));
+        }
+    }
+    for wanted in plan.vms.values() {
+        let action = match vms.iter().find(|v| v.name == wanted.name) {
+            None => Action::Create,
+            Some(seen) if !ours(&seen.plan) => Action::Refused {
+                why: not_the_plans("VM", &seen.name, &seen.plan, &plan.name),
+            },
+            Some(seen) => vm_action(wanted, &defaults(&wanted.template), seen),
+        };
+        steps.push(step(ObjectKind::Vm, &wanted.name, action));
+    }
+    for seen in vms {
+        if ours(&seen.plan) && !plan.vms.contains_key(&seen.name) {
+            steps.push(step(ObjectKind::Vm, &seen.name, Action::Delete));
+        }
+    }
+    steps.sort_by(|a, b| {
+        (a.kind == ObjectKind::Vm, &a.name).cmp(&(b.kind == ObjectKind::Vm, &b.name))
+    });
+    steps
+}
+
+fn step(kind: ObjectKind, name: &str, action: Action) -> Step {
+    Step {
+        kind,
+        name: name.to_string(),
+        action,
+    }
+}
+
+fn not_the_plans(kind: &str, name: &str, owner: &Option<String>, plan: &str) -> String {
+    match owner {
+        Some(other) => format!("{kind} '{name}' belongs to plan '{other}', not '{plan}'"),
+        None => format!(
+            "{kind} '{name}' exists and no plan made it (it was made by hand or by `strata` alone)"
+        ),
+    }
+}
+
+fn network_action(wanted: &PlanNetwork, seen: &SeenNetwork) -> Action {
+    let mut why = Vec::new();
+    if seen.subnet != Some(wanted.subnet) {
+        let was = seen.subnet.map_or("none".to_string(), |s| s.to_string());
+        why.push(format!("subnet {was} -> {}", wanted.subnet));
+    }
+    if seen.mode != wanted.mode {
+        why.push(format!(
+            "mode {} -> {}",
+            mode_name(seen.mode),
+            mode_name(wanted.mode)
+        ));
+    }
+    if why.is_empty() {
+        Action::Unchanged
+    } else {
+        Action::Replace { why }
+    }
+}
+
+fn mode_name(mode: NetworkMode) -> &'static str {
+    match mode {
+        NetworkMode::Isolated => "isolated",
+        NetworkMode::Nat => "nat",
+    }
+}
+
+fn vm_action(wanted: &PlanVm, defaults: &VmDefaults, seen: &SeenVm) -> Action {
+    let memory = wanted.memory.unwrap_or(defaults.memory);
+    let cpus = wanted.cpus.unwrap_or(defaults.cpus);
+    let disk = wanted.disk.unwrap_or(defaults.disk);
+    let mut why = Vec::new();
+    if seen.template != wanted.template {
+        why.push(format!("template {} -> {}", seen.template, wanted.template));
+    }
+    if seen.network != wanted.net {
+        why.push(format!("network {} -> {}", seen.network, wanted.net));
+    }
+    if disk < seen.disk {
+        why.push(format!(
+            "disk shrinks {} -> {} (a disk is never shrunk in place)",
+            format_size(seen.disk),
+            format_size(disk)
+        ));
+    }
+    if !why.is_empty() {
+        return Action::Replace { why };
+    }
+    let mut changes = Vec::new();
+    if memory != seen.memory {
+        changes.push(format!(
+            "memory {} -> {}",
+            format_size(seen.memory),
+            format_size(memory)
+        ));
+    }
+    if cpus != seen.cpus {
+        changes.push(format!("cpus {} -> {cpus}", seen.cpus));
+    }
+    if disk > seen.disk {
+        changes.push(format!(
+            "disk grows {} -> {}",
+            format_size(seen.disk),
+            format_size(disk)
+        ));
+    }
+    if changes.is_empty() {
+        Action::Unchanged
+    } else {
+        // Memory, vCPUs and the disk's size are taken at the next boot.
+        Action::Update {
+            changes,
+            restart: true,
+        }
+    }
+}
+
+/// One line: how many objects get each action.
+pub fn summary(steps: &[Step]) -> String {
+    let count = |f: fn(&Action) -> bool| steps.iter().filter(|s| f(&s.action)).count();
+    let parts = [
+        (count(|a| matches!(a, Action::Create)), "to create"),
+        (count(|a| matches!(a, Action::Update { .. })), "to update"),
+        (count(|a| matches!(a, Action::Replace { .. })), "to replace"),
+        (count(|a| matches!(a, Action::Delete)), "to delete"),
+        (count(|a| matches!(a, Action::Refused { .. })), "refused"),
+        (count(|a| matches!(a, Action::Unchanged)), "unchanged"),
+    ];
+    let said: Vec<String> = parts
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+    if said.is_empty() {
+        "nothing in the plan".to_string()
+    } else {
+        said.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const PLAN: &str = r#"name = "lab"
+[networks.lab]
+subnet = "10.80.0.0/24"
+[vms.db]
+template = "debian-12"
+net = "lab"
+memory = "1G"
+disk = "10G"
+[vms.web]
+template = "debian-12-docker"
+net = "lab"
+count = 2
+"#;
+
+    const GIB: u64 = 1 << 30;
+
+    fn plan() -> Plan {
+        Plan::parse(Path::new("plans/lab.toml"), PLAN).unwrap()
+    }
+
+    fn defaults(_: &str) -> VmDefaults {
+        VmDefaults {
+            memory: GIB / 2,
+            cpus: 2,
+            disk: 8 * GIB,
+        }
+    }
+
+    fn net(name: &str, subnet: &str, plan: Option<&str>) -> SeenNetwork {
+        SeenNetwork {
+            name: name.into(),
+            subnet: Some(subnet.parse().unwrap()),
+            mode: NetworkMode::Isolated,
+            plan: plan.map(str::to_string),
+        }
+    }
+
+    /// The host as a successful apply leaves it.
+    fn applied() -> (Vec<SeenNetwork>, Vec<SeenVm>) {
+        let vm = |name: &str, template: &str, memory: u64, disk: u64| SeenVm {
+            name: name.into(),
+            template: template.into(),
+            network: "lab".into(),
+            memory,
+            cpus: 2,
+            disk,
+            plan: Some("lab".into()),
+        };
+        (
+            vec![
+                net("lab", "10.80.0.0/24", Some("lab")),
+                net("default", "192.168.122.0/24", None),
+            ],
+            vec![
+                vm("db", "debian-12", GIB, 10 * GIB),
+                vm("web-1", "debian-12-docker", GIB / 2, 8 * GIB),
+                vm("web-2", "debian-12-docker", GIB / 2, 8 * GIB),
+            ],
+        )
+    }
+
+    fn actions(networks: &[SeenNetwork], vms: &[SeenVm]) -> Vec<(String, Action)> {
+        diff(&plan(), &defaults, networks, vms)
+            .into_iter()
+            .map(|s| (s.name, s.action))
+            .collect()
+    }
+
+    fn action_of(steps: &[(String, Action)], name: &str) -> Action {
+        steps.iter().find(|(n, _)| n == name).unwrap().1.clone()
+    }
+
+    #[test]
+    fn an_empty_host_gets_everything_created_networks_first() {
+        let steps = diff(&plan(), &defaults, &[], &[]);
+        let order: Vec<(ObjectKind, &str)> =
+            steps.iter().map(|s| (s.kind, s.name.as_str())).collect();
+        assert_eq!(
+            order,
+            [
+                (ObjectKind::Network, "lab"),
+                (ObjectKind::Vm, "db"),
+                (ObjectKind::Vm, "web-1"),
+                (ObjectKind::Vm, "web-2")
+            ]
+        );
+        assert!(steps.iter().all(|s| s.action == Action::Create));
+        assert_eq!(summary(&steps), "4 to create");
+    }
+
+    #[test]
+    fn an_applied_plan_is_unchanged_and_foreign_objects_are_not_listed() {
+        let (networks, vms) = applied();
+        let steps = diff(&plan(), &defaults, &networks, &vms);
+        assert_eq!(steps.len(), 4, "{steps:?}");
+        assert!(
+            steps.iter().all(|s| s.action == Action::Unchanged),
+            "{steps:?}"
+        );
+        assert_eq!(summary(&steps), "4 unchanged");
+    }
+
+    #[test]
+    fn drift_shows_as_create_update_and_delete() {
+        let (networks, mut vms) = applied();
+        // web-2 destroyed by hand, db's memory changed by hand, a VM of the plan gone from the file.
+        vms.retain(|v| v.name != "web-2");
+        vms[0].memory = 2 * GIB;
+        vms.push(SeenVm {
+            name: "old".into(),
+            ..vms[1].clone()
+        });
+        let steps = actions(&networks, &vms);
+        assert_eq!(action_of(&steps, "web-2"), Action::Create);
+        assert_eq!(
+            action_of(&steps, "db"),
+            Action::Update {
+                changes: vec!["memory 2 GiB -> 1 GiB".into()],
+                restart: true
+            }
+        );
+        assert_eq!(action_of(&steps, "old"), Action::Delete);
+        assert_eq!(action_of(&steps, "web-1"), Action::Unchanged);
+    }
+
+    #[test]
+    fn what_cannot_change_in_place_is_a_replace_with_why() {
+        let (mut networks, mut vms) = applied();
+        vms[0].template = "debian-11".into();
+        vms[1].disk = 20 * GIB;
+        networks[0].subnet = Some("10.81.0.0/24".parse().unwrap());
+        let steps = actions(&networks, &vms);
+        assert_eq!(
+            action_of(&steps, "db"),
+            Action::Replace {
+                why: vec!["template debian-11 -> debian-12".into()]
+            }
+        );
+        match action_of(&steps, "web-1") {
+            Action::Replace { why } => assert!(
+                why[0].starts_with("disk shrinks 20 GiB -> 8 GiB"),
+                "{why:?}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            action_of(&steps, "lab"),
+            Action::Replace {
+                why: vec!["subnet 10.81.0.0/24 -> 10.80.0.0/24".into()]
+            }
+        );
+        // A bigger disk grows in place.
+        let (networks, mut vms) = applied();
+        vms[0].disk = 5 * GIB;
+        assert_eq!(
+            action_of(&actions(&networks, &vms), "db"),
+            Action::Update {
+                changes: vec!["disk grows 5 GiB -> 10 GiB".into()],
+                restart: true
+            }
+        );
+    }
+
+    #[test]
+    fn objects_the_plan_did_not_make_are_refused_never_taken_over() {
+        let (mut networks, mut vms) = applied();
+        vms[0].plan = None;
+        vms[1].plan = Some("other".into());
+        networks[0].plan = None;
+        // A VM of another plan, not named in this one: not this plan's to delete.
+        vms.push(SeenVm {
+            name: "theirs".into(),
+            plan: Some("other".into()),
+            ..vms[2].clone()
+        });
+        let steps = actions(&networks, &vms);
+        match action_of(&steps, "db") {
+            Action::Refused { why } => assert!(why.contains("no plan made it"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        match action_of(&steps, "web-1") {
+            Action::Refused { why } => assert!(why.contains("belongs to plan 'other'"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(action_of(&steps, "lab"), Action::Refused { .. }));
+        assert!(!steps.iter().any(|(n, _)| n == "theirs"), "{steps:?}");
+        assert_eq!(
+            summary(&diff(&plan(), &defaults, &networks, &vms)),
+            "3 refused, 1 unchanged"
+        );
+    }
+}
