@@ -85,7 +85,7 @@ fn register_fake_template(lv: &Libvirt, paths: &Paths, template: &str) {
 /// The isolated network every test-driver test attaches its VMs to.
 fn make_tnet(lv: &Libvirt) {
     let subnet = "10.77.0.0/24".parse().unwrap();
-    network::create(&lv.conn(), "tnet", subnet, NetworkMode::Isolated, &[]).unwrap();
+    network::create(&lv.conn(), "tnet", subnet, NetworkMode::Isolated, &[], None).unwrap();
 }
 
 fn request(name: &str, template: &str, net: &str) -> CreateRequest {
@@ -98,6 +98,7 @@ fn request(name: &str, template: &str, net: &str) -> CreateRequest {
         network: net.into(),
         accel: AccelRequest::Auto,
         ssh_timeout: Some(Duration::from_secs(1)),
+        plan: None,
     }
 }
 
@@ -340,10 +341,25 @@ fn bad_input_changes_nothing() {
         "10.77.0.128/25".parse().unwrap(),
         NetworkMode::Nat,
         &taken,
+        None,
     )
     .unwrap_err();
     assert!(err.message().contains("libvirt network 'tnet'"), "{err}");
     assert!(lv.conn().lookup_network_by_name("t2").is_err());
+
+    // A network made for a plan carries the plan's name; others carry none.
+    assert_eq!(network::lookup(&lv.conn(), "tnet").unwrap().1.plan, None);
+    let made = network::create(
+        &lv.conn(),
+        "t3",
+        "10.79.0.0/24".parse().unwrap(),
+        NetworkMode::Isolated,
+        &[],
+        Some("lab"),
+    )
+    .unwrap();
+    assert_eq!(made.plan.as_deref(), Some("lab"));
+    network::destroy(&lv.conn(), "t3").unwrap();
     network::destroy(&lv.conn(), "tnet").unwrap();
 }
 

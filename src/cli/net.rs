@@ -48,7 +48,7 @@ pub fn run(env: &Env, cmd: NetCommand) -> Result<i32> {
             // once must not both pass the overlap check.
             let (info, unchecked) = env.paths.with_lock(|| {
                 let (taken, unchecked) = network::subnets_in_use(&lv.conn())?;
-                let info = network::create(&lv.conn(), &name, subnet, mode, &taken)?;
+                let info = network::create(&lv.conn(), &name, subnet, mode, &taken, None)?;
                 Ok((info, unchecked))
             })?;
             for what in unchecked {

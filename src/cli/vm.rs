@@ -151,6 +151,7 @@ fn create(env: &Env, lv: &Libvirt, args: CreateArgs) -> Result<i32> {
         network: args.net,
         accel: args.accel,
         ssh_timeout: (!args.no_wait).then(|| Duration::from_secs(args.ssh_timeout)),
+        plan: None,
     };
     let progress = Progress::new(&format!("vm {}", args.name));
     let created = lifecycle::create(lv, &env.paths, &req, &progress)?;
@@ -182,7 +183,7 @@ fn create(env: &Env, lv: &Libvirt, args: CreateArgs) -> Result<i32> {
 #[derive(serde::Serialize)]
 #[serde(untagged)]
 enum Listed {
-    Vm(domain::VmInfo),
+    Vm(Box<domain::VmInfo>),
     Unfinished {
         name: String,
         state: String,
@@ -218,7 +219,11 @@ fn list(env: &Env, lv: &Libvirt, format: OutputFormat) -> Result<i32> {
         })
         .chain(finished_now)
         .collect();
-    let rows: Vec<Listed> = vms.into_iter().map(Listed::Vm).chain(unfinished).collect();
+    let rows: Vec<Listed> = vms
+        .into_iter()
+        .map(|v| Listed::Vm(Box::new(v)))
+        .chain(unfinished)
+        .collect();
     output::print(
         format,
         &rows,

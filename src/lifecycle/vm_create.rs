@@ -32,6 +32,8 @@ pub struct CreateRequest {
     pub accel: AccelRequest,
     /// None: return once the domain is started, without waiting for SSH.
     pub ssh_timeout: Option<Duration>,
+    /// The plan making this VM, recorded as its owner; None for `vm create`.
+    pub plan: Option<String>,
 }
 
 /// What `vm create` made.
@@ -129,6 +131,7 @@ fn build_vm(
         user: plan.template.manifest.vm.user.clone(),
         key: paths.vm_key(name),
         volumes: plan.volumes(),
+        plan: req.plan.clone(),
     };
     let template = plan.template.domain_xml_template();
     let define = |host_key: Option<&Path>| -> Result<virt::domain::Domain> {

@@ -31,6 +31,8 @@ pub struct NetworkInfo {
     pub active: bool,
     /// Created by strata (carries strata's metadata element).
     pub strata: bool,
+    /// The plan that made it (`strata plan apply`); only that plan changes or removes it.
+    pub plan: Option<String>,
 }
 
 fn child<'a, 'i>(node: roxmltree::Node<'a, 'i>, tag: &str) -> Option<roxmltree::Node<'a, 'i>> {
@@ -56,12 +58,17 @@ pub fn parse_network_xml(text: &str) -> Result<NetworkInfo> {
     let mode = child(root, "forward")
         .map(|f| f.attribute("mode").unwrap_or("nat").to_string())
         .unwrap_or_else(|| "isolated".to_string());
-    let strata = child(root, "metadata")
-        .map(|m| {
-            m.children()
-                .any(|c| c.tag_name().namespace() == Some(NETWORK_METADATA_NS))
-        })
-        .unwrap_or(false);
+    let ours = child(root, "metadata").and_then(|m| {
+        m.children()
+            .find(|c| c.tag_name().namespace() == Some(NETWORK_METADATA_NS))
+    });
+    let strata = ours.is_some();
+    // A plan name that is not a name was not written by strata: no plan owns that network.
+    let plan = ours
+        .and_then(|n| child(n, "plan"))
+        .and_then(|p| p.text())
+        .map(|p| p.trim().to_string())
+        .filter(|p| crate::names::is_valid_name(p));
     let mut info = NetworkInfo {
         name,
         bridge,
@@ -72,6 +79,7 @@ pub fn parse_network_xml(text: &str) -> Result<NetworkInfo> {
         hosts: Vec::new(),
         active: false,
         strata,
+        plan,
     };
     let ipv4 = root.children().find(|c| {
         c.has_tag_name("ip") && c.attribute("family").map(|f| f == "ipv4").unwrap_or(true)
@@ -218,6 +226,7 @@ pub fn create(
     subnet: Ipv4Net,
     mode: NetworkMode,
     taken: &[Taken],
+    plan: Option<&str>,
 ) -> Result<NetworkInfo> {
     crate::names::check_object_name("network", name)?;
     if conn.lookup_network_by_name(name).is_ok() {
@@ -246,6 +255,7 @@ pub fn create(
             "name": name,
             "metadata_ns": NETWORK_METADATA_NS,
             "created": crate::units::now_rfc3339(),
+            "plan": plan,
             "mode": match mode { NetworkMode::Isolated => "isolated", NetworkMode::Nat => "nat" },
             "gateway": gateway.to_string(),
             "prefix": subnet.prefix_len(),

@@ -27,6 +27,8 @@ pub struct VmRecord {
     pub key: PathBuf,
     /// Every volume strata made for this VM in its pool: `vm destroy` removes exactly these.
     pub volumes: Vec<VmVolume>,
+    /// The plan that made this VM (`strata plan apply`); only that plan changes or removes it.
+    pub plan: Option<String>,
 }
 
 /// One volume of a VM and what it is for.
@@ -93,6 +95,7 @@ impl VmRecord {
                 "user": self.user,
                 "key": self.key.display().to_string(),
                 "volumes": self.volumes,
+                "plan": self.plan,
             }),
         )
     }
@@ -130,7 +133,18 @@ impl VmRecord {
             }
             volumes.push(VmVolume { role, name });
         }
+        let plan = match elements("plan").next() {
+            None => None,
+            Some(p) => {
+                let name = p.text().unwrap_or_default().trim().to_string();
+                if !crate::names::is_valid_name(&name) {
+                    return Err(bad("plan", &name));
+                }
+                Some(name)
+            }
+        };
         Ok(VmRecord {
+            plan,
             template: field("template")?,
             created: field("created")?,
             accel: Accel::parse(&accel).ok_or_else(|| bad("accel", &accel))?,
@@ -166,6 +180,7 @@ pub(crate) fn sample() -> VmRecord {
                 name: "vm_a_data.qcow2".into(),
             },
         ],
+        plan: None,
     }
 }
 
@@ -195,6 +210,22 @@ mod tests {
         );
         assert_eq!(VmRecord::parse(&bare).unwrap(), r);
         assert_eq!(r.volume(VolumeRole::Seed), None);
+    }
+
+    #[test]
+    fn the_owning_plan_is_kept_and_checked() {
+        let mut r = record();
+        assert!(!r.to_xml().unwrap().contains("plan"));
+        r.plan = Some("lab".into());
+        let xml = r.to_xml().unwrap();
+        assert_eq!(VmRecord::parse(&xml).unwrap().plan.as_deref(), Some("lab"));
+        let bare = r.to_metadata_element().unwrap();
+        assert_eq!(VmRecord::parse(&bare).unwrap(), r);
+        let bad = xml.replace(">lab<", ">../lab<");
+        assert!(VmRecord::parse(&bad)
+            .unwrap_err()
+            .message()
+            .contains("bad <plan>"));
     }
 
     #[test]

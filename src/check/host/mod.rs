@@ -245,6 +245,7 @@ pub(crate) mod test_facts {
             hosts: Vec::new(),
             active: true,
             strata: true,
+            plan: None,
         });
         facts
     }
