@@ -2,7 +2,7 @@
 //! libvirtd/Docker conflicts, and run service stacks. The layers, bottom up, each importing
 //! only those below it (docs/architecture.md; tests/layers.rs enforces it):
 //! shared pieces (error, units, digest, state, template, ...) <- host <- vm <- image, guest
-//! <- engine, check, stack (siblings) <- lifecycle (the assembly layer) <- cli.
+//! <- engine, check, stack (siblings) <- lifecycle (the assembly layer) <- plan <- cli.
 
 // Output goes through `console`, which cannot panic on a closed pipe; tests may print.
 #![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]

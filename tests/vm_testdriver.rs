@@ -506,3 +506,82 @@ fn import_never_removes_a_template_it_did_not_make() {
     let pool_handle = pool::ensure(&lv.conn(), &paths).unwrap();
     assert!(pool::find_volume(&pool_handle, &pool::template_volume_name("ghost")).is_some());
 }
+
+/// `plan show` against the test driver: what the plan made is compared, what it did not make
+/// is refused, what is missing is created; nothing is changed by showing.
+#[test]
+fn plan_show_tells_what_apply_would_do_and_changes_nothing() {
+    let scratch = Scratch::new("plan");
+    let paths = scratch.paths();
+    let _turn = driver();
+    let lv = Libvirt::open("test:///default").unwrap();
+    register_fake_template(&lv, &paths, "debian-12");
+    make_tnet(&lv);
+    let made = |name: &str, plan: Option<&str>| {
+        let req = CreateRequest {
+            plan: plan.map(str::to_string),
+            ..request(name, "debian-12", "tnet")
+        };
+        lifecycle::create(&lv, &paths, &req, &Progress::new(name)).unwrap();
+    };
+    made("a", Some("lab"));
+    made("b", None);
+    made("gone", Some("lab"));
+    let file = scratch.dir.join("lab.toml");
+    std::fs::write(
+        &file,
+        "[networks.tnet]\nsubnet = \"10.77.0.0/24\"\n[networks.lab]\nsubnet = \"10.78.0.0/24\"\n\
+         [vms.a]\ntemplate = \"debian-12\"\nnet = \"lab\"\n\
+         [vms.b]\ntemplate = \"debian-12\"\nnet = \"tnet\"\n\
+         [vms.c]\ntemplate = \"debian-12\"\nnet = \"lab\"\n",
+    )
+    .unwrap();
+    let before = (volume_names(&lv, &paths), reservations(&lv, "tnet"));
+    let shown = strata::plan::show::show(&lv, &paths, &file).unwrap();
+    let actions: Vec<(String, String)> = shown
+        .steps
+        .iter()
+        .map(|s| {
+            let json = serde_json::to_value(s).unwrap();
+            (s.name.clone(), json["action"].as_str().unwrap().to_string())
+        })
+        .collect();
+    let expected = [
+        ("lab", "create"),
+        ("tnet", "refused"),
+        ("a", "replace"),
+        ("b", "refused"),
+        ("c", "create"),
+        ("gone", "delete"),
+    ];
+    assert_eq!(
+        actions,
+        expected.map(|(n, a)| (n.to_string(), a.to_string())),
+        "{:?}",
+        shown.steps
+    );
+    assert_eq!(
+        strata::plan::summary(&shown.steps),
+        "2 to create, 1 to replace, 1 to delete, 2 refused"
+    );
+    assert_eq!(
+        (volume_names(&lv, &paths), reservations(&lv, "tnet")),
+        before
+    );
+    assert!(
+        lv.conn().lookup_network_by_name("lab").is_err(),
+        "show made a network"
+    );
+
+    // A bad plan is one error naming its line; so is a network on a range the host uses.
+    std::fs::write(&file, "[networks.x]\nsubnet = \"10.77.0.0/25\"\n").unwrap();
+    let err = strata::plan::show::show(&lv, &paths, &file).unwrap_err();
+    assert!(
+        err.message().ends_with("lab.toml:2: networks.x.subnet: 10.77.0.0/25 overlaps libvirt network 'tnet' (10.77.0.0/24)"),
+        "{err}"
+    );
+    for vm in ["a", "b", "gone"] {
+        lifecycle::destroy(&lv, &paths, vm).unwrap();
+    }
+    network::destroy(&lv.conn(), "tnet").unwrap();
+}

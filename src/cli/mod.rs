@@ -6,6 +6,7 @@ mod check;
 mod engine;
 mod net;
 mod output;
+mod plan;
 mod stack;
 mod template;
 mod vm;
@@ -57,6 +58,9 @@ pub enum Command {
     Down(stack::DownArgs),
     /// Make a docker CLI context "strata-VM" that reaches the VM's Docker over SSH
     Context(stack::ContextArgs),
+    /// A whole host in one file: show what applying a plan would change
+    #[command(subcommand)]
+    Plan(plan::PlanCommand),
 }
 
 /// Output format of list commands.
@@ -149,5 +153,6 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Logs(args) => stack::logs(&env, args),
         Command::Down(args) => stack::down(&env, args),
         Command::Context(args) => stack::context(&env, args),
+        Command::Plan(cmd) => plan::run(&env, cmd),
     }
 }

@@ -15,7 +15,8 @@ use serde::Serialize;
 pub struct SeenNetwork {
     pub name: String,
     pub subnet: Option<Ipv4Net>,
-    pub mode: NetworkMode,
+    /// "isolated", "nat", or another of libvirt's forward modes.
+    pub mode: String,
     /// The plan named in its metadata; None when no plan made it.
     pub plan: Option<String>,
 }
@@ -147,12 +148,8 @@ fn network_action(wanted: &PlanNetwork, seen: &SeenNetwork) -> Action {
         let was = seen.subnet.map_or("none".to_string(), |s| s.to_string());
         why.push(format!("subnet {was} -> {}", wanted.subnet));
     }
-    if seen.mode != wanted.mode {
-        why.push(format!(
-            "mode {} -> {}",
-            mode_name(seen.mode),
-            mode_name(wanted.mode)
-        ));
+    if seen.mode != mode_name(wanted.mode) {
+        why.push(format!("mode {} -> {}", seen.mode, mode_name(wanted.mode)));
     }
     if why.is_empty() {
         Action::Unchanged
@@ -278,7 +275,7 @@ count = 2
         SeenNetwork {
             name: name.into(),
             subnet: Some(subnet.parse().unwrap()),
-            mode: NetworkMode::Isolated,
+            mode: "isolated".into(),
             plan: plan.map(str::to_string),
         }
     }

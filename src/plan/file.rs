@@ -81,6 +81,8 @@ pub struct PlanNetwork {
     pub name: String,
     pub line: usize,
     pub subnet: Ipv4Net,
+    /// Where `subnet` is written, for errors about it.
+    pub subnet_line: usize,
     pub mode: NetworkMode,
 }
 
@@ -359,6 +361,7 @@ fn parse_networks(
                 name: name.clone(),
                 line: at.line(offset),
                 subnet,
+                subnet_line: at.line(subnet_at),
                 mode,
             },
         );

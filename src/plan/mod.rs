@@ -5,6 +5,8 @@
 
 pub mod diff;
 pub mod file;
+pub mod observe;
+pub mod show;
 
 pub use diff::{diff, summary, Action, ObjectKind, SeenNetwork, SeenVm, Step, VmDefaults};
 pub use file::{Known, Plan, PlanEngine, PlanNetwork, PlanStack, PlanVm, TemplateKind};

@@ -1,0 +1,92 @@
+//! `plan show`: read the plan, check it against the host's templates and stack files, read
+//! what libvirt has, and tell what applying the plan would do. It only reads.
+
+use super::diff::{diff, Action, ObjectKind, Step, VmDefaults};
+use super::file::{Known, Plan, TemplateKind};
+use super::observe;
+use crate::error::{Error, Result};
+use crate::stack::file::StackFile;
+use crate::state::Paths;
+use crate::template::{self, Template};
+use crate::vm::{network, Libvirt};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// A plan and what applying it would do, object by object.
+#[derive(Debug)]
+pub struct Shown {
+    pub plan: Plan,
+    pub steps: Vec<Step>,
+}
+
+pub fn show(lv: &Libvirt, paths: &Paths, file: &Path) -> Result<Shown> {
+    let plan = Plan::load(file)?;
+    let search = template::search_path(&paths.state.join("imported"));
+    let templates: BTreeMap<&str, Template> = plan
+        .vms
+        .values()
+        .filter_map(|vm| {
+            let found = template::find(&search, &vm.template).ok()?;
+            Some((vm.template.as_str(), found))
+        })
+        .collect();
+    let kind = |name: &str| {
+        templates.get(name).map(|t| {
+            let baked = t
+                .manifest
+                .build
+                .as_ref()
+                .is_some_and(|b| b.engine.is_some());
+            if baked {
+                TemplateKind::WithDocker
+            } else {
+                TemplateKind::Plain
+            }
+        })
+    };
+    let stack_vm = |path: &Path| StackFile::load(path).map(|stack| stack.vm);
+    plan.check_against(&Known {
+        template: &kind,
+        stack_vm: &stack_vm,
+    })?;
+    let mut defaults: BTreeMap<&str, VmDefaults> = BTreeMap::new();
+    for (name, t) in &templates {
+        defaults.insert(name, observe::defaults(t)?);
+    }
+    // Every template is known here: check_against refused the plan otherwise.
+    let defaults_of = |name: &str| defaults[name];
+    let conn = lv.conn();
+    let steps = diff(
+        &plan,
+        &defaults_of,
+        &observe::networks(&conn)?,
+        &observe::vms(&conn, paths)?,
+    );
+    refuse_taken_subnets(&plan, &steps, &network::subnets_in_use(&conn)?.0)?;
+    Ok(Shown { plan, steps })
+}
+
+/// A network the plan would create on a range the host already uses (another libvirt
+/// network, a route, a Docker network) is a bad plan, said at its line.
+fn refuse_taken_subnets(plan: &Plan, steps: &[Step], taken: &[network::Taken]) -> Result<()> {
+    for step in steps {
+        if step.kind != ObjectKind::Network || step.action != Action::Create {
+            continue;
+        }
+        let wanted = &plan.networks[&step.name];
+        let clashes = network::find_overlaps(wanted.subnet, taken);
+        if let Some(first) = clashes.first() {
+            return Err(Error::bad_input(format!(
+                "{}:{}: networks.{}.subnet: {} overlaps {} ({})",
+                plan.path.display(),
+                wanted.subnet_line,
+                wanted.name,
+                wanted.subnet,
+                first.what,
+                first.subnet
+            ))
+            .with_hint("choose a range that is free on this host; `strata net list` and `ip route` show what is taken"));
+        }
+    }
+    Ok(())
+}
