@@ -98,20 +98,6 @@ impl Drop for LibvirtdBack {
     }
 }
 
-fn create_args<'a>(vm: &'a str, net: &'a str) -> Vec<&'a str> {
-    vec![
-        "vm",
-        "create",
-        vm,
-        "--template",
-        TEMPLATE,
-        "--net",
-        net,
-        "--memory",
-        "768M",
-    ]
-}
-
 fn stderr_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }

@@ -245,10 +245,7 @@ struct Place<'a> {
 
 impl Place<'_> {
     fn line(&self, offset: usize) -> usize {
-        self.text[..offset.min(self.text.len())]
-            .matches('\n')
-            .count()
-            + 1
+        crate::template::line_and_column(self.text, offset).0
     }
 
     fn error(&self, offset: usize, field: &str, message: impl Into<String>, hint: &str) -> Error {

@@ -212,7 +212,7 @@ fn check_name(path: &Path, what: &str, name: &str) -> Result<()> {
 
 /// 1-based line of a byte offset.
 fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
+    crate::template::line_and_column(text, offset).0
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ mod render;
 mod toml_escape;
 mod volume_sources;
 
-pub use manifest::parse_toml;
+pub use manifest::{line_and_column, parse_toml};
 pub use manifest::{
     BootMode, BootSpec, BuildRecipe, EngineBake, InjectMethod, TemplateManifest, VmDefaults,
 };

@@ -252,21 +252,23 @@ pub fn create_baked_docker_vm(vm: &str, net: &str) {
     ]);
 }
 
+/// `vm create NAME` from the test template on `net`, small.
+pub fn create_args<'a>(vm: &'a str, net: &'a str) -> Vec<&'a str> {
+    vec![
+        "vm",
+        "create",
+        vm,
+        "--template",
+        TEMPLATE,
+        "--net",
+        net,
+        "--memory",
+        "768M",
+    ]
+}
+
 pub fn spawn_create(name: &str, net: &str) -> Child {
-    spawn_strata(
-        &[
-            "vm",
-            "create",
-            name,
-            "--template",
-            TEMPLATE,
-            "--net",
-            net,
-            "--memory",
-            "768M",
-        ],
-        &[],
-    )
+    spawn_strata(&create_args(name, net), &[])
 }
 
 /// The strata binary started with `args` and extra environment, its output piped.
