@@ -7,7 +7,8 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 /// Write `contents` to `remote` in the guest with `mode`, through a temporary name and a
-/// rename, so a dropped connection never leaves a half-written file under the real name.
+/// rename, so a dropped connection never leaves a half-written file under the real name and
+/// an existing file is replaced at once.
 pub fn upload(session: &Session, contents: &mut dyn Read, remote: &str, mode: i32) -> Result<u64> {
     let sftp = session.sftp()?;
     let partial = format!("{remote}.strata-partial");
@@ -33,13 +34,16 @@ pub fn upload(session: &Session, contents: &mut dyn Read, remote: &str, mode: i3
         written += n as u64;
     }
     drop(file);
-    // posix-rename (OpenSSH's extension) replaces an existing file atomically.
-    sftp.rename(
-        Path::new(&partial),
-        Path::new(remote),
-        Some(ssh2::RenameFlags::OVERWRITE | ssh2::RenameFlags::ATOMIC | ssh2::RenameFlags::NATIVE),
-    )
-    .context(format!("renaming {partial} to {remote} in the guest"))?;
+    // SFTP v3 (OpenSSH's) refuses to rename onto an existing file whatever flags are asked,
+    // and libssh2 does not speak OpenSSH's posix-rename extension: mv(1) is rename(2), which
+    // replaces the file atomically.
+    let command = format!(
+        "mv -f -- {} {}",
+        super::ssh::sh_quote(&partial),
+        super::ssh::sh_quote(remote)
+    );
+    super::ssh::run_checked(session, &command)
+        .map_err(|e| e.context(format!("renaming {partial} to {remote} in the guest")))?;
     Ok(written)
 }
 
