@@ -163,8 +163,8 @@ pub fn logs(env: &Env, args: LogsArgs) -> Result<i32> {
 
 pub fn down(env: &Env, args: DownArgs) -> Result<i32> {
     let file = StackFile::load(&args.stack)?;
-    let docker = connect(env, &file)?;
-    let report = stack::down(&docker, &file, args.volumes)?;
+    let lv = env.libvirt()?;
+    let report = crate::lifecycle::stack_down(&lv, &env.paths, &file, args.volumes)?;
     for (what, list) in [
         ("container", &report.containers),
         ("network", &report.networks),

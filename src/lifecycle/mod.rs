@@ -17,4 +17,5 @@ mod vm_destroy;
 
 pub use journal::{pending, recover_abandoned, Action, PendingJournal};
 pub use vm_create::{create, wait_until_ready, CreateRequest, Created};
-pub use vm_destroy::destroy;
+pub use stack_up::down as stack_down;
+pub use vm_destroy::{destroy, destroy_with, DataDisk};

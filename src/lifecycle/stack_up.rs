@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::guest::docker::GuestDocker;
 use crate::guest::Route;
 use crate::progress::Progress;
-use crate::stack::{self, StackFile, UpOptions, UpReport};
+use crate::stack::{self, DownReport, StackFile, UpOptions, UpReport};
 use crate::state::Paths;
 use crate::vm::Libvirt;
 
@@ -48,5 +48,16 @@ pub fn up(
             report,
             checks: Some(checks),
         })
+    })
+}
+
+/// Take `stack` down in its VM (its volumes kept unless `volumes`), under the same lock as
+/// `up`, so that a down never interleaves with an up of the same stack.
+pub fn down(lv: &Libvirt, paths: &Paths, file: &StackFile, volumes: bool) -> Result<DownReport> {
+    let key = format!("stack {} in VM {}", file.name, file.vm);
+    paths.with_named_lock(&key, &|| {}, || {
+        let route = lv.resilient(|| Route::of_vm(lv, paths, &file.vm))?;
+        let docker = GuestDocker::connect(&route)?;
+        stack::down(&docker, file, volumes)
     })
 }

@@ -132,6 +132,7 @@ fn build_vm(
         key: paths.vm_key(name),
         volumes: plan.volumes(),
         plan: req.plan.clone(),
+        applied: None,
     };
     let template = plan.template.domain_xml_template();
     let define = |host_key: Option<&Path>| -> Result<virt::domain::Domain> {

@@ -10,8 +10,22 @@ use crate::vm::network::DhcpHost;
 use crate::vm::record::{VmRecord, VolumeRole};
 use crate::vm::{domain, pool, Libvirt};
 
+/// What a destroy does with the VM's data disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataDisk {
+    Remove,
+    /// Left in the pool under its name, for the next VM of this name to take up again
+    /// (`plan rebuild`, `plan destroy` without --volumes).
+    Keep,
+}
+
 /// Remove a VM; or finish an interrupted create or destroy of that name.
 pub fn destroy(lv: &Libvirt, paths: &Paths, name: &str) -> Result<()> {
+    destroy_with(lv, paths, name, DataDisk::Remove)
+}
+
+/// `destroy`, keeping or removing the data disk.
+pub fn destroy_with(lv: &Libvirt, paths: &Paths, name: &str, data: DataDisk) -> Result<()> {
     crate::names::check_vm_name(name)?;
     // What an earlier run left unfinished for this name (a create killed halfway, a destroy
     // that stopped) is finished first; it may be all there was to do.
@@ -40,6 +54,9 @@ pub fn destroy(lv: &Libvirt, paths: &Paths, name: &str) -> Result<()> {
         path: paths.vm_dir(name),
     }];
     for volume in &info.record.volumes {
+        if volume.role == VolumeRole::Data && data == DataDisk::Keep {
+            continue;
+        }
         steps.push(match volume.role {
             // The seed is a file strata wrote into the pool directory.
             VolumeRole::Seed => Undo::File {

@@ -46,6 +46,17 @@ pub fn ensure(conn: &Connect, pool: &StoragePool, vm: &str, capacity: u64) -> Re
         .volume(VolumeRole::Data)
         .map(str::to_string)
         .unwrap_or_else(|| pool::vm_volume_name(vm, VolumeRole::Data));
+    // Recorded before it is made or taken up: whatever happens next, `vm destroy` knows it. A
+    // disk of this name without a record is the one a destroy that kept the data left behind
+    // (`plan rebuild`, `plan destroy` without --volumes): this VM's name, in strata's pool.
+    if info.record.volume(VolumeRole::Data).is_none() {
+        let mut record = info.record.clone();
+        record.volumes.push(VmVolume {
+            role: VolumeRole::Data,
+            name: name.clone(),
+        });
+        domain::set_record(&dom, &record)?;
+    }
     let (volume, created) = match pool::find_volume(pool, &name) {
         Some(volume) => {
             let existing = volume.info()?.capacity;
@@ -63,15 +74,6 @@ pub fn ensure(conn: &Connect, pool: &StoragePool, vm: &str, capacity: u64) -> Re
             (volume, false)
         }
         None => {
-            // Recorded before it is made: whatever happens next, `vm destroy` knows it.
-            if info.record.volume(VolumeRole::Data).is_none() {
-                let mut record = info.record.clone();
-                record.volumes.push(VmVolume {
-                    role: VolumeRole::Data,
-                    name: name.clone(),
-                });
-                domain::set_record(&dom, &record)?;
-            }
             let xml_text = xml::render(
                 xml::DATA_VOLUME,
                 &serde_json::json!({ "name": name, "capacity": capacity }),

@@ -10,6 +10,7 @@ pub mod hotplug;
 pub mod network;
 pub mod pool;
 pub mod record;
+pub mod sizing;
 pub mod spec;
 mod xml;
 

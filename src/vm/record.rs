@@ -29,6 +29,9 @@ pub struct VmRecord {
     pub volumes: Vec<VmVolume>,
     /// The plan that made this VM (`strata plan apply`); only that plan changes or removes it.
     pub plan: Option<String>,
+    /// What that plan last brought up in the VM in full (the sha256 of its engine section and
+    /// stack files, as the plan layer computes it), so an unchanged re-apply need not log in.
+    pub applied: Option<String>,
 }
 
 /// One volume of a VM and what it is for.
@@ -96,6 +99,7 @@ impl VmRecord {
                 "key": self.key.display().to_string(),
                 "volumes": self.volumes,
                 "plan": self.plan,
+                "applied": self.applied,
             }),
         )
     }
@@ -143,8 +147,19 @@ impl VmRecord {
                 Some(name)
             }
         };
+        let applied = match elements("applied").next() {
+            None => None,
+            Some(a) => {
+                let digest = a.text().unwrap_or_default().trim().to_string();
+                if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(bad("applied", &digest));
+                }
+                Some(digest)
+            }
+        };
         Ok(VmRecord {
             plan,
+            applied,
             template: field("template")?,
             created: field("created")?,
             accel: Accel::parse(&accel).ok_or_else(|| bad("accel", &accel))?,
@@ -181,6 +196,7 @@ pub(crate) fn sample() -> VmRecord {
             },
         ],
         plan: None,
+        applied: None,
     }
 }
 
