@@ -1,8 +1,10 @@
 //! Progress for multi-step commands: an indicatif spinner on a terminal, plain log lines
-//! otherwise. Each stage's duration is kept so commands can print the time per stage.
+//! otherwise. Each stage's duration is kept so commands can print the time per stage. Work
+//! done in parallel (a plan's VMs) shows one line per object in a `ProgressGroup`, and
+//! timestamped lines when stderr is not a terminal, so a log of interleaved work can be read.
 
 use crate::errln;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -17,26 +19,32 @@ pub struct StageTime {
 pub struct Progress {
     bar: Option<ProgressBar>,
     prefix: String,
+    /// Plain lines carry the time of day (work in parallel).
+    timestamped: bool,
     current: Mutex<Option<(String, Instant)>>,
     done: Mutex<Vec<(String, Duration)>>,
+}
+
+/// One object's spinner line: "⠋ prefix: stage (elapsed)".
+fn spinner(bar: ProgressBar, prefix: &str) -> ProgressBar {
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {prefix}: {msg} ({elapsed})") {
+        bar.set_style(style);
+    }
+    bar.set_prefix(prefix.to_string());
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
 }
 
 impl Progress {
     /// A spinner when stderr is a terminal, plain "prefix: stage" lines otherwise.
     pub fn new(prefix: &str) -> Progress {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::new_spinner();
-            if let Ok(style) = ProgressStyle::with_template("{spinner} {prefix}: {msg} ({elapsed})")
-            {
-                bar.set_style(style);
-            }
-            bar.set_prefix(prefix.to_string());
-            bar.enable_steady_tick(Duration::from_millis(120));
-            bar
-        });
+        let bar = std::io::stderr()
+            .is_terminal()
+            .then(|| spinner(ProgressBar::new_spinner(), prefix));
         Progress {
             bar,
             prefix: prefix.to_string(),
+            timestamped: false,
             current: Mutex::new(None),
             done: Mutex::new(Vec::new()),
         }
@@ -50,7 +58,15 @@ impl Progress {
         }
         match &self.bar {
             Some(bar) => bar.set_message(name.to_string()),
-            None => errln!("{}: {name}", self.prefix),
+            None => self.plain(&format!("{}: {name}", self.prefix)),
+        }
+    }
+
+    fn plain(&self, line: &str) {
+        if self.timestamped {
+            errln!("{} {line}", crate::units::now_rfc3339());
+        } else {
+            errln!("{line}");
         }
     }
 
@@ -85,7 +101,7 @@ impl Progress {
     pub fn println(&self, line: &str) {
         match &self.bar {
             Some(bar) => bar.println(line),
-            None => errln!("{line}"),
+            None => self.plain(line),
         }
     }
 }
@@ -94,6 +110,74 @@ impl Drop for Progress {
     fn drop(&mut self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
+        }
+    }
+}
+
+/// Lines of progress for work done in parallel: one spinner per object under each other on a
+/// terminal (with a total line), timestamped plain lines otherwise.
+pub struct ProgressGroup {
+    multi: Option<MultiProgress>,
+    total: Option<ProgressBar>,
+}
+
+impl ProgressGroup {
+    /// `what` names the whole (e.g. "plan lab"); its line shows the total elapsed time.
+    pub fn new(what: &str) -> ProgressGroup {
+        let multi = std::io::stderr().is_terminal().then(MultiProgress::new);
+        let total = multi.as_ref().map(|multi| {
+            let bar = multi.add(ProgressBar::new_spinner());
+            if let Ok(style) = ProgressStyle::with_template("{prefix}: {msg} ({elapsed} in all)") {
+                bar.set_style(style);
+            }
+            bar.set_prefix(what.to_string());
+            bar.enable_steady_tick(Duration::from_millis(500));
+            bar
+        });
+        ProgressGroup { multi, total }
+    }
+
+    /// A line for one object (e.g. "vm web-1").
+    pub fn line(&self, prefix: &str) -> Progress {
+        let bar = self.multi.as_ref().map(|multi| {
+            let bar = match &self.total {
+                Some(total) => multi.insert_before(total, ProgressBar::new_spinner()),
+                None => multi.add(ProgressBar::new_spinner()),
+            };
+            spinner(bar, prefix)
+        });
+        Progress {
+            bar,
+            prefix: prefix.to_string(),
+            timestamped: true,
+            current: Mutex::new(None),
+            done: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Say how the whole is going (the total line; a plain line without a terminal).
+    pub fn status(&self, message: &str) {
+        match &self.total {
+            Some(total) => total.set_message(message.to_string()),
+            None => errln!("{} {message}", crate::units::now_rfc3339()),
+        }
+    }
+
+    /// Print a line above the spinners.
+    pub fn println(&self, line: &str) {
+        match &self.multi {
+            Some(multi) => {
+                let _ = multi.println(line);
+            }
+            None => errln!("{} {line}", crate::units::now_rfc3339()),
+        }
+    }
+}
+
+impl Drop for ProgressGroup {
+    fn drop(&mut self) {
+        if let Some(total) = &self.total {
+            total.finish_and_clear();
         }
     }
 }

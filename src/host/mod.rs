@@ -6,6 +6,7 @@
 //! tested on captures from real hosts.
 
 pub mod accel;
+pub mod capacity;
 pub mod docker;
 pub mod firewalld;
 pub mod iptables;
