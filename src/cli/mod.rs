@@ -58,7 +58,7 @@ pub enum Command {
     Down(stack::DownArgs),
     /// Make a docker CLI context "strata-VM" that reaches the VM's Docker over SSH
     Context(stack::ContextArgs),
-    /// A whole host in one file: show what applying a plan would change
+    /// A whole host in one file: show, apply, destroy, rebuild and list plans
     #[command(subcommand)]
     Plan(plan::PlanCommand),
 }

@@ -32,6 +32,9 @@ pub struct SeenVm {
     pub disk: u64,
     /// The plan named in its metadata; None when no plan made it (or strata did not).
     pub plan: Option<String>,
+    pub running: bool,
+    /// What the plan last brought up in it in full (its record's `applied`).
+    pub applied: Option<String>,
 }
 
 /// What a VM gets where the plan says nothing: the template's defaults.
@@ -47,6 +50,10 @@ pub struct VmDefaults {
 pub enum ObjectKind {
     Network,
     Vm,
+    /// Docker in a VM (named by the VM).
+    Engine,
+    /// A stack in a VM (named STACK@VM).
+    Stack,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -79,11 +86,15 @@ pub struct Step {
     pub action: Action,
 }
 
-/// Every network and VM of the plan or carrying its mark, with what apply would do to it:
-/// networks first, then VMs, each by name.
+/// Every network and VM of the plan or carrying its mark, with what apply would do to it, and
+/// each VM's engine and stacks: networks first, then each VM by name followed by its engine
+/// and stacks. `brought_up` is what apply would record as brought up in a VM (see
+/// `apply`); None when it cannot be known (a stack file unreadable), which is never
+/// "unchanged".
 pub fn diff(
     plan: &Plan,
     defaults: &dyn Fn(&str) -> VmDefaults,
+    brought_up: &dyn Fn(&PlanVm) -> Option<String>,
     networks: &[SeenNetwork],
     vms: &[SeenVm],
 ) -> Vec<Step> {
@@ -104,25 +115,59 @@ pub fn diff(
             steps.push(step(ObjectKind::Network, &seen.name, Action::Delete));
         }
     }
+    let mut vm_steps: Vec<(String, Vec<Step>)> = Vec::new();
     for wanted in plan.vms.values() {
-        let action = match vms.iter().find(|v| v.name == wanted.name) {
+        let seen = vms.iter().find(|v| v.name == wanted.name);
+        let action = match seen {
             None => Action::Create,
             Some(seen) if !ours(&seen.plan) => Action::Refused {
                 why: not_the_plans("VM", &seen.name, &seen.plan, &plan.name),
             },
             Some(seen) => vm_action(wanted, &defaults(&wanted.template), seen),
         };
-        steps.push(step(ObjectKind::Vm, &wanted.name, action));
+        let mut group = vec![step(ObjectKind::Vm, &wanted.name, action.clone())];
+        if let Some(inside) = inside_action(&action, seen, brought_up(wanted)) {
+            if wanted.engine.is_some() {
+                group.push(step(ObjectKind::Engine, &wanted.name, inside.clone()));
+            }
+            for stack in plan.stacks_on(&wanted.name) {
+                let name = format!("{}@{}", stack.name, wanted.name);
+                group.push(step(ObjectKind::Stack, &name, inside.clone()));
+            }
+        }
+        vm_steps.push((wanted.name.clone(), group));
     }
     for seen in vms {
         if ours(&seen.plan) && !plan.vms.contains_key(&seen.name) {
-            steps.push(step(ObjectKind::Vm, &seen.name, Action::Delete));
+            let group = vec![step(ObjectKind::Vm, &seen.name, Action::Delete)];
+            vm_steps.push((seen.name.clone(), group));
         }
     }
-    steps.sort_by(|a, b| {
-        (a.kind == ObjectKind::Vm, &a.name).cmp(&(b.kind == ObjectKind::Vm, &b.name))
-    });
+    steps.sort_by(|a, b| a.name.cmp(&b.name));
+    vm_steps.sort_by(|a, b| a.0.cmp(&b.0));
+    steps.extend(vm_steps.into_iter().flat_map(|(_, group)| group));
     steps
+}
+
+/// What apply would do to a VM's engine and stacks, given what it does to the VM: made with
+/// it, or unchanged when the VM runs and the plan last brought up exactly this in it, or
+/// converged in the guest (an update). None when the VM is refused: nothing happens inside.
+fn inside_action(vm: &Action, seen: Option<&SeenVm>, wanted: Option<String>) -> Option<Action> {
+    let converge = |why: &str| Action::Update {
+        changes: vec![why.to_string()],
+        restart: false,
+    };
+    Some(match (vm, seen) {
+        (Action::Refused { .. } | Action::Delete, _) => return None,
+        (Action::Create | Action::Replace { .. }, _) | (_, None) => Action::Create,
+        (_, Some(seen)) => match (&seen.applied, wanted) {
+            (None, _) => converge("not brought up by this plan yet"),
+            (Some(_), None) => converge("its stack files cannot be read now"),
+            (Some(_), Some(_)) if !seen.running => converge("the VM is not running: started, then checked"),
+            (Some(had), Some(wants)) if *had == wants => Action::Unchanged,
+            (Some(_), Some(_)) => converge("the engine section or a stack file changed since the last apply"),
+        },
+    })
 }
 
 fn step(kind: ObjectKind, name: &str, action: Action) -> Step {
@@ -271,6 +316,11 @@ count = 2
         }
     }
 
+    /// What apply would bring up in a VM: a stand-in digest per VM.
+    fn brought_up(vm: &PlanVm) -> Option<String> {
+        Some(format!("digest-{}", vm.name))
+    }
+
     fn net(name: &str, subnet: &str, plan: Option<&str>) -> SeenNetwork {
         SeenNetwork {
             name: name.into(),
@@ -290,6 +340,8 @@ count = 2
             cpus: 2,
             disk,
             plan: Some("lab".into()),
+            running: true,
+            applied: Some(format!("digest-{name}")),
         };
         (
             vec![
@@ -305,7 +357,7 @@ count = 2
     }
 
     fn actions(networks: &[SeenNetwork], vms: &[SeenVm]) -> Vec<(String, Action)> {
-        diff(&plan(), &defaults, networks, vms)
+        diff(&plan(), &defaults, &brought_up, networks, vms)
             .into_iter()
             .map(|s| (s.name, s.action))
             .collect()
@@ -317,7 +369,7 @@ count = 2
 
     #[test]
     fn an_empty_host_gets_everything_created_networks_first() {
-        let steps = diff(&plan(), &defaults, &[], &[]);
+        let steps = diff(&plan(), &defaults, &brought_up, &[], &[]);
         let order: Vec<(ObjectKind, &str)> =
             steps.iter().map(|s| (s.kind, s.name.as_str())).collect();
         assert_eq!(
@@ -336,13 +388,57 @@ count = 2
     #[test]
     fn an_applied_plan_is_unchanged_and_foreign_objects_are_not_listed() {
         let (networks, vms) = applied();
-        let steps = diff(&plan(), &defaults, &networks, &vms);
+        let steps = diff(&plan(), &defaults, &brought_up, &networks, &vms);
         assert_eq!(steps.len(), 4, "{steps:?}");
         assert!(
             steps.iter().all(|s| s.action == Action::Unchanged),
             "{steps:?}"
         );
         assert_eq!(summary(&steps), "4 unchanged");
+    }
+
+    #[test]
+    fn the_engine_and_stacks_converge_unless_the_plan_last_brought_up_exactly_this() {
+        let plan = Plan::parse(
+            Path::new("plans/lab.toml"),
+            &format!(
+                "{}[stacks.front]\nfile = \"front.toml\"\nvm = \"web\"\n",
+                PLAN.replace("disk = \"10G\"\n", "disk = \"10G\"\n[vms.db.engine]\n")
+            ),
+        )
+        .unwrap();
+        let inside = |networks: &[SeenNetwork], vms: &[SeenVm]| -> Vec<(String, Action)> {
+            diff(&plan, &defaults, &brought_up, networks, vms)
+                .into_iter()
+                .filter(|s| matches!(s.kind, ObjectKind::Engine | ObjectKind::Stack))
+                .map(|s| (s.name, s.action))
+                .collect()
+        };
+        let (networks, mut vms) = applied();
+        let now = inside(&networks, &vms);
+        let names: Vec<&str> = now.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["db", "front@web-1", "front@web-2"]);
+        assert!(now.iter().all(|(_, a)| *a == Action::Unchanged), "{now:?}");
+        // Edited files (another digest), a stopped VM, a VM never brought up: converged.
+        vms[0].applied = Some("older".into());
+        vms[1].running = false;
+        vms[2].applied = None;
+        let why = |name: &str| match action_of(&inside(&networks, &vms), name) {
+            Action::Update { changes, restart } => {
+                assert!(!restart);
+                changes[0].clone()
+            }
+            other => panic!("{name}: {other:?}"),
+        };
+        assert!(why("db").contains("changed since the last apply"));
+        assert!(why("front@web-1").contains("not running"));
+        assert!(why("front@web-2").contains("not brought up"));
+        // A VM to be made is made with its engine and stacks; a refused one has none.
+        vms.retain(|v| v.name != "web-1");
+        vms[0].plan = None;
+        let after = inside(&networks, &vms);
+        assert_eq!(action_of(&after, "front@web-1"), Action::Create);
+        assert!(!after.iter().any(|(n, _)| n == "db"), "{after:?}");
     }
 
     #[test]
@@ -430,7 +526,7 @@ count = 2
         assert!(matches!(action_of(&steps, "lab"), Action::Refused { .. }));
         assert!(!steps.iter().any(|(n, _)| n == "theirs"), "{steps:?}");
         assert_eq!(
-            summary(&diff(&plan(), &defaults, &networks, &vms)),
+            summary(&diff(&plan(), &defaults, &brought_up, &networks, &vms)),
             "3 refused, 1 unchanged"
         );
     }

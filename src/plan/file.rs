@@ -113,7 +113,8 @@ pub struct PlanStack {
     pub line: usize,
     /// The stack file, relative paths taken from the plan file's folder.
     pub file: PathBuf,
-    /// Overrides the stack file's own `vm`.
+    /// Overrides the stack file's own `vm`; after `check_against`, always set (the file's
+    /// own when the plan does not say).
     pub vm: Option<String>,
 }
 
@@ -189,9 +190,47 @@ impl Plan {
         })
     }
 
+    /// The VMs a stack's `vm` means: the VM of that name, or every VM a `count` made of that
+    /// declaration (`vm = "web"` with `[vms.web] count = 2`: web-1 and web-2).
+    pub fn vms_named(&self, name: &str) -> Vec<&PlanVm> {
+        match self.vms.get(name) {
+            Some(vm) => vec![vm],
+            None => self.vms.values().filter(|vm| vm.declared_as == name).collect(),
+        }
+    }
+
+    /// The plan's stacks that run on VM `vm` (a stack on a `count` runs on each of its VMs).
+    /// Each stack's `vm` is known once `check_against` has filled in what the file says.
+    pub fn stacks_on(&self, vm: &str) -> Vec<&PlanStack> {
+        self.stacks
+            .values()
+            .filter(|stack| {
+                let named = stack.vm.as_deref().unwrap_or_default();
+                self.vms_named(named).iter().any(|v| v.name == vm)
+            })
+            .collect()
+    }
+
+    /// Give every stack without `vm` in the plan its file's own (`stack_vm` reads it). Each
+    /// stack that can be read gets it; the first that cannot is the error.
+    pub fn fill_stack_vms(&mut self, stack_vm: &dyn Fn(&Path) -> Result<String>) -> Result<()> {
+        let mut first_error = None;
+        for stack in self.stacks.values_mut().filter(|s| s.vm.is_none()) {
+            match stack_vm(&stack.file) {
+                Ok(vm) => stack.vm = Some(vm),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
     /// Check the plan against what the host knows: every template exists, and every stack
     /// runs on a VM of the plan that has Docker (an engine table, or a template with Docker).
-    pub fn check_against(&self, known: &Known) -> Result<()> {
+    /// A stack without `vm` in the plan takes its file's, filled in here.
+    pub fn check_against(&mut self, known: &Known) -> Result<()> {
+        self.fill_stack_vms(known.stack_vm)?;
         let at = |line: usize, field: String, message: String, hint: &str| {
             Error::bad_input(format!(
                 "{}:{line}: {field}: {message}",
@@ -210,11 +249,9 @@ impl Plan {
             }
         }
         for stack in self.stacks.values() {
-            let vm_name = match &stack.vm {
-                Some(vm) => vm.clone(),
-                None => (known.stack_vm)(&stack.file)?,
-            };
-            let Some(vm) = self.vms.get(&vm_name) else {
+            let vm_name = stack.vm.clone().unwrap_or_default();
+            let targets = self.vms_named(&vm_name);
+            let Some(vm) = targets.first() else {
                 return Err(at(
                     stack.line,
                     format!("stacks.{}.vm", stack.name),
@@ -489,12 +526,13 @@ fn parse_stacks(
         }
         let decl = spanned.get_ref();
         if let Some(vm) = &decl.vm {
-            if !vms.contains_key(vm.get_ref()) {
+            let wanted = vm.get_ref();
+            if !vms.contains_key(wanted) && !vms.values().any(|v| &v.declared_as == wanted) {
                 return Err(at.error(
                     vm.span().start,
                     &format!("{field}.vm"),
                     format!("VM '{}' is not in the plan", vm.get_ref()),
-                    "name one of the plan's VMs (with count > 1: NAME-1, NAME-2, ...)",
+                    "name one of the plan's VMs (with count > 1: NAME for all of them, or NAME-1, NAME-2, ...)",
                 ));
             }
         }
@@ -604,7 +642,7 @@ vm = "db"
             ("count = 2", "count = 1000", "plans/lab.toml:21: vms.web.count: 1000 is out of range"),
             ("storage = \"btrfs\"", "storage = \"zfs\"", "plans/lab.toml:14: vms.db.engine.storage:"),
             ("version = \"20.10.24\"", "version = \"$(reboot)\"", "plans/lab.toml:16: vms.db.engine.version: '$(reboot)' is not a package version"),
-            ("vm = \"db\"", "vm = \"web\"", "plans/lab.toml:25: stacks.metadata.vm: VM 'web' is not in the plan"),
+            ("vm = \"db\"", "vm = \"web-3\"", "plans/lab.toml:25: stacks.metadata.vm: VM 'web-3' is not in the plan"),
             ("[vms.web]", "[vms.\"web/../x\"]", "plans/lab.toml:18: vms.web/../x: VM name 'web/../x' is not allowed"),
             ("[networks.lab]", "[networks.\"../lab\"]", "plans/lab.toml:3: networks.../lab: network name '../lab' is not allowed"),
         ];
@@ -696,5 +734,18 @@ vm = "db"
             err.message().contains("VM 'other' is not in the plan"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_stack_on_a_count_runs_on_every_vm_of_it() {
+        let text = format!("{LAB}\n[stacks.web]\nfile = \"stacks/web.toml\"\nvm = \"web\"\n");
+        let plan = parse(&text).unwrap();
+        let names: Vec<&str> = plan.vms_named("web").iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ["web-1", "web-2"]);
+        let one: Vec<&str> = plan.vms_named("web-2").iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(one, ["web-2"]);
+        assert!(plan.vms_named("nothing").is_empty());
+        let err = error_of(&text.replace("vm = \"web\"", "vm = \"webs\""));
+        assert!(err.contains("stacks.web.vm: VM 'webs' is not in the plan"), "{err}");
     }
 }

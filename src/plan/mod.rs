@@ -3,8 +3,11 @@
 //! reads plan files and tells what applying one would change (a pure diff of the plan against
 //! what libvirt has); `plan show/apply/destroy/rebuild` come next (issue 13).
 
+pub mod apply;
+pub mod destroy;
 pub mod diff;
 pub mod file;
+pub mod list;
 pub mod observe;
 pub mod show;
 

@@ -3,11 +3,11 @@
 //! only, so that a plan refuses their names instead of taking them over.
 
 use super::diff::{SeenNetwork, SeenVm, VmDefaults};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::state::Paths;
 use crate::template::Template;
 use crate::vm::record::VolumeRole;
-use crate::vm::{domain, network, pool};
+use crate::vm::{domain, network, pool, sizing};
 use virt::connect::Connect;
 
 pub fn networks(conn: &Connect) -> Result<Vec<SeenNetwork>> {
@@ -25,26 +25,16 @@ pub fn networks(conn: &Connect) -> Result<Vec<SeenNetwork>> {
 pub fn vms(conn: &Connect, paths: &Paths) -> Result<Vec<SeenVm>> {
     let pool_handle = pool::ensure(conn, paths)?;
     let mut seen: Vec<SeenVm> = Vec::new();
-    for vm in domain::list(conn)? {
-        let disk = vm
-            .record
-            .volume(VolumeRole::Root)
-            .and_then(|name| pool::find_volume(&pool_handle, name))
-            .and_then(|volume| volume.info().ok())
-            .map_or(0, |info| info.capacity);
-        seen.push(SeenVm {
-            name: vm.name,
-            template: vm.record.template,
-            network: vm.record.network,
-            memory: vm.memory_mib << 20,
-            cpus: vm.cpus,
-            disk,
-            plan: vm.record.plan,
-        });
-    }
     for dom in conn.list_all_domains(0)? {
         let Ok(name) = dom.name() else { continue };
-        if !seen.iter().any(|v| v.name == name) {
+        let record = match domain::record(&dom) {
+            Ok(record) => record,
+            // Undefined by someone else between listing and reading it: not there any more.
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let Some(record) = record else {
+            // Not strata's: only its name counts, so that the plan refuses to take it.
             seen.push(SeenVm {
                 name,
                 template: String::new(),
@@ -53,9 +43,32 @@ pub fn vms(conn: &Connect, paths: &Paths) -> Result<Vec<SeenVm>> {
                 cpus: 0,
                 disk: 0,
                 plan: None,
+                running: false,
+                applied: None,
             });
-        }
+            continue;
+        };
+        let disk = record
+            .volume(VolumeRole::Root)
+            .and_then(|volume| pool::find_volume(&pool_handle, volume))
+            .and_then(|volume| volume.info().ok())
+            .map_or(0, |info| info.capacity);
+        // The definition's sizes, not the running ones: an update is written there and takes
+        // effect at the next boot, and the plan has converged once it is written.
+        let size = sizing::configured(&dom)?;
+        seen.push(SeenVm {
+            name,
+            template: record.template,
+            network: record.network,
+            memory: size.memory,
+            cpus: size.cpus,
+            disk,
+            plan: record.plan,
+            running: dom.is_active().unwrap_or(false),
+            applied: record.applied,
+        });
     }
+    seen.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(seen)
 }
 

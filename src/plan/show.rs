@@ -20,14 +20,14 @@ pub struct Shown {
 }
 
 pub fn show(lv: &Libvirt, paths: &Paths, file: &Path) -> Result<Shown> {
-    let plan = Plan::load(file)?;
+    let mut plan = Plan::load(file)?;
     let search = template::search_path(&paths.state.join("imported"));
-    let templates: BTreeMap<&str, Template> = plan
+    let templates: BTreeMap<String, Template> = plan
         .vms
         .values()
         .filter_map(|vm| {
             let found = template::find(&search, &vm.template).ok()?;
-            Some((vm.template.as_str(), found))
+            Some((vm.template.clone(), found))
         })
         .collect();
     let kind = |name: &str| {
@@ -56,9 +56,11 @@ pub fn show(lv: &Libvirt, paths: &Paths, file: &Path) -> Result<Shown> {
     // Every template is known here: check_against refused the plan otherwise.
     let defaults_of = |name: &str| defaults[name];
     let conn = lv.conn();
+    let brought_up = |vm: &super::file::PlanVm| super::apply::applied_digest(&plan, vm).ok();
     let steps = diff(
         &plan,
         &defaults_of,
+        &brought_up,
         &observe::networks(&conn)?,
         &observe::vms(&conn, paths)?,
     );

@@ -245,6 +245,23 @@ mod tests {
     }
 
     #[test]
+    fn what_a_plan_brought_up_is_kept_and_must_be_a_sha256() {
+        let mut r = record();
+        r.plan = Some("lab".into());
+        let digest = "790b38d9f94a1c4898abd1bd19b90c01f34abd1970b5f85a3c2df88ccfa8beb1";
+        r.applied = Some(digest.into());
+        let xml = r.to_xml().unwrap();
+        assert_eq!(VmRecord::parse(&xml).unwrap(), r);
+        for bad in ["abc", "../../etc/passwd", &format!("{digest}0"), &digest.replace('7', "g")] {
+            let text = xml.replace(digest, bad);
+            assert!(
+                VmRecord::parse(&text).unwrap_err().message().contains("bad <applied>"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn values_are_escaped() {
         let mut r = record();
         r.user = "a<b&'c".into();
