@@ -302,7 +302,7 @@ fn a_plan_through_its_life() {
         lv.conn().lookup_domain_by_name(&lab.web).is_ok(),
         "the VM the plan did not make was removed"
     );
-    assert_gone(&lv, &paths, &lab.db, &lab.net);
+    assert_vm_gone(&lv, &paths, &lab.db);
     assert!(lv.conn().lookup_network_by_name(&lab.net).is_err(), "network left");
     let listed = ok(&["plan", "list", "--output", "json"]);
     assert!(!listed.contains(&lab.name), "{listed}");
