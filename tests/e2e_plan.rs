@@ -224,14 +224,20 @@ fn a_plan_through_its_life() {
     assert_stack_healthy(&dir.join("front.toml"));
     let listed = ok(&["plan", "list", "--output", "json"]);
     for name in [&lab.net, &lab.db, &lab.web] {
-        assert!(listed.contains(&format!("\"name\": \"{name}\"")), "{listed}");
+        assert!(
+            listed.contains(&format!("\"name\": \"{name}\"")),
+            "{listed}"
+        );
     }
 
     // Again: unchanged, quickly, and libvirt's definitions untouched.
     let before = (definition(&lab.db), definition(&lab.web));
     let (out, took) = lab.apply();
     eprintln!("unchanged apply: {:.2}s", took.as_secs_f64());
-    assert!(out.contains(&format!("plan {}: unchanged", lab.name)), "{out}");
+    assert!(
+        out.contains(&format!("plan {}: unchanged", lab.name)),
+        "{out}"
+    );
     assert_eq!(before, (definition(&lab.db), definition(&lab.web)));
 
     // Drift: the web VM destroyed by hand is a create; Ctrl-C while it boots rolls it back.
@@ -242,7 +248,10 @@ fn a_plan_through_its_life() {
     let mut apply = spawn_strata(&["plan", "apply", lab.plan_arg(), "--yes"], &[]);
     let deadline = Instant::now() + Duration::from_secs(120);
     while lv.conn().lookup_domain_by_name(&lab.web).is_err() {
-        assert!(Instant::now() < deadline, "the re-create never defined the VM");
+        assert!(
+            Instant::now() < deadline,
+            "the re-create never defined the VM"
+        );
         assert!(apply.try_wait().unwrap().is_none(), "apply ended early");
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -276,9 +285,21 @@ fn a_plan_through_its_life() {
 
     // Rebuild of the database VM: a new domain, the file on its data disk still there, its
     // stack healthy again.
-    let data_root = ok(&["vm", "ssh", &lab.db, "--", "docker info --format '{{.DockerRootDir}}'"]);
+    let data_root = ok(&[
+        "vm",
+        "ssh",
+        &lab.db,
+        "--",
+        "docker info --format '{{.DockerRootDir}}'",
+    ]);
     let marker = format!("{}/strata-e2e-marker", data_root.trim());
-    ok(&["vm", "ssh", &lab.db, "--", &format!("echo kept-{pid} > {marker} && sync")]);
+    ok(&[
+        "vm",
+        "ssh",
+        &lab.db,
+        "--",
+        &format!("echo kept-{pid} > {marker} && sync"),
+    ]);
     let out = ok(&["plan", "rebuild", lab.plan_arg(), &lab.db]);
     eprintln!("rebuild:\n{out}");
     assert_ne!(uuid(&lab.db), db_uuid, "rebuild makes a fresh clone");
@@ -303,7 +324,10 @@ fn a_plan_through_its_life() {
         "the VM the plan did not make was removed"
     );
     assert_vm_gone(&lv, &paths, &lab.db);
-    assert!(lv.conn().lookup_network_by_name(&lab.net).is_err(), "network left");
+    assert!(
+        lv.conn().lookup_network_by_name(&lab.net).is_err(),
+        "network left"
+    );
     let listed = ok(&["plan", "list", "--output", "json"]);
     assert!(!listed.contains(&lab.name), "{listed}");
     std::fs::remove_dir_all(&dir).unwrap();

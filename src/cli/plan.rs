@@ -79,7 +79,15 @@ pub fn run(env: &Env, cmd: PlanCommand) -> Result<i32> {
             confirm(&shown.steps, yes)?;
             let parallel = parallel.unwrap_or_else(|| default_parallel(&shown.plan));
             let group = ProgressGroup::new(&format!("plan {}", shown.plan.name));
-            let rows = apply::apply(&lv, &env.paths, &shown, Mode::Converge, &[], parallel, &group);
+            let rows = apply::apply(
+                &lv,
+                &env.paths,
+                &shown,
+                Mode::Converge,
+                &[],
+                parallel,
+                &group,
+            );
             drop(group);
             finish(&shown.plan, &rows, output)
         }
@@ -114,26 +122,45 @@ pub fn run(env: &Env, cmd: PlanCommand) -> Result<i32> {
                 ))
                 .with_hint(format!(
                     "the plan's VMs: {}",
-                    shown.plan.vms.keys().cloned().collect::<Vec<_>>().join(", ")
+                    shown
+                        .plan
+                        .vms
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )));
             }
             let group = ProgressGroup::new(&format!("plan {} rebuild", shown.plan.name));
-            let rows = apply::apply(&lv, &env.paths, &shown, Mode::Rebuild, &vms, parallel, &group);
+            let rows = apply::apply(
+                &lv,
+                &env.paths,
+                &shown,
+                Mode::Rebuild,
+                &vms,
+                parallel,
+                &group,
+            );
             drop(group);
             finish(&shown.plan, &rows, output)
         }
         PlanCommand::List { output: format } => {
             let lv = env.libvirt()?;
             let owned = plan::list::list(&lv.conn())?;
-            output::print(format, &owned, &["PLAN", "KIND", "NAME", "STATE", "DETAIL"], |o| {
-                vec![
-                    o.plan.clone(),
-                    o.kind.to_string(),
-                    o.name.clone(),
-                    o.state.clone(),
-                    o.detail.clone(),
-                ]
-            })?;
+            output::print(
+                format,
+                &owned,
+                &["PLAN", "KIND", "NAME", "STATE", "DETAIL"],
+                |o| {
+                    vec![
+                        o.plan.clone(),
+                        o.kind.to_string(),
+                        o.name.clone(),
+                        o.state.clone(),
+                        o.detail.clone(),
+                    ]
+                },
+            )?;
             Ok(0)
         }
     }
@@ -206,7 +233,9 @@ fn confirm(steps: &[Step], yes: bool) -> Result<()> {
         return Err(Error::bad_input(format!(
             "the plan would replace or delete {list}; nothing was changed"
         ))
-        .with_hint("run it on a terminal to be asked, or add --yes (data disks are kept either way)"));
+        .with_hint(
+            "run it on a terminal to be asked, or add --yes (data disks are kept either way)",
+        ));
     }
     crate::console::stderr(format_args!(
         "replace or delete {list} (root disks are lost, data disks kept)? [y/N] "
@@ -236,28 +265,33 @@ fn default_parallel(plan: &Plan) -> usize {
 /// The table of what was done and what failed, a summary line, and the exit code: 0 when
 /// everything is as the plan says, 1 when something failed (a re-run retries it).
 fn finish(plan: &Plan, rows: &[Row], format: OutputFormat) -> Result<i32> {
-    output::print(format, rows, &["KIND", "NAME", "RESULT", "DETAIL", "TIME"], |r| {
-        let (result, detail) = match &r.result {
-            Outcome::Done { what } => ("done", what.clone()),
-            Outcome::Unchanged => ("unchanged", String::new()),
-            Outcome::Failed { error, hint } => (
-                "FAILED",
-                match hint {
-                    Some(hint) => format!("{error} (hint: {hint})"),
-                    None => error.clone(),
-                },
-            ),
-            Outcome::Skipped { why } => ("skipped", why.clone()),
-            Outcome::LeftAlone { why } => ("left alone", why.clone()),
-        };
-        vec![
-            r.kind.to_string(),
-            r.name.clone(),
-            result.to_string(),
-            detail,
-            format!("{:.1}s", r.seconds),
-        ]
-    })?;
+    output::print(
+        format,
+        rows,
+        &["KIND", "NAME", "RESULT", "DETAIL", "TIME"],
+        |r| {
+            let (result, detail) = match &r.result {
+                Outcome::Done { what } => ("done", what.clone()),
+                Outcome::Unchanged => ("unchanged", String::new()),
+                Outcome::Failed { error, hint } => (
+                    "FAILED",
+                    match hint {
+                        Some(hint) => format!("{error} (hint: {hint})"),
+                        None => error.clone(),
+                    },
+                ),
+                Outcome::Skipped { why } => ("skipped", why.clone()),
+                Outcome::LeftAlone { why } => ("left alone", why.clone()),
+            };
+            vec![
+                r.kind.to_string(),
+                r.name.clone(),
+                result.to_string(),
+                detail,
+                format!("{:.1}s", r.seconds),
+            ]
+        },
+    )?;
     let failed = rows.iter().filter(|r| r.result.is_failure()).count();
     if format == OutputFormat::Table {
         let count = |f: fn(&Outcome) -> bool| rows.iter().filter(|r| f(&r.result)).count();

@@ -16,6 +16,6 @@ mod vm_create;
 mod vm_destroy;
 
 pub use journal::{pending, recover_abandoned, Action, PendingJournal};
-pub use vm_create::{create, wait_until_ready, CreateRequest, Created};
 pub use stack_up::down as stack_down;
+pub use vm_create::{create, wait_until_ready, CreateRequest, Created};
 pub use vm_destroy::{destroy, destroy_with, DataDisk};

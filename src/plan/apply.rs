@@ -15,11 +15,11 @@ use crate::engine::config::LogDriver;
 use crate::engine::decision::StorageRequest;
 use crate::engine::install::{InstallRequest, Source};
 use crate::error::{Error, Result};
+use crate::host::accel::AccelRequest;
 use crate::lifecycle::{self, CreateRequest, DataDisk};
 use crate::progress::{Progress, ProgressGroup};
 use crate::stack::{StackFile, UpOptions};
 use crate::state::Paths;
-use crate::host::accel::AccelRequest;
 use crate::vm::{domain, network, pool, sizing, Libvirt};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -55,7 +55,9 @@ impl Row {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "lowercase", tag = "result")]
 pub enum Outcome {
-    Done { what: String },
+    Done {
+        what: String,
+    },
     Unchanged,
     Failed {
         error: String,
@@ -63,10 +65,14 @@ pub enum Outcome {
         hint: Option<String>,
     },
     /// Not tried: what it depends on failed, or the run was interrupted.
-    Skipped { why: String },
+    Skipped {
+        why: String,
+    },
     /// Of one of the plan's names, but not the plan's: not touched, as it should be.
     #[serde(rename = "left alone")]
-    LeftAlone { why: String },
+    LeftAlone {
+        why: String,
+    },
 }
 
 impl Outcome {
@@ -133,7 +139,10 @@ pub fn apply(
             push("vm", &step.name, refused(why), Instant::now());
             continue;
         }
-        if let Some(net) = wanted.map(|w| &w.net).filter(|n| broken_networks.contains(n)) {
+        if let Some(net) = wanted
+            .map(|w| &w.net)
+            .filter(|n| broken_networks.contains(n))
+        {
             let why = format!("network '{net}' failed");
             push("vm", &step.name, Outcome::Skipped { why }, Instant::now());
             continue;
@@ -149,7 +158,8 @@ pub fn apply(
         let inside_unchanged = mode == Mode::Converge
             && shown.steps.iter().all(|s| {
                 let inside = (s.kind == ObjectKind::Engine && s.name == step.name)
-                    || (s.kind == ObjectKind::Stack && s.name.ends_with(&format!("@{}", step.name)));
+                    || (s.kind == ObjectKind::Stack
+                        && s.name.ends_with(&format!("@{}", step.name)));
                 !inside || s.action == Action::Unchanged
             });
         jobs.push(Job {
@@ -257,7 +267,6 @@ fn converge_network(lv: &Libvirt, plan: &Plan, step: &Step) -> Outcome {
     }
 }
 
-
 /// One VM, then its engine, then its stacks; each row as it ends.
 fn converge_vm(
     lv: &Libvirt,
@@ -295,7 +304,12 @@ fn converge_vm(
     let digest = match applied_digest(plan, wanted) {
         Ok(digest) => digest,
         Err(e) => {
-            rows.push(Row::new("stack", &wanted.name, Outcome::failed(&e), Instant::now()));
+            rows.push(Row::new(
+                "stack",
+                &wanted.name,
+                Outcome::failed(&e),
+                Instant::now(),
+            ));
             return rows;
         }
     };
@@ -326,7 +340,11 @@ fn converge_vm(
         if outcome.is_failure() {
             rows.push(Row::new("engine", &wanted.name, outcome, started));
             let why = format!("the engine in VM '{}' failed", wanted.name);
-            rows.extend(dependents(plan, wanted, &why).into_iter().filter(|r| r.kind == "stack"));
+            rows.extend(
+                dependents(plan, wanted, &why)
+                    .into_iter()
+                    .filter(|r| r.kind == "stack"),
+            );
             return rows;
         }
         rows.push(Row::new("engine", &wanted.name, outcome, started));
@@ -557,10 +575,19 @@ mod tests {
     #[test]
     fn stacks_go_where_the_plan_or_their_file_says() {
         let dir = scratch("targets");
-        std::fs::write(dir.join("records.toml"), "name = \"records\"\nvm = \"elsewhere\"\n[services.a]\ntemplate = \"busybox-httpd\"\n").unwrap();
-        std::fs::write(dir.join("front.toml"), "name = \"front\"\nvm = \"web\"\n[services.a]\ntemplate = \"busybox-httpd\"\n").unwrap();
+        std::fs::write(
+            dir.join("records.toml"),
+            "name = \"records\"\nvm = \"elsewhere\"\n[services.a]\ntemplate = \"busybox-httpd\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("front.toml"),
+            "name = \"front\"\nvm = \"web\"\n[services.a]\ntemplate = \"busybox-httpd\"\n",
+        )
+        .unwrap();
         let mut plan = plan_in(&dir, "storage = \"overlay2\"");
-        plan.fill_stack_vms(&|path| StackFile::load(path).map(|stack| stack.vm)).unwrap();
+        plan.fill_stack_vms(&|path| StackFile::load(path).map(|stack| stack.vm))
+            .unwrap();
         let on = |vm: &str| -> Vec<String> {
             plan.stacks_on(vm).iter().map(|s| s.name.clone()).collect()
         };
@@ -577,7 +604,11 @@ mod tests {
         let dir = scratch("digest");
         let records = dir.join("records.toml");
         std::fs::write(&records, "name = \"records\"\nvm = \"db\"\n").unwrap();
-        std::fs::write(dir.join("front.toml"), "name = \"front\"\nvm = \"web\"\n[services.a]\ntemplate = \"busybox-httpd\"\n").unwrap();
+        std::fs::write(
+            dir.join("front.toml"),
+            "name = \"front\"\nvm = \"web\"\n[services.a]\ntemplate = \"busybox-httpd\"\n",
+        )
+        .unwrap();
         let plan = plan_in(&dir, "storage = \"overlay2\"");
         let first = applied_digest(&plan, &plan.vms["db"]).unwrap();
         assert_eq!(first, applied_digest(&plan, &plan.vms["db"]).unwrap());

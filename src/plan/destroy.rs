@@ -32,7 +32,10 @@ pub fn destroy(
     // Same names, not the plan's: said, and left alone.
     for name in plan.vms.keys() {
         if !vms.iter().any(|vm| &vm.name == name) && domain::exists(&conn, name) {
-            let why = format!("VM '{name}' was not made by plan '{}'; left alone", plan.name);
+            let why = format!(
+                "VM '{name}' was not made by plan '{}'; left alone",
+                plan.name
+            );
             rows.push(row("vm", name, Outcome::LeftAlone { why }, Instant::now()));
         }
     }
@@ -40,7 +43,10 @@ pub fn destroy(
     // would otherwise come back on the next VM of that name. Everything else goes with the
     // VM's disks, so it is not worth a login.
     let keeps_data = |vm: &domain::VmInfo| !volumes && vm.record.volume(VolumeRole::Data).is_some();
-    for vm in vms.iter().filter(|vm| vm.state == "running" && keeps_data(vm)) {
+    for vm in vms
+        .iter()
+        .filter(|vm| vm.state == "running" && keeps_data(vm))
+    {
         let Some(wanted) = plan.vms.get(&vm.name) else {
             continue;
         };
@@ -51,10 +57,17 @@ pub fn destroy(
             let result = apply::stack_file(plan, stack_name, &vm.name)
                 .and_then(|file| lifecycle::stack_down(lv, paths, &file, false).map(|_| ()));
             let outcome = match result {
-                Ok(()) => Outcome::Done { what: "down".into() },
+                Ok(()) => Outcome::Done {
+                    what: "down".into(),
+                },
                 Err(e) => Outcome::failed(&e),
             };
-            rows.push(row("stack", &format!("{stack_name}@{}", vm.name), outcome, started));
+            rows.push(row(
+                "stack",
+                &format!("{stack_name}@{}", vm.name),
+                outcome,
+                started,
+            ));
         }
     }
     let data = if volumes {
@@ -98,8 +111,16 @@ pub fn destroy(
     for name in plan.networks.keys() {
         let theirs = network::lookup(&conn, name).is_ok_and(|(_, info)| !ours(&info.plan));
         if theirs {
-            let why = format!("network '{name}' was not made by plan '{}'; left alone", plan.name);
-            rows.push(row("network", name, Outcome::LeftAlone { why }, Instant::now()));
+            let why = format!(
+                "network '{name}' was not made by plan '{}'; left alone",
+                plan.name
+            );
+            rows.push(row(
+                "network",
+                name,
+                Outcome::LeftAlone { why },
+                Instant::now(),
+            ));
         }
     }
     Ok(rows)

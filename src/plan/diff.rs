@@ -163,9 +163,13 @@ fn inside_action(vm: &Action, seen: Option<&SeenVm>, wanted: Option<String>) -> 
         (_, Some(seen)) => match (&seen.applied, wanted) {
             (None, _) => converge("not brought up by this plan yet"),
             (Some(_), None) => converge("its stack files cannot be read now"),
-            (Some(_), Some(_)) if !seen.running => converge("the VM is not running: started, then checked"),
+            (Some(_), Some(_)) if !seen.running => {
+                converge("the VM is not running: started, then checked")
+            }
             (Some(had), Some(wants)) if *had == wants => Action::Unchanged,
-            (Some(_), Some(_)) => converge("the engine section or a stack file changed since the last apply"),
+            (Some(_), Some(_)) => {
+                converge("the engine section or a stack file changed since the last apply")
+            }
         },
     })
 }

@@ -195,7 +195,11 @@ impl Plan {
     pub fn vms_named(&self, name: &str) -> Vec<&PlanVm> {
         match self.vms.get(name) {
             Some(vm) => vec![vm],
-            None => self.vms.values().filter(|vm| vm.declared_as == name).collect(),
+            None => self
+                .vms
+                .values()
+                .filter(|vm| vm.declared_as == name)
+                .collect(),
         }
     }
 
@@ -740,12 +744,23 @@ vm = "db"
     fn a_stack_on_a_count_runs_on_every_vm_of_it() {
         let text = format!("{LAB}\n[stacks.web]\nfile = \"stacks/web.toml\"\nvm = \"web\"\n");
         let plan = parse(&text).unwrap();
-        let names: Vec<&str> = plan.vms_named("web").iter().map(|v| v.name.as_str()).collect();
+        let names: Vec<&str> = plan
+            .vms_named("web")
+            .iter()
+            .map(|v| v.name.as_str())
+            .collect();
         assert_eq!(names, ["web-1", "web-2"]);
-        let one: Vec<&str> = plan.vms_named("web-2").iter().map(|v| v.name.as_str()).collect();
+        let one: Vec<&str> = plan
+            .vms_named("web-2")
+            .iter()
+            .map(|v| v.name.as_str())
+            .collect();
         assert_eq!(one, ["web-2"]);
         assert!(plan.vms_named("nothing").is_empty());
         let err = error_of(&text.replace("vm = \"web\"", "vm = \"webs\""));
-        assert!(err.contains("stacks.web.vm: VM 'webs' is not in the plan"), "{err}");
+        assert!(
+            err.contains("stacks.web.vm: VM 'webs' is not in the plan"),
+            "{err}"
+        );
     }
 }

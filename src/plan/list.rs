@@ -47,6 +47,8 @@ pub fn list(conn: &Connect) -> Result<Vec<Owned>> {
             name: vm.name,
         });
     }
-    owned.sort_by(|a, b| (&a.plan, a.kind != "network", &a.name).cmp(&(&b.plan, b.kind != "network", &b.name)));
+    owned.sort_by(|a, b| {
+        (&a.plan, a.kind != "network", &a.name).cmp(&(&b.plan, b.kind != "network", &b.name))
+    });
     Ok(owned)
 }

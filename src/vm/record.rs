@@ -252,10 +252,18 @@ mod tests {
         r.applied = Some(digest.into());
         let xml = r.to_xml().unwrap();
         assert_eq!(VmRecord::parse(&xml).unwrap(), r);
-        for bad in ["abc", "../../etc/passwd", &format!("{digest}0"), &digest.replace('7', "g")] {
+        for bad in [
+            "abc",
+            "../../etc/passwd",
+            &format!("{digest}0"),
+            &digest.replace('7', "g"),
+        ] {
             let text = xml.replace(digest, bad);
             assert!(
-                VmRecord::parse(&text).unwrap_err().message().contains("bad <applied>"),
+                VmRecord::parse(&text)
+                    .unwrap_err()
+                    .message()
+                    .contains("bad <applied>"),
                 "{bad}"
             );
         }

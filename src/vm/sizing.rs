@@ -23,8 +23,11 @@ pub fn configured(dom: &Domain) -> Result<Configured> {
 
 /// The pure half of `configured`: <memory unit=...> and <vcpu> of a domain definition.
 pub fn parse_configured(xml: &str) -> Result<Configured> {
-    let doc = roxmltree::Document::parse(xml)
-        .map_err(|e| Error::failed(format!("libvirt gave a domain definition that is not XML: {e}")))?;
+    let doc = roxmltree::Document::parse(xml).map_err(|e| {
+        Error::failed(format!(
+            "libvirt gave a domain definition that is not XML: {e}"
+        ))
+    })?;
     let root = doc.root_element();
     let child = |name: &str| root.children().find(|n| n.has_tag_name(name));
     let bad = |what: &str| Error::failed(format!("the domain definition has no readable <{what}>"));
@@ -121,7 +124,10 @@ mod tests {
     #[test]
     fn refuses_a_definition_without_sizes() {
         assert!(parse_configured("<domain><vcpu>1</vcpu></domain>").is_err());
-        assert!(parse_configured("<domain><memory unit='furlong'>1</memory><vcpu>1</vcpu></domain>").is_err());
+        assert!(parse_configured(
+            "<domain><memory unit='furlong'>1</memory><vcpu>1</vcpu></domain>"
+        )
+        .is_err());
         assert!(parse_configured("not xml").is_err());
     }
 }
