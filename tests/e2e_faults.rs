@@ -414,7 +414,7 @@ fn a_full_pool_is_said_and_nothing_is_left() {
     assert!(!built.join("work").exists(), "the work folder was left");
     assert!(!built.join("build.json").exists());
     let pool_handle = pool::ensure(&lv.conn(), &paths).unwrap();
-    pool_handle.refresh(0).unwrap();
+    pool::refresh(&pool_handle).unwrap();
     assert!(pool::find_volume(&pool_handle, &pool::template_volume_name("e2e-full")).is_none());
 
     // A clone into a full pool: said, and the create leaves nothing.

@@ -140,7 +140,7 @@ impl Made {
             let _ = remove_dir_if_present(dir);
         }
         if self.volume {
-            let _ = pool_handle.refresh(0);
+            let _ = crate::vm::pool::refresh(pool_handle);
         }
     }
 }

@@ -309,7 +309,7 @@ pub(super) fn remove_pool_file(lv: &Libvirt, paths: &Paths, path: &Path) -> Resu
         Err(e) => return Err(Error::from(e).context(format!("removing {}", path.display()))),
     }
     if !lv.is_test_driver() {
-        pool::ensure(&lv.conn(), paths)?.refresh(0)?;
+        pool::refresh(&pool::ensure(&lv.conn(), paths)?)?;
     }
     Ok(())
 }

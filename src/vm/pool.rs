@@ -127,7 +127,7 @@ pub fn register_template_image(
     std::fs::set_permissions(image, std::fs::Permissions::from_mode(0o444))?;
     std::fs::rename(image, &target)
         .map_err(|e| Error::from(e).context(format!("moving the image to {}", target.display())))?;
-    pool.refresh(0)?;
+    refresh(pool)?;
     if find_volume(pool, volume).is_none() {
         return Err(Error::failed(format!(
             "the pool does not show {volume} after refresh"
@@ -147,6 +147,26 @@ pub fn delete_vm_volume(pool: &StoragePool, name: &str) -> Result<()> {
         vol.delete(0)?;
     }
     Ok(())
+}
+
+/// Let libvirt read the pool's folder again (after strata put a file in it or took one out).
+/// libvirt refuses while a volume of the pool is being made ("asynchronous jobs running": a
+/// clone, an upload), which another strata may be doing at this very moment: that is waited
+/// out, up to a bound, instead of failing this command.
+pub fn refresh(pool: &StoragePool) -> Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    loop {
+        match pool.refresh(0) {
+            Ok(_) => return Ok(()),
+            Err(e)
+                if e.message().contains("asynchronous jobs")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -306,7 +306,7 @@ pub fn assert_vm_gone(lv: &Libvirt, paths: &Paths, vm: &str) {
         "domain {vm} left behind"
     );
     let pool_handle = pool::ensure(&lv.conn(), paths).unwrap();
-    pool_handle.refresh(0).unwrap();
+    pool::refresh(&pool_handle).unwrap();
     for role in [VolumeRole::Root, VolumeRole::Data, VolumeRole::Seed] {
         let volume = pool::vm_volume_name(vm, role);
         assert!(
