@@ -257,7 +257,7 @@ params = { url = "http://web/" }
         assert_eq!(binding.host_port.as_deref(), Some("8080"));
         assert_eq!(
             p.body.healthcheck.as_ref().unwrap().interval,
-            Some(2_000_000_000)
+            Some(10_000_000_000)
         );
         let first = p
             .body

@@ -161,7 +161,9 @@ pub(super) fn wait_ready(
                     "its health check never passed; see `strata logs STACK SERVICE`",
                 ))
             }
-            _ => std::thread::sleep(Duration::from_millis(250)),
+            // Health changes once per probe (seconds apart); each inspect costs the guest's
+            // dockerd CPU, which under TCG is what the probes themselves are short of.
+            _ => std::thread::sleep(Duration::from_secs(1)),
         }
     }
 }
