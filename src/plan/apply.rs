@@ -8,7 +8,7 @@
 //! this engine section and these stack files is not logged into: that is what makes an
 //! unchanged re-apply quick, and `strata up`/`engine info` check the guest itself.
 
-use super::diff::{Action, ObjectKind, Step};
+use super::diff::{stack_object_name, stack_object_on, Action, ObjectKind, Step};
 use super::file::{Plan, PlanEngine, PlanVm};
 use super::show::Shown;
 use crate::engine::config::LogDriver;
@@ -158,8 +158,7 @@ pub fn apply(
         let inside_unchanged = mode == Mode::Converge
             && shown.steps.iter().all(|s| {
                 let inside = (s.kind == ObjectKind::Engine && s.name == step.name)
-                    || (s.kind == ObjectKind::Stack
-                        && s.name.ends_with(&format!("@{}", step.name)));
+                    || (s.kind == ObjectKind::Stack && stack_object_on(&s.name, &step.name));
                 !inside || s.action == Action::Unchanged
             });
         jobs.push(Job {
@@ -195,7 +194,7 @@ pub fn apply(
         for step in shown.steps.iter().filter(|s| s.kind == ObjectKind::Network) {
             if step.action == Action::Delete {
                 let started = Instant::now();
-                let result = match network::destroy(&lv.conn(), &step.name) {
+                let result = match remove_plan_network(lv, &step.name) {
                     Ok(()) => Outcome::Done {
                         what: "removed".into(),
                     },
@@ -232,6 +231,16 @@ fn refused(why: &str) -> Outcome {
     }
 }
 
+/// Remove a plan's network (to replace it, or gone from the plan, or `plan destroy`): refused
+/// while any VM, the plan's or not, still uses it, since libvirt would cut the VM off.
+pub(super) fn remove_plan_network(lv: &Libvirt, name: &str) -> Result<()> {
+    let conn = lv.conn();
+    domain::refuse_while_used(&conn, &format!("network '{name}'"), |record| {
+        record.network == name
+    })?;
+    network::destroy(&conn, name)
+}
+
 fn converge_network(lv: &Libvirt, plan: &Plan, step: &Step) -> Outcome {
     let wanted = &plan.networks[&step.name];
     let create = || -> Result<()> {
@@ -250,14 +259,9 @@ fn converge_network(lv: &Libvirt, plan: &Plan, step: &Step) -> Outcome {
         Action::Unchanged => return Outcome::Unchanged,
         Action::Refused { why } => return refused(why),
         Action::Create => create().map(|()| "created".to_string()),
-        Action::Replace { why } => domain::refuse_while_used(
-            &lv.conn(),
-            &format!("network '{}'", wanted.name),
-            |record| record.network == wanted.name,
-        )
-        .and_then(|()| network::destroy(&lv.conn(), &wanted.name))
-        .and_then(|()| create())
-        .map(|()| format!("replaced ({})", why.join("; "))),
+        Action::Replace { why } => remove_plan_network(lv, &wanted.name)
+            .and_then(|()| create())
+            .map(|()| format!("replaced ({})", why.join("; "))),
         // Handled apart: last. Updates do not exist for networks.
         Action::Delete | Action::Update { .. } => return Outcome::Unchanged,
     };
@@ -365,7 +369,7 @@ fn converge_vm(
                 Outcome::failed(&e)
             }
         };
-        let name = format!("{}@{}", stack.name, wanted.name);
+        let name = stack_object_name(&stack.name, &wanted.name);
         rows.push(Row::new("stack", &name, outcome, started));
     }
     if all_ok {
@@ -505,7 +509,7 @@ fn dependent_names(plan: &Plan, vm: &PlanVm) -> Vec<(&'static str, String)> {
         names.push(("engine", vm.name.clone()));
     }
     for stack in plan.stacks_on(&vm.name) {
-        names.push(("stack", format!("{}@{}", stack.name, vm.name)));
+        names.push(("stack", stack_object_name(&stack.name, &vm.name)));
     }
     names
 }

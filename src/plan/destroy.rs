@@ -5,6 +5,7 @@
 //! --volumes), then the networks.
 
 use super::apply::{self, Outcome, Row};
+use super::diff::stack_object_name;
 use super::file::Plan;
 use crate::error::{Error, Result};
 use crate::lifecycle::{self, DataDisk};
@@ -64,7 +65,7 @@ pub fn destroy(
             };
             rows.push(row(
                 "stack",
-                &format!("{stack_name}@{}", vm.name),
+                &stack_object_name(stack_name, &vm.name),
                 outcome,
                 started,
             ));
@@ -96,11 +97,7 @@ pub fn destroy(
     }
     for net in network::list(&conn)?.into_iter().filter(|n| ours(&n.plan)) {
         let started = Instant::now();
-        let result = domain::refuse_while_used(&conn, &format!("network '{}'", net.name), |r| {
-            r.network == net.name
-        })
-        .and_then(|()| network::destroy(&conn, &net.name));
-        let outcome = match result {
+        let outcome = match apply::remove_plan_network(lv, &net.name) {
             Ok(()) => Outcome::Done {
                 what: "removed".into(),
             },

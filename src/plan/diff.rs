@@ -131,7 +131,7 @@ pub fn diff(
                 group.push(step(ObjectKind::Engine, &wanted.name, inside.clone()));
             }
             for stack in plan.stacks_on(&wanted.name) {
-                let name = format!("{}@{}", stack.name, wanted.name);
+                let name = stack_object_name(&stack.name, &wanted.name);
                 group.push(step(ObjectKind::Stack, &name, inside.clone()));
             }
         }
@@ -172,6 +172,18 @@ fn inside_action(vm: &Action, seen: Option<&SeenVm>, wanted: Option<String>) -> 
             }
         },
     })
+}
+
+/// The name of a stack's object in a plan's steps and result rows: "STACK@VM" (a stack on a
+/// `count` name has one object per VM).
+pub fn stack_object_name(stack: &str, vm: &str) -> String {
+    format!("{stack}@{vm}")
+}
+
+/// Whether the stack object `name` (see [`stack_object_name`]) runs on `vm`. Neither stack
+/// nor VM names may hold '@', so the last one splits them.
+pub fn stack_object_on(name: &str, vm: &str) -> bool {
+    name.rsplit_once('@').is_some_and(|(_, on)| on == vm)
 }
 
 fn step(kind: ObjectKind, name: &str, action: Action) -> Step {
@@ -533,5 +545,15 @@ count = 2
             summary(&diff(&plan(), &defaults, &brought_up, &networks, &vms)),
             "3 refused, 1 unchanged"
         );
+    }
+
+    #[test]
+    fn stack_objects_name_their_vm_and_match_only_it() {
+        let name = stack_object_name("front", "web-1");
+        assert_eq!(name, "front@web-1");
+        assert!(stack_object_on(&name, "web-1"));
+        assert!(!stack_object_on(&name, "web"));
+        assert!(!stack_object_on(&name, "1"));
+        assert!(!stack_object_on("front", "front"));
     }
 }

@@ -49,7 +49,8 @@ pub fn parse_configured(xml: &str) -> Result<Configured> {
         .and_then(|t| t.trim().parse().ok())
         .ok_or_else(|| bad("vcpu"))?;
     Ok(Configured {
-        memory: amount * scale,
+        // libvirt caps memory far below this, but the definition is read, not trusted.
+        memory: amount.checked_mul(scale).ok_or_else(|| bad("memory"))?,
         cpus,
     })
 }
@@ -129,5 +130,10 @@ mod tests {
         )
         .is_err());
         assert!(parse_configured("not xml").is_err());
+        // A size past u64 in bytes is an error, not a wrap to a small number.
+        assert!(parse_configured(
+            "<domain><memory unit='TiB'>18446744073709551615</memory><vcpu>1</vcpu></domain>"
+        )
+        .is_err());
     }
 }
