@@ -1,205 +1,22 @@
 //! End-to-end under faults, against the real libvirtd, dockerd and sshd: nothing is lost and
-//! nothing is left behind when libvirtd restarts under a create or a destroy (or stays away),
-//! when a create is killed, when its output cannot be written, when six creates race (two
-//! for one name), when the pool's filesystem is full, over a hundred create/destroy cycles,
-//! and when a VM is powered off (or its dockerd killed) during `engine install` and `up`.
-//!
-//! The tests that stop libvirtd hold LIBVIRTD exclusively; the others share it, so no test
-//! ever has libvirtd pulled from under it by another. libtest starts tests in name order, so
-//! the names put the two libvirtd tests first (both threads free) and the longest test next;
-//! the rest share the other thread. Under TCG on 2 cores that is minutes off the CI run.
+//! nothing is left behind when a create is killed, when its output cannot be written, when six
+//! creates race (two for one name), when the pool's filesystem is full (a pool of the test's
+//! own), over a hundred create/destroy cycles, and when a VM is powered off (or its dockerd
+//! killed) during `engine install` and `up`. libvirtd restarts are in e2e_libvirtd, which runs
+//! alone; these touch only what they make, so they run beside other test binaries.
 
 mod common;
 
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 use strata::state::Paths;
 use strata::vm::pool;
 use strata::vm::record::VolumeRole;
 
-static LIBVIRTD: RwLock<()> = RwLock::new(());
-
-fn exclusive() -> RwLockWriteGuard<'static, ()> {
-    LIBVIRTD.write().unwrap_or_else(|p| p.into_inner())
-}
-
-fn shared() -> RwLockReadGuard<'static, ()> {
-    LIBVIRTD.read().unwrap_or_else(|p| p.into_inner())
-}
-
-fn systemd() -> bool {
-    std::fs::read_to_string("/proc/1/comm").is_ok_and(|c| c.trim() == "systemd")
-}
-
-fn libvirtd_running() -> bool {
-    Command::new("pgrep")
-        .args(["-x", "libvirtd"])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// libvirtd and the sockets systemd would start it again from on the next connection.
-const LIBVIRTD_UNITS: [&str; 4] = [
-    "libvirtd.socket",
-    "libvirtd-ro.socket",
-    "libvirtd-admin.socket",
-    "libvirtd.service",
-];
-
-/// Stop libvirtd as an upgrade does (qemu and the guests keep running).
-fn stop_libvirtd() {
-    let status = if systemd() {
-        Command::new("systemctl")
-            .arg("stop")
-            .args(LIBVIRTD_UNITS)
-            .status()
-    } else {
-        Command::new("pkill")
-            .args(["-TERM", "-x", "libvirtd"])
-            .status()
-    };
-    assert!(status.unwrap().success(), "stopping libvirtd");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while libvirtd_running() {
-        assert!(Instant::now() < deadline, "libvirtd did not stop");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn start_libvirtd() {
-    if !libvirtd_running() {
-        let status = if systemd() {
-            Command::new("systemctl")
-                .arg("start")
-                .args(LIBVIRTD_UNITS)
-                .status()
-        } else {
-            Command::new("libvirtd").arg("-d").status()
-        };
-        assert!(status.unwrap().success(), "starting libvirtd");
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while strata::vm::Libvirt::open("qemu:///system").is_err() {
-        assert!(Instant::now() < deadline, "libvirtd did not come back");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// Starts libvirtd again when a test that stopped it fails before it could.
-struct LibvirtdBack;
-
-impl Drop for LibvirtdBack {
-    fn drop(&mut self) {
-        start_libvirtd();
-    }
-}
-
-fn stderr_of(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-#[test]
-fn a_create_survives_a_libvirtd_restart_at_each_of_three_moments() {
-    let _only = exclusive();
-    let (lv, paths, mut cleanup, net, base) = scenario("lvd");
-    let names: Vec<String> = (1..=3).map(|i| format!("{base}-{i}")).collect();
-    cleanup.vms = names.clone();
-    let _back = LibvirtdBack;
-    // One restart, three moments: 3 s, 0.7 s and 0.3 s into each create.
-    let first = spawn_strata(&create_args(&names[0], &net), &[]);
-    std::thread::sleep(Duration::from_millis(2300));
-    let second = spawn_strata(&create_args(&names[1], &net), &[]);
-    std::thread::sleep(Duration::from_millis(400));
-    let third = spawn_strata(&create_args(&names[2], &net), &[]);
-    std::thread::sleep(Duration::from_millis(300));
-    stop_libvirtd();
-    std::thread::sleep(Duration::from_secs(2));
-    start_libvirtd();
-    for (name, child) in names.iter().zip([first, second, third]) {
-        let out = wait_output(child);
-        assert!(
-            out.status.success(),
-            "create {name} across a libvirtd restart failed:\n{}",
-            stderr_of(&out)
-        );
-        assert_eq!(ok(&["vm", "ssh", name, "--", "hostname"]).trim(), name);
-    }
-    let lv = if lv.answers() { lv } else { system() };
-    for name in &names {
-        ok(&["vm", "destroy", name]);
-        assert_gone(&lv, &paths, name, &net);
-    }
-    cleanup.close();
-}
-
-#[test]
-fn a_destroy_or_a_create_cut_off_from_libvirtd_is_finished_by_the_next_command() {
-    let _only = exclusive();
-    let (_lv, paths, mut cleanup, net, base) = scenario("lvg");
-    let (cut, lost) = (format!("{base}-d"), format!("{base}-c"));
-    cleanup.vms = vec![cut.clone(), lost.clone()];
-    let _back = LibvirtdBack;
-
-    // A destroy with libvirtd restarting 0.2 s into it: it finishes, or the next destroy does.
-    let mut args = create_args(&cut, &net);
-    args.push("--no-wait");
-    ok(&args);
-    let destroy = spawn_strata(&["vm", "destroy", &cut], &[]);
-    std::thread::sleep(Duration::from_millis(200));
-    stop_libvirtd();
-    std::thread::sleep(Duration::from_secs(2));
-    start_libvirtd();
-    let out = wait_output(destroy);
-    if !out.status.success() {
-        let again = strata(&["vm", "destroy", &cut]);
-        assert!(
-            again.status.success(),
-            "{}\n{}",
-            stderr_of(&out),
-            stderr_of(&again)
-        );
-    }
-    assert_gone(&system(), &paths, &cut, &net);
-
-    // A create whose libvirtd stays away (past a short patience): a clear error, and the
-    // very next strata command, once libvirtd is back, rolls it back.
-    let mut args = create_args(&lost, &net);
-    args.push("--no-wait");
-    let create = spawn_strata(&args, &[("STRATA_LIBVIRT_PATIENCE", "3")]);
-    std::thread::sleep(Duration::from_millis(500));
-    stop_libvirtd();
-    let out = wait_output(create);
-    let said = stderr_of(&out);
-    if out.status.success() {
-        // It was quicker than the stop: nothing to roll back; destroy it as usual.
-        start_libvirtd();
-        ok(&["vm", "destroy", &lost]);
-    } else {
-        assert!(
-            said.contains("libvirt") && said.contains("hint:"),
-            "an unclear error: {said}"
-        );
-        start_libvirtd();
-        let listed = strata(&["vm", "list", "--output", "json"]);
-        assert!(listed.status.success(), "{}", stderr_of(&listed));
-        let note = stderr_of(&listed);
-        let rows = String::from_utf8_lossy(&listed.stdout);
-        assert!(
-            note.contains(&format!("left of '{lost}'")) || !rows.contains(&lost),
-            "vm list did not finish the lost create: {note}\n{rows}"
-        );
-    }
-    assert_gone(&system(), &paths, &lost, &net);
-    cleanup.close();
-}
-
 #[test]
 fn a_killed_create_is_shown_and_finished() {
-    let _fine = shared();
     let (lv, paths, mut cleanup, net, base) = scenario("kill");
     let (k1, k2) = (format!("{base}-1"), format!("{base}-2"));
     cleanup.vms = vec![k1.clone(), k2.clone()];
@@ -237,7 +54,6 @@ fn a_killed_create_is_shown_and_finished() {
 
 #[test]
 fn output_that_cannot_be_written_never_stops_a_create() {
-    let _fine = shared();
     let (lv, paths, cleanup, net, vm) = scenario("pipe");
     let mut args = create_args(&vm, &net);
     args.push("--no-wait");
@@ -267,7 +83,6 @@ fn output_that_cannot_be_written_never_stops_a_create() {
 
 #[test]
 fn six_creates_at_once_two_of_one_name() {
-    let _fine = shared();
     let (lv, paths, mut cleanup, net, base) = scenario("six");
     let names: Vec<String> = (1..=5).map(|i| format!("{base}-{i}")).collect();
     cleanup.vms = names.clone();
@@ -381,7 +196,6 @@ impl Drop for SmallState {
 
 #[test]
 fn a_full_pool_is_said_and_nothing_is_left() {
-    let _fine = shared();
     let lv = system();
     let small = SmallState::mount("48m");
     let paths = small.paths();
@@ -471,7 +285,6 @@ fn a_full_pool_is_said_and_nothing_is_left() {
 
 #[test]
 fn a_hundred_creates_and_destroys_leave_nothing() {
-    let _fine = shared();
     let (lv, paths, mut cleanup, net, base) = scenario("cyc");
     let sha_before = template_sha256(&paths);
     const CYCLES: usize = 100;
@@ -508,7 +321,6 @@ fn a_hundred_creates_and_destroys_leave_nothing() {
 /// answering, strata's libvirt retry gives up at once instead of repeating the step forever.
 #[test]
 fn a_guest_that_went_away_is_not_taken_for_libvirtd() {
-    let _fine = shared();
     let lv = system();
     let mut calls = 0;
     let err = lv
@@ -605,7 +417,6 @@ fn healthy_rows(stack: &Path) -> Vec<serde_json::Value> {
 /// tests in name order), so the short ones run beside it on the other thread.
 #[test]
 fn a_dockerd_killed_or_the_vm_powered_off_during_up_is_said_and_a_rerun_converges() {
-    let _fine = shared();
     let (_lv, _paths, cleanup, net, vm) = scenario("up");
     // Docker is only a means here: the baked template, verified, not installed.
     create_baked_docker_vm(&vm, &net);
@@ -683,7 +494,6 @@ fn a_dockerd_killed_or_the_vm_powered_off_during_up_is_said_and_a_rerun_converge
 
 #[test]
 fn the_vm_powered_off_during_engine_install_is_said_and_a_rerun_converges() {
-    let _fine = shared();
     let (_lv, _paths, cleanup, net, vm) = scenario("eng");
     let mut args = create_args(&vm, &net);
     args.truncate(args.len() - 2);

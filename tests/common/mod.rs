@@ -132,6 +132,11 @@ pub fn diagnose_hang(pid: u32) -> String {
     report + &format!("--- libvirt domains\n{}", run("virsh", &["list", "--all"]))
 }
 
+/// What a finished command wrote to stderr, as text.
+pub fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 pub fn ok(args: &[&str]) -> String {
     assert_success(&format!("strata {args:?}"), &strata(args))
 }
