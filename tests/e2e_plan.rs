@@ -4,9 +4,9 @@
 //! parallel, Docker on the database VM's data disk and the stacks; apply again is "unchanged"
 //! without a write to libvirt; Ctrl-C during the re-creation of a VM destroyed by hand rolls
 //! it back and the next apply makes only it; a memory change is an update in place; a
-//! rebuild of the database VM keeps a file on its data disk and brings its stack back
-//! healthy; destroy removes what the plan made and leaves a VM of the same name that it did
-//! not make.
+//! rebuild of the database VM keeps its address and a file on its data disk and brings its
+//! stack back healthy; destroy removes what the plan made and leaves a VM of the same name
+//! that it did not make.
 
 mod common;
 
@@ -146,6 +146,12 @@ fn uuid(vm: &str) -> String {
     let lv = system();
     let dom = lv.conn().lookup_domain_by_name(vm).unwrap();
     dom.uuid_string().unwrap()
+}
+
+/// The MAC and IP strata recorded for `vm`.
+fn address(vm: &str) -> (String, std::net::Ipv4Addr) {
+    let (_, info) = strata::vm::domain::lookup(&system().conn(), vm).unwrap();
+    (info.record.mac, info.record.ip)
 }
 
 fn definition(vm: &str) -> String {
@@ -300,9 +306,15 @@ fn a_plan_through_its_life() {
         "--",
         &format!("echo kept-{pid} > {marker} && sync"),
     ]);
+    let db_address = address(&lab.db);
     let out = ok(&["plan", "rebuild", lab.plan_arg(), &lab.db]);
     eprintln!("rebuild:\n{out}");
     assert_ne!(uuid(&lab.db), db_uuid, "rebuild makes a fresh clone");
+    assert_eq!(
+        address(&lab.db),
+        db_address,
+        "the rebuilt VM answers where the old one did"
+    );
     let read = ok(&["vm", "ssh", &lab.db, "--", &format!("cat {marker}")]);
     assert_eq!(read.trim(), format!("kept-{pid}"));
     assert_stack_healthy(&dir.join("records.toml"));

@@ -10,6 +10,7 @@ use strata::image::BuildRecord;
 use strata::lifecycle::{self, CreateRequest};
 use strata::progress::Progress;
 use strata::state::Paths;
+use strata::vm::alloc::KeptAddress;
 use strata::vm::network::{self, NetworkMode};
 use strata::vm::{domain, pool, Libvirt};
 
@@ -99,6 +100,7 @@ fn request(name: &str, template: &str, net: &str) -> CreateRequest {
         accel: AccelRequest::Auto,
         ssh_timeout: Some(Duration::from_secs(1)),
         plan: None,
+        keep_address: None,
     }
 }
 
@@ -117,6 +119,56 @@ fn volume_names(lv: &Libvirt, paths: &Paths) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// A plan's rebuild hands the old VM's MAC and IP to its successor, but only while nothing
+/// else took them: then the successor gets a fresh pair, and no one loses theirs.
+#[test]
+fn a_kept_address_comes_back_unless_someone_took_it() {
+    let scratch = Scratch::new("keep");
+    let paths = scratch.paths();
+    let _turn = driver();
+    let lv = Libvirt::open("test:///default").unwrap();
+    register_fake_template(&lv, &paths, "debian-12");
+    make_tnet(&lv);
+    let create = |name: &str, keep: Option<KeptAddress>| {
+        let req = CreateRequest {
+            keep_address: keep,
+            ..request(name, "debian-12", "tnet")
+        };
+        lifecycle::create(&lv, &paths, &req, &Progress::new(name)).unwrap();
+        let (_, info) = domain::lookup(&lv.conn(), name).unwrap();
+        KeptAddress {
+            mac: info.record.mac,
+            ip: info.record.ip,
+        }
+    };
+    let first_a = create("a", None);
+    let first_b = create("b", None);
+    assert_eq!(first_b.ip.to_string(), "10.77.0.3");
+    lifecycle::destroy(&lv, &paths, "a").unwrap();
+    lifecycle::destroy(&lv, &paths, "b").unwrap();
+
+    // .2 is the first free address, yet b gets its own .3 and MAC back, reserved as before.
+    let again_b = create("b", Some(first_b.clone()));
+    assert_eq!(again_b, first_b);
+    assert!(reservations(&lv, "tnet")
+        .iter()
+        .any(|h| h.mac == first_b.mac && h.ip == first_b.ip && h.name == "b"));
+
+    // Taken meanwhile: c gets .2 and d b's old .3; b's successor gets neither, nor its MAC.
+    lifecycle::destroy(&lv, &paths, "b").unwrap();
+    let c = create("c", None);
+    let d = create("d", None);
+    assert_eq!((c.ip, d.ip), (first_a.ip, first_b.ip));
+    let third_b = create("b", Some(first_b.clone()));
+    assert_eq!(third_b.ip.to_string(), "10.77.0.4");
+    assert_ne!(third_b.mac, first_b.mac);
+    for name in ["b", "c", "d"] {
+        lifecycle::destroy(&lv, &paths, name).unwrap();
+    }
+    assert!(reservations(&lv, "tnet").is_empty());
+    network::destroy(&lv.conn(), "tnet").unwrap();
 }
 
 #[test]

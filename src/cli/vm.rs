@@ -152,6 +152,7 @@ fn create(env: &Env, lv: &Libvirt, args: CreateArgs) -> Result<i32> {
         accel: args.accel,
         ssh_timeout: (!args.no_wait).then(|| Duration::from_secs(args.ssh_timeout)),
         plan: None,
+        keep_address: None,
     };
     let progress = Progress::new(&format!("vm {}", args.name));
     let created = lifecycle::create(lv, &env.paths, &req, &progress)?;

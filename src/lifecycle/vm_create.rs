@@ -12,9 +12,10 @@ use crate::host::accel::{Accel, AccelRequest};
 use crate::interrupt;
 use crate::progress::{Progress, StageTime};
 use crate::state::{explain_full, remove_dir_if_present, Paths};
+use crate::vm::alloc::{self, KeptAddress};
 use crate::vm::network::{self, DhcpHost};
 use crate::vm::record::{VmRecord, VmVolume, VolumeRole};
-use crate::vm::{alloc, domain, pool, Libvirt};
+use crate::vm::{domain, pool, Libvirt};
 use serde::Serialize;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -34,6 +35,9 @@ pub struct CreateRequest {
     pub ssh_timeout: Option<Duration>,
     /// The plan making this VM, recorded as its owner; None for `vm create`.
     pub plan: Option<String>,
+    /// The MAC and IP of the VM this one replaces (a plan's rebuild), given again while
+    /// nothing else holds them; otherwise a new address is chosen.
+    pub keep_address: Option<KeptAddress>,
 }
 
 /// What `vm create` made.
@@ -249,7 +253,12 @@ fn reserve_address(
                 }
                 return Ok(mine);
             }
-            let host = alloc::choose_address(&lv.conn(), &req.network, &req.name)?;
+            let host = alloc::choose_address(
+                &lv.conn(),
+                &req.network,
+                &req.name,
+                req.keep_address.as_ref(),
+            )?;
             journal.push(Undo::Reservation {
                 network: req.network.clone(),
                 host: host.clone(),

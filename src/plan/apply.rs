@@ -20,6 +20,7 @@ use crate::lifecycle::{self, CreateRequest, DataDisk};
 use crate::progress::{Progress, ProgressGroup};
 use crate::stack::{StackFile, UpOptions};
 use crate::state::Paths;
+use crate::vm::alloc::KeptAddress;
 use crate::vm::{domain, network, pool, sizing, Libvirt};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -393,8 +394,12 @@ fn converge_vm_itself(
     action: &Action,
     progress: &Progress,
 ) -> Result<Option<String>> {
-    let create = || -> Result<String> {
-        let created = lifecycle::create(lv, paths, &create_request(plan, wanted), progress)?;
+    let create = |keep_address: Option<KeptAddress>| -> Result<String> {
+        let request = CreateRequest {
+            keep_address,
+            ..create_request(plan, wanted)
+        };
+        let created = lifecycle::create(lv, paths, &request, progress)?;
         Ok(format!(
             "created at {} ({})",
             created.ip,
@@ -402,11 +407,18 @@ fn converge_vm_itself(
         ))
     };
     match action {
-        Action::Create => create().map(Some),
+        Action::Create => create(None).map(Some),
         Action::Replace { why } => {
+            // The new VM answers where the old one did (forwards, DNS, notes keep working)
+            // when it stays on the same network and nothing took the address meanwhile.
+            let (_, old) = domain::lookup(&lv.conn(), &wanted.name)?;
+            let keep = (old.record.network == wanted.net).then(|| KeptAddress {
+                mac: old.record.mac.clone(),
+                ip: old.record.ip,
+            });
             progress.stage("destroying the old VM (its data disk is kept)");
             lifecycle::destroy_with(lv, paths, &wanted.name, DataDisk::Keep)?;
-            let what = create()?;
+            let what = create(keep)?;
             Ok(Some(format!("replaced ({}); {what}", why.join("; "))))
         }
         Action::Update { changes, restart } => {
@@ -443,6 +455,7 @@ fn create_request(plan: &Plan, wanted: &PlanVm) -> CreateRequest {
         accel: AccelRequest::Auto,
         ssh_timeout: Some(SSH_TIMEOUT),
         plan: Some(plan.name.clone()),
+        keep_address: None,
     }
 }
 

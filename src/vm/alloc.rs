@@ -1,7 +1,9 @@
 //! Choosing a VM's MAC and IP before boot: addresses outside the network's dynamic DHCP range
 //! first, never the network, broadcast or gateway address, never one already reserved or
-//! still leased; MACs in QEMU's 52:54:00 block, never one already used. The choice itself is
-//! pure; `choose_address` reads what libvirt knows and makes it.
+//! still leased; MACs in QEMU's 52:54:00 block, never one already used. A VM that replaces
+//! another of its name (a plan's rebuild) gets the old one's MAC and IP back while nothing
+//! else holds them. The choice itself is pure; `choose_address` reads what libvirt knows and
+//! makes it.
 
 use crate::error::{Error, Result};
 use crate::vm::domain;
@@ -10,10 +12,23 @@ use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
 use virt::connect::Connect;
 
+/// The MAC and IP of a VM that is being replaced, to give its successor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptAddress {
+    pub mac: String,
+    pub ip: Ipv4Addr,
+}
+
 /// A free address and a free MAC for `vm` on `network_name`, from the network's reservations
-/// and live leases and the MACs of strata's VMs. Nothing is reserved: the caller does that,
-/// under strata's state lock so that parallel creates cannot pick the same one.
-pub fn choose_address(conn: &Connect, network_name: &str, vm: &str) -> Result<DhcpHost> {
+/// and live leases and the MACs of strata's VMs; `keep` when it is still free. Nothing is
+/// reserved: the caller does that, under strata's state lock so that parallel creates cannot
+/// pick the same one.
+pub fn choose_address(
+    conn: &Connect,
+    network_name: &str,
+    vm: &str,
+    keep: Option<&KeptAddress>,
+) -> Result<DhcpHost> {
     let (net, info) = network::lookup(conn, network_name)?;
     let (subnet, gateway) = info
         .subnet
@@ -24,6 +39,7 @@ pub fn choose_address(conn: &Connect, network_name: &str, vm: &str) -> Result<Dh
         .map(|vm| vm.record.mac)
         .chain(info.hosts.iter().map(|h| h.mac.clone()))
         .collect();
+    let leases = network::leases(&net)?;
     let space = AddressSpace {
         subnet,
         gateway,
@@ -32,14 +48,43 @@ pub fn choose_address(conn: &Connect, network_name: &str, vm: &str) -> Result<Dh
             .hosts
             .iter()
             .map(|h| h.ip)
-            .chain(network::leases(&net)?.into_iter().map(|(_, ip)| ip))
+            .chain(leases.iter().map(|(_, ip)| *ip))
             .collect(),
     };
+    if let Some(keep) = keep.filter(|k| still_free(k, &space, &info.hosts, &leases, &used_macs)) {
+        return Ok(DhcpHost {
+            mac: keep.mac.clone(),
+            name: vm.to_string(),
+            ip: keep.ip,
+        });
+    }
     Ok(DhcpHost {
         mac: choose_mac(&used_macs, os_random_bytes),
         name: vm.to_string(),
         ip: choose_ip(&space, network_name)?,
     })
+}
+
+/// Whether `keep` may be given again: its IP a host address of the subnet other than the
+/// gateway, reserved for no one, leased to no other MAC (the old VM's own lease may outlive
+/// it), and its MAC used by no VM and no reservation.
+pub fn still_free(
+    keep: &KeptAddress,
+    space: &AddressSpace,
+    reserved: &[DhcpHost],
+    leases: &[(String, Ipv4Addr)],
+    used_macs: &[String],
+) -> bool {
+    let same_mac = |mac: &str| mac.eq_ignore_ascii_case(&keep.mac);
+    space.subnet.contains(&keep.ip)
+        && keep.ip != space.subnet.network()
+        && keep.ip != space.subnet.broadcast()
+        && keep.ip != space.gateway
+        && !reserved.iter().any(|h| h.ip == keep.ip || same_mac(&h.mac))
+        && !leases
+            .iter()
+            .any(|(mac, ip)| *ip == keep.ip && !same_mac(mac))
+        && !used_macs.iter().any(|m| same_mac(m))
 }
 
 /// What the network looks like to the allocator.
@@ -166,6 +211,67 @@ mod tests {
         };
         let err = choose_ip(&s, "tiny").unwrap_err();
         assert!(err.message().contains("'tiny'"), "{err}");
+    }
+
+    #[test]
+    fn a_kept_address_comes_back_only_while_nothing_else_holds_it() {
+        let keep = KeptAddress {
+            mac: "52:54:00:aa:bb:cc".into(),
+            ip: "10.77.0.5".parse().unwrap(),
+        };
+        let host = |mac: &str, ip: &str| DhcpHost {
+            mac: mac.into(),
+            name: "other".into(),
+            ip: ip.parse().unwrap(),
+        };
+        let lease = |mac: &str, ip: &str| (mac.to_string(), ip.parse().unwrap());
+        let s = space(&[]);
+        // Free, and the old VM's own lease (same MAC, any case) does not hold it.
+        assert!(still_free(&keep, &s, &[], &[], &[]));
+        assert!(still_free(
+            &keep,
+            &s,
+            &[],
+            &[lease("52:54:00:AA:BB:CC", "10.77.0.5")],
+            &[]
+        ));
+        // Taken meanwhile: reserved, leased to another MAC, or its MAC in use.
+        assert!(!still_free(
+            &keep,
+            &s,
+            &[host("52:54:00:00:00:01", "10.77.0.5")],
+            &[],
+            &[]
+        ));
+        assert!(!still_free(
+            &keep,
+            &s,
+            &[host("52:54:00:aa:bb:cc", "10.77.0.9")],
+            &[],
+            &[]
+        ));
+        assert!(!still_free(
+            &keep,
+            &s,
+            &[],
+            &[lease("52:54:00:00:00:01", "10.77.0.5")],
+            &[]
+        ));
+        assert!(!still_free(
+            &keep,
+            &s,
+            &[],
+            &[],
+            &["52:54:00:aa:bb:cc".into()]
+        ));
+        // Not an address this network can give.
+        for ip in ["10.78.0.5", "10.77.0.1", "10.77.0.0", "10.77.0.255"] {
+            let other = KeptAddress {
+                ip: ip.parse().unwrap(),
+                ..keep.clone()
+            };
+            assert!(!still_free(&other, &s, &[], &[], &[]), "{ip}");
+        }
     }
 
     #[test]
