@@ -112,6 +112,10 @@ pub struct Finding {
     /// What the check saw that led to the verdict.
     pub evidence: Vec<String>,
     pub fix: Option<Fix>,
+    /// The bridge the finding is about, for checks judged bridge by bridge: a launch is
+    /// refused only for a failure on its own VM's bridge (or on no bridge in particular).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<String>,
 }
 
 impl Finding {
@@ -123,6 +127,7 @@ impl Finding {
             summary,
             evidence: Vec::new(),
             fix: None,
+            bridge: None,
         }
     }
     pub fn evidence(mut self, lines: impl IntoIterator<Item = String>) -> Self {
@@ -131,6 +136,10 @@ impl Finding {
     }
     pub fn with_fix(mut self, fix: Option<Fix>) -> Self {
         self.fix = fix;
+        self
+    }
+    pub fn about_bridge(mut self, bridge: &str) -> Self {
+        self.bridge = Some(bridge.to_string());
         self
     }
     /// The finding of a check whose facts could not be read.

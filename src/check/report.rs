@@ -68,13 +68,18 @@ impl Report {
 
 impl Report {
     /// The error a launch in `vm` gets when the report holds failures (pure): each failure
-    /// with its fix; warnings never stop a launch.
-    pub fn refusal(&self, vm: &str) -> Option<Error> {
+    /// with its fix; warnings never stop a launch, nor does a failure about another bridge
+    /// than `vm_bridge`, the VM's (all count when the VM's bridge is not known).
+    pub fn refusal(&self, vm: &str, vm_bridge: Option<&str>) -> Option<Error> {
+        let concerns_vm = |f: &Finding| match (f.bridge.as_deref(), vm_bridge) {
+            (Some(about), Some(own)) => about == own,
+            _ => true,
+        };
         let failures: Vec<String> = self
             .findings
             .iter()
             .map(|r| &r.finding)
-            .filter(|f| f.verdict == Verdict::Fail)
+            .filter(|f| f.verdict == Verdict::Fail && concerns_vm(f))
             .map(|f| {
                 let fix = f
                     .fix
@@ -276,17 +281,40 @@ mod tests {
             )
         };
         let warn_only = Report::new(vec![f(Verdict::Warn)], None);
-        assert!(warn_only.refusal("web1").is_none());
+        assert!(warn_only.refusal("web1", None).is_none());
         let failing = Report::new(
             vec![f(Verdict::Fail).with_fix(crate::check::Fix::manual("reformat"))],
             None,
         );
-        let err = failing.refusal("web1").unwrap();
+        let err = failing.refusal("web1", None).unwrap();
         assert!(
             err.message()
                 .contains("guest.storage on vm web1: xfs ftype=0 (fix: reformat)"),
             "{err}"
         );
         assert!(err.hint().unwrap().contains("--force"));
+    }
+
+    #[test]
+    fn a_failure_on_another_bridge_does_not_refuse_a_launch() {
+        let on = |bridge: &str| {
+            Finding::new(
+                "net.forward-policy",
+                Subject::Host,
+                Verdict::Fail,
+                format!("VMs on {bridge} cannot reach beyond the host"),
+            )
+            .about_bridge(bridge)
+        };
+        let report = Report::new(vec![on("virbr9")], None);
+        assert!(report.refusal("web1", Some("virbr1")).is_none());
+        assert!(report.refusal("web1", Some("virbr9")).is_some());
+        // The VM's bridge unknown: every failure counts.
+        assert!(report.refusal("web1", None).is_some());
+        // A failure about no bridge in particular counts for every VM.
+        let general = Report::new(vec![finding("kvm.device", Verdict::Fail)], None);
+        assert!(general.refusal("web1", Some("virbr1")).is_some());
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["findings"][0]["bridge"], "virbr9");
     }
 }

@@ -119,7 +119,12 @@ pub fn up(env: &Env, args: UpArgs) -> Result<i32> {
             "preflight checks for '{}': {} ok, {warn} warn, {fail} fail{}",
             file.vm,
             checks.counts["ok"],
-            if fail > 0 { " (--force)" } else { "" }
+            match (fail > 0, args.force) {
+                (false, _) => "",
+                (true, true) => " (--force)",
+                // The preflight let them pass: they are about other networks' bridges.
+                (true, false) => " (on other networks' bridges; `strata check --host` shows them)",
+            }
         );
     }
     for line in &report.images {

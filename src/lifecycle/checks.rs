@@ -38,7 +38,8 @@ pub fn run(lv: Option<&Libvirt>, paths: &Paths, request: &CheckRequest) -> Repor
 }
 
 /// Before containers are launched in `vm`: check the host and that VM, and refuse (naming
-/// each failure and its fix) unless `force`. Warnings never stop a launch.
+/// each failure and its fix) unless `force`. Warnings never stop a launch, nor does a
+/// failure about a bridge other than the VM's (reported all the same).
 pub fn preflight(lv: &Libvirt, paths: &Paths, vm: &str, force: bool) -> Result<Report> {
     let report = run(
         Some(lv),
@@ -49,10 +50,20 @@ pub fn preflight(lv: &Libvirt, paths: &Paths, vm: &str, force: bool) -> Result<R
             fix: false,
         },
     );
-    match report.refusal(vm) {
+    match report.refusal(vm, bridge_of(lv, vm).as_deref()) {
         Some(err) if !force => Err(err),
         _ => Ok(report),
     }
+}
+
+/// The bridge of the libvirt network `vm` is on, when libvirt tells (None: every bridge's
+/// failures count, the safe side).
+fn bridge_of(lv: &Libvirt, vm: &str) -> Option<String> {
+    let (_, info) = crate::vm::domain::lookup(&lv.conn(), vm).ok()?;
+    crate::vm::network::lookup(&lv.conn(), &info.record.network)
+        .ok()?
+        .1
+        .bridge
 }
 
 /// One fix: the host's are check's own; a guest's log rotation is a change to its engine.

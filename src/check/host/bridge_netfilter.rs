@@ -67,7 +67,8 @@ fn verdict(facts: &HostSnapshot) -> Vec<Finding> {
                     Verdict::Ok,
                     format!("VMs on {} ({}) can reach each other", b.origin, b.bridge),
                 )
-                .evidence(evidence);
+                .evidence(evidence)
+                .about_bridge(&b.bridge);
             }
             let chain = accept_chain(table);
             Finding::new(
@@ -80,6 +81,7 @@ fn verdict(facts: &HostSnapshot) -> Vec<Finding> {
                 ),
             )
             .evidence(evidence)
+            .about_bridge(&b.bridge)
             .with_fix(Fix::automatic(
                 format!(
                     "now: `iptables -I {chain} -i {br} -o {br} -j ACCEPT` (until reboot); to keep it: set net.bridge.bridge-nf-call-iptables=0 in /etc/sysctl.d (when no container uses icc=false or userland-proxy=false), or re-add the rule from a unit started after Docker; {}",

@@ -50,7 +50,8 @@ fn verdict(facts: &HostSnapshot) -> Vec<Finding> {
                     Verdict::Ok,
                     format!("{} ({}) can reach beyond the host", b.origin, b.bridge),
                 )
-                .evidence(evidence);
+                .evidence(evidence)
+                .about_bridge(&b.bridge);
             }
             evidence.push(who_set_drop(facts));
             let chain = accept_chain(table);
@@ -64,6 +65,7 @@ fn verdict(facts: &HostSnapshot) -> Vec<Finding> {
                 ),
             )
             .evidence(evidence)
+            .about_bridge(&b.bridge)
             .with_fix(Fix::automatic(
                 format!(
                     "now: `iptables -I {chain} -i {br}{src} -j ACCEPT` and `iptables -I {chain} -o {br}{dst} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT` (until reboot); to keep it: {}",
