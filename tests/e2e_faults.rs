@@ -413,8 +413,8 @@ fn healthy_rows(stack: &Path) -> Vec<serde_json::Value> {
     rows
 }
 
-/// The longest test here: its name puts it right after the two libvirtd tests (libtest runs
-/// tests in name order), so the short ones run beside it on the other thread.
+/// The longest test here: its name puts it first (libtest starts tests in name order), so the
+/// short ones run beside it on the other thread.
 #[test]
 fn a_dockerd_killed_or_the_vm_powered_off_during_up_is_said_and_a_rerun_converges() {
     let (_lv, _paths, cleanup, net, vm) = scenario("up");
