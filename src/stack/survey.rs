@@ -91,14 +91,42 @@ pub fn survey(docker: &GuestDocker, stack: &StackFile, resolved: &[Resolved]) ->
 }
 
 /// A listed container runs with the plan's config (the same test as `is_current` on an
-/// inspected one).
+/// inspected one) and its health is settled.
 fn listed_is_current(c: &ContainerSummary, plan: &ContainerPlan) -> bool {
-    carries_config(c.labels.as_ref(), plan) && c.state == Some(ContainerSummaryStateEnum::RUNNING)
+    carries_config(c.labels.as_ref(), plan)
+        && c.state == Some(ContainerSummaryStateEnum::RUNNING)
+        && health_settled(c)
+}
+
+/// Whether a listed container is healthy or has no health check. One still "starting" (a VM
+/// just rebooted or rebuilt: Docker restarted it) or unhealthy is not "unchanged" at a
+/// glance: `up` takes the service-by-service path, which waits for it. Docker 20.10 lists
+/// health only in the status text ("Up 3 seconds (health: starting)").
+fn health_settled(c: &ContainerSummary) -> bool {
+    let status = c.status.as_deref().unwrap_or_default();
+    !(status.contains("(health: starting)") || status.contains("(unhealthy)"))
 }
 
 impl Survey {
     /// Every service's row when the stack is up exactly as its file says: nothing to do.
     pub fn unchanged(&self) -> Option<&[ServiceRow]> {
         self.all_current.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_healthy_or_unchecked_containers_are_settled() {
+        let listed = |status: &str| ContainerSummary {
+            status: Some(status.to_string()),
+            ..Default::default()
+        };
+        assert!(health_settled(&listed("Up 2 minutes (healthy)")));
+        assert!(health_settled(&listed("Up 2 minutes")));
+        assert!(!health_settled(&listed("Up 3 seconds (health: starting)")));
+        assert!(!health_settled(&listed("Up 5 minutes (unhealthy)")));
     }
 }
