@@ -55,7 +55,11 @@ pub fn vms(conn: &Connect, paths: &Paths) -> Result<Vec<SeenVm>> {
             .map_or(0, |info| info.capacity);
         // The definition's sizes, not the running ones: an update is written there and takes
         // effect at the next boot, and the plan has converged once it is written.
-        let size = sizing::configured(&dom)?;
+        let size = match sizing::configured(&dom) {
+            Ok(size) => size,
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
         seen.push(SeenVm {
             name,
             template: record.template,

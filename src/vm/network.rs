@@ -127,11 +127,16 @@ fn describe(net: &Network) -> Result<NetworkInfo> {
 
 /// Every libvirt network on this connection.
 pub fn list(conn: &Connect) -> Result<Vec<NetworkInfo>> {
-    let mut nets: Vec<NetworkInfo> = conn
-        .list_all_networks(0)?
-        .iter()
-        .map(describe)
-        .collect::<Result<_>>()?;
+    let mut nets = Vec::new();
+    for net in conn.list_all_networks(0)? {
+        match describe(&net) {
+            Ok(info) => nets.push(info),
+            // Destroyed by someone else between listing and reading it: not there any more
+            // (a `plan show` beside another strata's `net destroy` failed on it).
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
     nets.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(nets)
 }
