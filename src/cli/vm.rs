@@ -205,6 +205,8 @@ fn list(env: &Env, lv: &Libvirt, format: OutputFormat) -> Result<i32> {
     });
     let unfinished: Vec<Listed> = lifecycle::pending(&env.paths)
         .into_iter()
+        // Another host's runs are that host's to list.
+        .filter(|p| p.uri == lv.uri)
         // A running create's VM is listed as itself once it is defined.
         .filter(|p| !vms.iter().any(|vm| vm.name == p.vm))
         .map(|p| Listed::Unfinished {

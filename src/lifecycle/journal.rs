@@ -3,7 +3,9 @@
 //! so that a failure, Ctrl-C, a lost libvirtd or even a killed process can be finished later:
 //! by the next strata run of any kind (`recover_abandoned`), or by `vm destroy NAME`. Every
 //! step is a no-op when its object is already gone, and a domain is only undefined when it
-//! is the very one (by UUID) that the journal names.
+//! is the very one (by UUID) that the journal names. A journal belongs to the libvirt URI it
+//! was made on: only a run connected there finishes it, so a name's leftovers on one host
+//! never remove a namesake's volume on another.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::state::{remove_dir_if_present, Paths};
@@ -51,9 +53,17 @@ pub enum Action {
     Destroy,
 }
 
+/// Journals written before they carried a URI were made on the default one.
+fn default_uri() -> String {
+    crate::vm::connect::DEFAULT_URI.to_string()
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct Journal {
     vm: String,
+    /// The libvirt URI the run was connected to.
+    #[serde(default = "default_uri")]
+    uri: String,
     pid: u32,
     /// When that process started (clock ticks since boot): a pid the kernel gave to another
     /// process since is not this journal's process.
@@ -70,6 +80,8 @@ pub(super) struct Journal {
 #[derive(Debug, Clone, Serialize)]
 pub struct PendingJournal {
     pub vm: String,
+    /// The libvirt URI of its run.
+    pub uri: String,
     pub action: Action,
     pub pid: u32,
     /// Its process still runs: the journal is being written now.
@@ -99,15 +111,25 @@ fn process_alive(pid: u32, started: u64) -> bool {
     }
 }
 
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Destroy => "destroy",
+        }
+    }
+}
+
 impl Journal {
     /// Start the journal of a create. Made exclusively: two processes working on the same
     /// name must not share (and roll back) each other's steps.
-    pub(super) fn begin(paths: &Paths, vm: &str) -> Result<Journal> {
-        Journal::begin_with(paths, vm, Action::Create, Vec::new())
+    pub(super) fn begin(lv: &Libvirt, paths: &Paths, vm: &str) -> Result<Journal> {
+        Journal::begin_with(lv, paths, vm, Action::Create, Vec::new())
     }
 
     /// Start a journal that holds all its steps from the first moment (a destroy).
     pub(super) fn begin_with(
+        lv: &Libvirt,
         paths: &Paths,
         vm: &str,
         action: Action,
@@ -117,6 +139,7 @@ impl Journal {
         paths.ensure_dir(&dir)?;
         let journal = Journal {
             vm: vm.to_string(),
+            uri: lv.uri.clone(),
             pid: std::process::id(),
             started: start_time(std::process::id()).unwrap_or(0),
             action,
@@ -250,6 +273,7 @@ pub fn pending(paths: &Paths) -> Vec<PendingJournal> {
         .map(|j| PendingJournal {
             running: process_alive(j.pid, j.started),
             vm: j.vm,
+            uri: j.uri,
             action: j.action,
             pid: j.pid,
         })
@@ -258,11 +282,14 @@ pub fn pending(paths: &Paths) -> Vec<PendingJournal> {
     found
 }
 
-/// Finish the journals whose process died (killed, power loss, a libvirtd that went away):
-/// roll creates back, carry destroys through. Returns what it finished.
+/// Finish the journals of `lv`'s URI whose process died (killed, power loss, a libvirtd that
+/// went away): roll creates back, carry destroys through. Returns what it finished.
 pub fn recover_abandoned(lv: &Libvirt, paths: &Paths) -> Result<Vec<PendingJournal>> {
     let mut finished = Vec::new();
-    for p in pending(paths).into_iter().filter(|p| !p.running) {
+    for p in pending(paths)
+        .into_iter()
+        .filter(|p| !p.running && p.uri == lv.uri)
+    {
         if finish(lv, paths, &p.vm)? {
             finished.push(p);
         }
@@ -275,6 +302,23 @@ pub(super) fn finish(lv: &Libvirt, paths: &Paths, vm: &str) -> Result<bool> {
     let Some(journal) = read(&journal_path(paths, vm)) else {
         return Ok(false);
     };
+    if journal.uri != lv.uri {
+        // Its steps name that host's volumes and reservations: never carried out here.
+        return Err(Error::new(
+            ErrorKind::AlreadyExists,
+            format!(
+                "an unfinished {} of '{vm}' (pid {}) was on {}, not on {}",
+                journal.action.as_str(),
+                journal.pid,
+                journal.uri,
+                lv.uri
+            ),
+        )
+        .with_hint(format!(
+            "finish it there first: `strata --connect {} vm destroy {vm}`",
+            journal.uri
+        )));
+    }
     if process_alive(journal.pid, journal.started) && journal.pid != std::process::id() {
         return Err(Error::new(
             ErrorKind::AlreadyExists,
@@ -325,22 +369,63 @@ mod tests {
             state: dir.join("state"),
             cache: dir.join("cache"),
         };
-        let first = Journal::begin(&paths, "a").unwrap();
-        let err = Journal::begin(&paths, "a").unwrap_err();
+        let lv = Libvirt::open("test:///default").unwrap();
+        let first = Journal::begin(&lv, &paths, "a").unwrap();
+        let err = Journal::begin(&lv, &paths, "a").unwrap_err();
         assert_eq!(err.kind(), ErrorKind::AlreadyExists);
         assert!(
             err.message()
                 .contains(&format!("(pid {})", std::process::id())),
             "{err}"
         );
-        assert!(Journal::begin(&paths, "b").is_ok());
+        assert!(Journal::begin(&lv, &paths, "b").is_ok());
         let listed = pending(&paths);
         assert_eq!(listed.len(), 2);
         assert!(listed
             .iter()
             .all(|p| p.running && p.action == Action::Create));
         first.commit();
-        assert!(Journal::begin(&paths, "a").is_ok());
+        assert!(Journal::begin(&lv, &paths, "a").is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_journal_is_finished_only_on_the_host_it_was_made_on() {
+        let dir = std::env::temp_dir().join(format!("strata-journal-uri-{}", std::process::id()));
+        let paths = Paths {
+            state: dir.join("state"),
+            cache: dir.join("cache"),
+        };
+        let lv = Libvirt::open("test:///default").unwrap();
+        // An abandoned create on another host (its process long gone), and one of an older
+        // strata that wrote no URI: both name a volume a namesake here could have.
+        let elsewhere = "qemu+ssh://root@hv2.example/system";
+        std::fs::create_dir_all(journal_dir(&paths)).unwrap();
+        for (vm, uri) in [("web", Some(elsewhere)), ("db", None)] {
+            let mut journal = serde_json::json!({
+                "vm": vm, "pid": u32::MAX, "action": "create",
+                "steps": [{ "Volume": { "name": format!("vm_{vm}.qcow2") } }],
+            });
+            if let Some(uri) = uri {
+                journal["uri"] = uri.into();
+            }
+            std::fs::write(journal_path(&paths, vm), journal.to_string()).unwrap();
+        }
+        assert!(recover_abandoned(&lv, &paths).unwrap().is_empty());
+        let listed = pending(&paths);
+        assert_eq!(
+            listed.iter().map(|p| p.uri.as_str()).collect::<Vec<_>>(),
+            ["qemu:///system", elsewhere]
+        );
+        let err = finish(&lv, &paths, "web").unwrap_err();
+        assert!(err.message().contains(elsewhere), "{err}");
+        assert!(
+            err.hint()
+                .unwrap_or_default()
+                .contains(&format!("--connect {elsewhere} vm destroy web")),
+            "{err}"
+        );
+        assert!(journal_path(&paths, "web").exists() && journal_path(&paths, "db").exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -67,7 +67,7 @@ pub fn create(
     }
     // The name's journal first: a second create of the same name stops here, told who holds it,
     // before it looks at (or gives advice about) what the first one is making.
-    let mut journal = Journal::begin(paths, &req.name)?;
+    let mut journal = Journal::begin(lv, paths, &req.name)?;
     let plan = match plan_create(lv, paths, req) {
         Ok(plan) => plan,
         Err(e) => {

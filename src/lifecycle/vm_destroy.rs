@@ -81,7 +81,7 @@ pub fn destroy_with(lv: &Libvirt, paths: &Paths, name: &str, data: DataDisk) -> 
         uuid: dom.uuid_string()?,
     });
     // Carried out newest first: the domain goes first, then what it used.
-    let journal = Journal::begin_with(paths, name, Action::Destroy, steps)?;
+    let journal = Journal::begin_with(lv, paths, name, Action::Destroy, steps)?;
     let problems = journal.rollback(lv, paths);
     if problems.is_empty() {
         Ok(())

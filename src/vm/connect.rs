@@ -26,6 +26,9 @@ pub struct Libvirt {
     pub uri: String,
 }
 
+/// The URI when neither --connect nor LIBVIRT_DEFAULT_URI names one.
+pub const DEFAULT_URI: &str = "qemu:///system";
+
 /// The URI strata will use, and where it came from.
 pub fn resolve_uri(flag: Option<&str>) -> String {
     flag.map(str::to_string)
@@ -34,7 +37,7 @@ pub fn resolve_uri(flag: Option<&str>) -> String {
                 .ok()
                 .filter(|s| !s.is_empty())
         })
-        .unwrap_or_else(|| "qemu:///system".to_string())
+        .unwrap_or_else(|| DEFAULT_URI.to_string())
 }
 
 impl Libvirt {
