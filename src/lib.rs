@@ -24,6 +24,7 @@ pub mod lifecycle;
 pub mod names;
 pub mod plan;
 pub mod progress;
+pub mod ssh_exec;
 pub mod stack;
 pub mod state;
 pub mod template;

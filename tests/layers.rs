@@ -18,6 +18,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("console", 0),
     ("atomic_write", 0),
     ("names", 0),
+    ("ssh_exec", 0),
     ("template", 0),
     ("host", 1),
     ("vm", 2),
