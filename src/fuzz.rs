@@ -44,6 +44,7 @@ pub const TARGETS: &[(&str, EntryPoint)] = &[
     ("cpuinfo", cpuinfo),
     ("apt_sources", apt_sources),
     ("known_hosts", known_hosts),
+    ("connect_uri", connect_uri),
     ("apt_simulation", apt_simulation),
     ("apt_madison", apt_madison),
     ("dpkg_status", dpkg_status),
@@ -284,6 +285,17 @@ pub fn known_hosts(data: &[u8]) {
     let path = Path::new("/var/lib/strata/vms/fuzz/known_hosts");
     if let Ok(key) = crate::guest::route::parse_known_hosts(path, text) {
         let _ = crate::guest::keys::public_key_blob(&key);
+    }
+}
+
+/// A libvirt connection URI (--connect, LIBVIRT_DEFAULT_URI, a plan's hosts): where its host
+/// is, and the SSH login to a remote one.
+pub fn connect_uri(data: &[u8]) {
+    let Some(text) = file_text(data) else { return };
+    if let Ok(site) = crate::host::remote::Site::of_uri(text) {
+        if let Ok(login) = site.login() {
+            let _ = (login.display(), login.known_hosts_files());
+        }
     }
 }
 

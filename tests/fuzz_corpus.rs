@@ -62,6 +62,7 @@ targets!(
     cpuinfo,
     apt_sources,
     known_hosts,
+    connect_uri,
     apt_simulation,
     apt_madison,
     dpkg_status,
