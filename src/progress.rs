@@ -97,6 +97,22 @@ impl Progress {
             .collect()
     }
 
+    /// How far the current stage is ("45% of 418 MiB"): beside the stage on a terminal;
+    /// without one, only every quarter of the way, so a log is not flooded.
+    pub fn detail(&self, text: &str, quarter: Option<u8>) {
+        let stage = self
+            .current
+            .lock()
+            .ok()
+            .and_then(|c| c.as_ref().map(|(name, _)| name.clone()))
+            .unwrap_or_default();
+        match (&self.bar, quarter) {
+            (Some(bar), _) => bar.set_message(format!("{stage}: {text}")),
+            (None, Some(_)) => self.plain(&format!("{}: {stage}: {text}", self.prefix)),
+            (None, None) => {}
+        }
+    }
+
     /// Print a line without tearing the spinner.
     pub fn println(&self, line: &str) {
         match &self.bar {

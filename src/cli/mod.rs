@@ -112,6 +112,31 @@ impl Env {
     }
 }
 
+/// Remote hosts are being built up command by command (issue 14): on a remote URI, a
+/// command that would still read or write this machine's files in place of that host's is
+/// refused before it starts, instead of making half a VM.
+fn refuse_on_remote_host(uri: &str, command: &Command) -> Result<()> {
+    let site = crate::host::remote::Site::of_uri(uri)?;
+    if site.is_local() {
+        return Ok(());
+    }
+    let ready = matches!(
+        command,
+        Command::Template(_)
+            | Command::Vm(vm::VmCommand::List { .. })
+            | Command::Net(net::NetCommand::List { .. })
+    );
+    if ready {
+        return Ok(());
+    }
+    Err(Error::bad_input(format!(
+        "strata cannot do this on a remote host ({uri}) yet"
+    ))
+    .with_hint(
+        "on remote hosts strata does, so far: template build, template remove, template list, vm list and net list; run the rest on the host itself",
+    ))
+}
+
 /// Why the command line was not accepted.
 #[derive(Debug)]
 pub enum ArgsError {
@@ -141,6 +166,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         finished: Default::default(),
         uri: connect::resolve_uri(cli.connect.as_deref()),
     };
+    refuse_on_remote_host(&env.uri, &cli.command)?;
     match cli.command {
         Command::Template(cmd) => template::run(&env, cmd),
         Command::Net(cmd) => net::run(&env, cmd),

@@ -2,11 +2,15 @@
 
 use crate::cli::{output, Env, OutputFormat};
 use crate::error::Result;
+use crate::host::remote::Site;
 use crate::image::{self, BuildOutcome};
+use crate::lifecycle::template_upload;
 use crate::outln;
 use crate::progress::Progress;
 use crate::template;
 use crate::units::format_size;
+use crate::vm::connect::DEFAULT_URI;
+use crate::vm::Libvirt;
 use clap::Subcommand;
 use serde::Serialize;
 
@@ -84,17 +88,28 @@ pub fn run(env: &Env, cmd: TemplateCommand) -> Result<i32> {
     match cmd {
         TemplateCommand::Build { name, refresh } => {
             let template = template::find(&search, &name)?;
+            // A remote host without an SSH login is refused before anything is built.
+            let site = Site::of_uri(&env.uri)?;
+            let remote_login = (!site.is_local()).then(|| site.login()).transpose()?;
             let lv = env.libvirt()?;
+            // Built here, in this machine's own pool, whatever host the VMs run on.
+            let local = match remote_login {
+                None => None,
+                Some(_) => Some(Libvirt::open(DEFAULT_URI).map_err(|e| {
+                    e.context("templates are built on this machine, in its own strata pool")
+                })?),
+            };
+            let builder = local.as_ref().unwrap_or(&lv);
             let progress = Progress::new(&format!("template {name}"));
-            match crate::lifecycle::template_build::build(
-                &lv, &env.paths, &template, refresh, &progress,
+            let record = match crate::lifecycle::template_build::build(
+                builder, &env.paths, &template, refresh, &progress,
             )? {
                 BuildOutcome::UpToDate(rec) => {
-                    progress.finish();
                     outln!(
                         "template {name} is up to date (sha256 {}); nothing to do",
                         rec.sha256
                     );
+                    rec
                 }
                 BuildOutcome::Built(rec) => {
                     for (stage, took) in progress.finish() {
@@ -108,14 +123,50 @@ pub fn run(env: &Env, cmd: TemplateCommand) -> Result<i32> {
                         rec.sha256,
                         rec.build_seconds
                     );
+                    rec
+                }
+            };
+            if let Some(login) = remote_login {
+                let placed =
+                    template_upload::upload(&lv, login, &env.paths, &name, &record, &progress)?;
+                progress.finish();
+                for file in placed {
+                    if file.sent {
+                        outln!(
+                            "{}: uploaded {} ({}), sha256 verified there",
+                            login.display(),
+                            file.volume,
+                            format_size(file.bytes)
+                        );
+                    } else {
+                        outln!(
+                            "{}: {} is already there (same sha256); not sent",
+                            login.display(),
+                            file.volume
+                        );
+                    }
                 }
             }
+            progress.finish();
             Ok(0)
         }
         TemplateCommand::Remove { name } => {
+            let site = Site::of_uri(&env.uri)?;
             let lv = env.libvirt()?;
-            image::remove(&lv, &env.paths, &name)?;
-            outln!("removed template {name}");
+            if site.is_local() {
+                image::remove(&lv, &env.paths, &name)?;
+                outln!("removed template {name}");
+            } else {
+                // The host's copy only: the build here stays for other hosts.
+                let removed = template_upload::remove(&lv, &name)?;
+                outln!(
+                    "removed template {name} from {} ({}); its build on this machine is kept",
+                    site.login()
+                        .map(|l| l.display())
+                        .unwrap_or_else(|_| lv.uri.clone()),
+                    removed.join(", ")
+                );
+            }
             Ok(0)
         }
         TemplateCommand::List { output: format } => {

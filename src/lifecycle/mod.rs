@@ -1,8 +1,8 @@
 //! THE ASSEMBLY LAYER: one readable top-down function per pipeline, composing the steps the
 //! layers below offer, with the journal and rollback that make them safe to interrupt:
 //! `vm create` and `vm destroy` (vm + guest), `engine install` (engine on a guest's route),
-//! `template build` (image, with Docker baked in by engine), `up` (stack, with the preflight
-//! checks of check first), and `check` itself (check's verdicts, with engine's fix for a
+//! `template build` (image, with Docker baked in by engine; onto a remote host by upload),
+//! `up` (stack, with the preflight checks of check first), and `check` itself (check's verdicts, with engine's fix for a
 //! guest). Nothing below this layer calls a sibling; what combines siblings is here.
 
 pub mod checks;
@@ -12,6 +12,7 @@ mod first_boot;
 mod journal;
 pub mod stack_up;
 pub mod template_build;
+pub mod template_upload;
 mod vm_create;
 mod vm_destroy;
 

@@ -1,5 +1,5 @@
 //! libvirt through the `virt` crate: the connection, strata's storage pool and volumes (thin
-//! clones), networks with DHCP reservations, and domains carrying strata's own <metadata>.
+//! clones, uploads by stream), networks with DHCP reservations, and domains carrying strata's own <metadata>.
 //! Nothing here logs into a guest; that is the guest layer.
 
 pub mod alloc;
@@ -12,6 +12,7 @@ pub mod pool;
 pub mod record;
 pub mod sizing;
 pub mod spec;
+pub mod upload;
 mod xml;
 
 pub use connect::Libvirt;

@@ -38,13 +38,22 @@ pub fn is_vm_volume_name(vm: &str, role: VolumeRole, volume: &str) -> bool {
 /// Find strata's pool (`paths.pool_name()` at `paths.pool_dir()`), defining, building and
 /// starting it when missing or stopped.
 pub fn ensure(conn: &Connect, paths: &Paths) -> Result<StoragePool> {
-    let name = paths.pool_name();
-    let pool = match conn.lookup_storage_pool_by_name(&name) {
+    ensure_at(conn, &paths.pool_name(), &paths.pool_dir())
+}
+
+/// strata's pool on a remote host: one per host, at the path a local one has by default.
+pub const REMOTE_POOL_NAME: &str = "strata";
+pub const REMOTE_POOL_DIR: &str = "/var/lib/strata/pool";
+
+/// The directory pool `name` at `dir` on `conn`'s host, defined, built and started when
+/// missing or stopped.
+pub fn ensure_at(conn: &Connect, name: &str, dir: &Path) -> Result<StoragePool> {
+    let pool = match conn.lookup_storage_pool_by_name(name) {
         Ok(pool) => pool,
         Err(_) => {
             let xml_text = xml::render(
                 xml::POOL,
-                &serde_json::json!({"name": name, "path": paths.pool_dir().display().to_string()}),
+                &serde_json::json!({"name": name, "path": dir.display().to_string()}),
             )?;
             let pool = conn.define_storage_pool_xml(&xml_text, 0)?;
             pool.build(0)?;
@@ -56,6 +65,19 @@ pub fn ensure(conn: &Connect, paths: &Paths) -> Result<StoragePool> {
         pool.create(0)?;
     }
     Ok(pool)
+}
+
+/// The directory behind a directory pool, as its definition says.
+pub fn dir_of(pool: &StoragePool) -> Result<std::path::PathBuf> {
+    let xml_text = pool.xml_desc(0)?;
+    let doc = roxmltree::Document::parse(&xml_text)
+        .map_err(|e| Error::failed(format!("reading the pool's definition: {e}")))?;
+    doc.descendants()
+        .find(|n| n.has_tag_name("target"))
+        .and_then(|t| t.children().find(|n| n.has_tag_name("path")))
+        .and_then(|p| p.text())
+        .map(std::path::PathBuf::from)
+        .ok_or_else(|| Error::failed("the pool's definition names no directory"))
 }
 
 /// "pool 'strata' at /var/lib/strata/pool, 1.2 GiB free": what an error about space names.

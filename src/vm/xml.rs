@@ -22,6 +22,7 @@ pub const DATA_DISK: (&str, &str) = fragment!("data-disk.xml.j2");
 pub const READONLY_DISK: (&str, &str) = fragment!("readonly-disk.xml.j2");
 pub const DHCP_HOST: (&str, &str) = fragment!("dhcp-host.xml.j2");
 pub const VM_METADATA: (&str, &str) = fragment!("vm-metadata.xml.j2");
+pub const UPLOAD_VOLUME: (&str, &str) = fragment!("upload-volume.xml.j2");
 
 pub fn render(template: (&str, &str), context: &impl Serialize) -> Result<String> {
     crate::template::render_str(template.0, template.1, context)
