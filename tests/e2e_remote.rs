@@ -1,0 +1,227 @@
+//! End-to-end on a second hypervisor: scripts/second-host makes one on this machine (a
+//! container with its own libvirtd, virtlogd and sshd, on a Docker network of its own) and
+//! prints its qemu+ssh:// URI. What strata does on remote hosts so far: a template built here
+//! is uploaded into the host's pool through libvirt's stream API and verified there, an
+//! unchanged one is not sent again, a changed file is; `vm list` and `net list` read that
+//! host; a host key that is unknown or not the recorded one is refused before anything is
+//! sent; the commands not yet remote-capable are refused before they change anything; and
+//! this machine's libvirt sees none of it. The rig is removed at the end.
+
+mod common;
+
+use common::*;
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use strata::state::Paths;
+use strata::vm::Libvirt;
+
+const RIG: &str = "strata-second-host";
+const REMOTE_POOL: &str = "/var/lib/strata/pool";
+
+fn second_host(action: &str) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/second-host");
+    let mut command = Command::new(script);
+    command.arg(action);
+    let out = run_bounded(
+        command,
+        &format!("scripts/second-host {action}"),
+        COMMAND_DEADLINE,
+    );
+    assert_success(&format!("scripts/second-host {action}"), &out)
+        .trim()
+        .to_string()
+}
+
+/// A command in the second host, through Docker (not through strata).
+fn on_rig(script: &str) -> String {
+    let out = Command::new("docker")
+        .args(["exec", RIG, "sh", "-c", script])
+        .output()
+        .unwrap();
+    assert_success(&format!("docker exec {RIG} {script}"), &out)
+}
+
+/// Every domain, network and volume of this machine's libvirt, by name.
+fn local_objects(lv: &Libvirt) -> BTreeSet<String> {
+    let conn = lv.conn();
+    let mut seen = BTreeSet::new();
+    for dom in conn.list_all_domains(0).unwrap() {
+        seen.insert(format!("domain {}", dom.name().unwrap()));
+    }
+    for net in conn.list_all_networks(0).unwrap() {
+        seen.insert(format!("network {}", net.name().unwrap()));
+    }
+    for pool in conn.list_all_storage_pools(0).unwrap() {
+        let pool_name = pool.name().unwrap();
+        if pool.is_active().unwrap_or(false) {
+            for vol in pool.list_volumes().unwrap_or_default() {
+                seen.insert(format!("volume {pool_name}/{vol}"));
+            }
+        }
+    }
+    seen
+}
+
+/// The URI with another known_hosts file for strata's own check (libvirt's ssh keeps the
+/// rig's, so libvirt itself still connects).
+fn with_known_hosts(uri: &str, file: &Path) -> String {
+    let (base, query) = uri.split_once('?').unwrap();
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.starts_with("known_hosts="))
+        .collect();
+    format!("{base}?{}&known_hosts={}", kept.join("&"), file.display())
+}
+
+#[test]
+fn a_template_goes_to_a_remote_host_and_this_machine_sees_none_of_it() {
+    let uri = second_host("up");
+    let local = system();
+    let paths = Paths::discover();
+    // A run that was killed may have left the template there; this one starts without it.
+    let _ = strata(&["--connect", &uri, "template", "remove", TEMPLATE]);
+    let before = local_objects(&local);
+
+    // Built here (up to date), sent there, its sha256 checked there.
+    let sent = ok(&["--connect", &uri, "template", "build", TEMPLATE]);
+    for volume in ["qcow2", "vmlinuz", "initrd"] {
+        assert!(
+            sent.contains(&format!("uploaded template-{TEMPLATE}.{volume}")),
+            "{sent}"
+        );
+    }
+    let record = strata::image::read_record(&paths.template_dir(TEMPLATE))
+        .unwrap()
+        .expect("the template is built here");
+    let there = on_rig(&format!("sha256sum {REMOTE_POOL}/{}", record.volume));
+    assert!(
+        there.starts_with(&record.sha256),
+        "{there} vs {}",
+        record.sha256
+    );
+    let mode = on_rig(&format!("stat -c %a {REMOTE_POOL}/{}", record.volume));
+    assert_eq!(mode.trim(), "444", "a template volume is read-only");
+
+    // Unchanged: nothing sent. A file that differs there is sent again, alone.
+    let again = ok(&["--connect", &uri, "template", "build", TEMPLATE]);
+    assert_eq!(again.matches("not sent").count(), 3, "{again}");
+    on_rig(&format!(
+        "chmod u+w {REMOTE_POOL}/template-{TEMPLATE}.vmlinuz && truncate -s 1000 {REMOTE_POOL}/template-{TEMPLATE}.vmlinuz"
+    ));
+    let repaired = ok(&["--connect", &uri, "template", "build", TEMPLATE]);
+    assert!(
+        repaired.contains(&format!("uploaded template-{TEMPLATE}.vmlinuz"))
+            && repaired.matches("not sent").count() == 2,
+        "{repaired}"
+    );
+
+    // That host's VMs and networks, not this machine's: a network only the host has.
+    on_rig(
+        "printf '%s' \"<network><name>rig-only</name><bridge name='rigbr0'/><ip address='10.250.7.1' netmask='255.255.255.0'/></network>\" > /tmp/rig-only.xml && virsh net-define /tmp/rig-only.xml",
+    );
+    let listed = ok(&["--connect", &uri, "vm", "list", "--output", "json"]);
+    assert_eq!(listed.trim(), "[]", "{listed}");
+    let nets = ok(&["--connect", &uri, "net", "list", "--output", "json"]);
+    let nets: serde_json::Value = serde_json::from_str(&nets).unwrap();
+    let names: Vec<&str> = nets
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["default", "rig-only"],
+        "the second host's networks: {nets}"
+    );
+    on_rig("virsh net-undefine rig-only");
+
+    // A host key strata cannot vouch for: refused before anything is sent.
+    let keys = std::env::temp_dir().join(format!("strata-e2e-remote-{}", std::process::id()));
+    std::fs::create_dir_all(&keys).unwrap();
+    let empty = keys.join("empty_known_hosts");
+    std::fs::write(&empty, "").unwrap();
+    let other = keys.join("other");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let other_key = std::fs::read_to_string(other.with_extension("pub")).unwrap();
+    let host = uri.split('@').nth(1).unwrap().split('/').next().unwrap();
+    let wrong = keys.join("wrong_known_hosts");
+    let mut fields = other_key.split_whitespace();
+    std::fs::write(
+        &wrong,
+        format!(
+            "{host} {} {}\n",
+            fields.next().unwrap(),
+            fields.next().unwrap()
+        ),
+    )
+    .unwrap();
+    on_rig(&format!(
+        "chmod u+w {REMOTE_POOL}/template-{TEMPLATE}.initrd && truncate -s 1000 {REMOTE_POOL}/template-{TEMPLATE}.initrd"
+    ));
+    for (file, said) in [(&empty, "is unknown"), (&wrong, "is not the one in")] {
+        let out = strata(&[
+            "--connect",
+            &with_known_hosts(&uri, file),
+            "template",
+            "build",
+            TEMPLATE,
+        ]);
+        let err = stderr_of(&out);
+        assert!(!out.status.success() && err.contains(said), "{err}");
+        assert!(err.contains("hint:"), "{err}");
+    }
+    let size = on_rig(&format!(
+        "stat -c %s {REMOTE_POOL}/template-{TEMPLATE}.initrd"
+    ));
+    assert_eq!(
+        size.trim(),
+        "1000",
+        "something was sent to an unverified host"
+    );
+
+    // Not yet remote-capable: refused, nothing made on either side.
+    let out = strata(&[
+        "--connect",
+        &uri,
+        "vm",
+        "create",
+        "e2e-remote-x",
+        "--template",
+        TEMPLATE,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("cannot do this on a remote host"),
+        "{}",
+        stderr_of(&out)
+    );
+
+    // Removed there; the build here stays.
+    let removed = ok(&["--connect", &uri, "template", "remove", TEMPLATE]);
+    assert!(
+        removed.contains("build on this machine is kept"),
+        "{removed}"
+    );
+    assert_eq!(on_rig(&format!("ls -A {REMOTE_POOL}")).trim(), "");
+    assert!(paths.template_dir(TEMPLATE).join("build.json").exists());
+
+    assert_eq!(
+        local_objects(&local),
+        before,
+        "this machine's libvirt changed"
+    );
+    let _ = std::fs::remove_dir_all(&keys);
+    second_host("down");
+    let gone = Command::new("docker")
+        .args(["container", "inspect", RIG])
+        .output()
+        .unwrap();
+    assert!(!gone.status.success(), "the second host is still there");
+}
