@@ -158,12 +158,11 @@ pub fn run(env: &Env, cmd: TemplateCommand) -> Result<i32> {
                 outln!("removed template {name}");
             } else {
                 // The host's copy only: the build here stays for other hosts.
-                let removed = template_upload::remove(&lv, &name)?;
+                let login = site.login()?;
+                let removed = template_upload::remove(&lv, login, &name)?;
                 outln!(
                     "removed template {name} from {} ({}); its build on this machine is kept",
-                    site.login()
-                        .map(|l| l.display())
-                        .unwrap_or_else(|_| lv.uri.clone()),
+                    login.display(),
                     removed.join(", ")
                 );
             }

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::host::remote::Login;
 use crate::image::BuildRecord;
 use crate::progress::Progress;
-use crate::ssh_exec::{exec, run_checked, sh_quote};
+use crate::ssh_exec::{exec, run_checked, sh_c, sh_quote};
 use crate::state::Paths;
 use crate::units::format_size;
 use crate::vm::{domain, pool, upload, Libvirt};
@@ -90,7 +90,7 @@ pub fn upload(
             let dir = pool::dir_of(&pool_handle)?;
             let mut changed = Vec::new();
             for file in &files {
-                let there = sha256_on_host(&session, &dir.join(&file.volume))?;
+                let there = stamped_sha256_on_host(&session, &dir.join(&file.volume))?;
                 if there.as_deref() != Some(file.sha256.as_str()) {
                     changed.push((file, there.is_some()));
                 }
@@ -184,25 +184,63 @@ fn send_one(
         ))
         .with_hint("run the command again; the file is sent anew"));
     }
+    let target_quoted = sh_quote(&target.to_string_lossy());
     run_checked(
         session,
-        &format!(
-            "chmod 0444 -- {staged} && mv -f -- {staged} {target}",
+        &sh_c(&format!(
+            "chmod 0444 -- {staged} && mv -f -- {staged} {target_quoted} && {stamp}",
             staged = sh_quote(&staged.to_string_lossy()),
-            target = sh_quote(&target.to_string_lossy())
-        ),
+            stamp = write_stamp(&target, &file.sha256),
+        )),
     )?;
     Ok(())
+}
+
+/// The file beside a template file on the host that keeps its verified sha256 with the
+/// size, mtime and inode it had then (a name libvirt does not list).
+fn stamp_path(path: &Path) -> PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    path.with_file_name(format!(".{name}.sha256"))
+}
+
+/// A shell command that records `sha256` as `path`'s verified sum, with its stat line.
+fn write_stamp(path: &Path, sha256: &str) -> String {
+    let stamp = sh_quote(&stamp_path(path).to_string_lossy());
+    format!(
+        "printf '%s\\n%s\\n' {sum} \"$(stat -c '%s %Y %i' -- {file})\" > {stamp}.new && mv -f -- {stamp}.new {stamp}",
+        sum = sh_quote(sha256),
+        file = sh_quote(&path.to_string_lossy()),
+    )
+}
+
+/// The sha256 of a template file on the host, None when there is none: the stamp's when the
+/// file still has the size, mtime and inode it had when it was verified (a re-run then hashes
+/// nothing), else computed there and stamped anew.
+fn stamped_sha256_on_host(session: &Session, path: &Path) -> Result<Option<String>> {
+    let file = sh_quote(&path.to_string_lossy());
+    let stamp = sh_quote(&stamp_path(path).to_string_lossy());
+    let script = format!(
+        "test -f {file} || exit 3; now=$(stat -c '%s %Y %i' -- {file}); \
+         if [ -f {stamp} ] && [ \"$(sed -n 2p {stamp})\" = \"$now\" ]; then sed -n 1p {stamp}; exit 0; fi; \
+         sum=$(sha256sum -- {file} | cut -d' ' -f1) && \
+         printf '%s\\n%s\\n' \"$sum\" \"$now\" > {stamp}.new && mv -f -- {stamp}.new {stamp} && echo \"$sum\""
+    );
+    sum_from(session, path, &sh_c(&script))
 }
 
 /// The sha256 of `path` on the host, None when there is no such file.
 fn sha256_on_host(session: &Session, path: &Path) -> Result<Option<String>> {
     let quoted = sh_quote(&path.to_string_lossy());
-    let out = exec(
+    sum_from(
         session,
+        path,
         &format!("test -f {quoted} || exit 3; sha256sum -- {quoted}"),
-        false,
-    )?;
+    )
+}
+
+/// Run `script` (exit 3: no such file; else a sum first on its output) on the host.
+fn sum_from(session: &Session, path: &Path, script: &str) -> Result<Option<String>> {
+    let out = exec(session, script, false)?;
     match out.status {
         0 => Ok(String::from_utf8_lossy(&out.stdout)
             .split_whitespace()
@@ -219,7 +257,7 @@ fn sha256_on_host(session: &Session, path: &Path) -> Result<Option<String>> {
 
 /// Remove `template`'s files from the remote host behind `remote` (refused while VMs there are
 /// cloned from it); the names of the volumes removed.
-pub fn remove(remote: &Libvirt, template: &str) -> Result<Vec<String>> {
+pub fn remove(remote: &Libvirt, login: &Login, template: &str) -> Result<Vec<String>> {
     crate::names::check_object_name("template", template)?;
     domain::refuse_while_used(&remote.conn(), &format!("template '{template}'"), |vm| {
         vm.template == template
@@ -235,13 +273,22 @@ pub fn remove(remote: &Libvirt, template: &str) -> Result<Vec<String>> {
         return Err(not_there());
     };
     let mut removed = Vec::new();
+    let dir = pool::dir_of(&pool_handle)?;
     let [kernel, initrd] = boot_file_volumes(template);
-    for volume in [pool::template_volume_name(template), kernel, initrd] {
-        if let Some(found) = pool::find_volume(&pool_handle, &volume) {
+    let volumes = [pool::template_volume_name(template), kernel, initrd];
+    for volume in &volumes {
+        if let Some(found) = pool::find_volume(&pool_handle, volume) {
             found.delete(0)?;
-            removed.push(volume);
+            removed.push(volume.clone());
         }
     }
+    // Their verified sums go with them.
+    let stamps: Vec<String> = volumes
+        .iter()
+        .map(|v| sh_quote(&stamp_path(&dir.join(v)).to_string_lossy()))
+        .collect();
+    let session = login.connect(Duration::from_secs(15))?;
+    run_checked(&session, &format!("rm -f -- {}", stamps.join(" ")))?;
     if removed.is_empty() {
         return Err(not_there());
     }
