@@ -45,6 +45,7 @@ pub const TARGETS: &[(&str, EntryPoint)] = &[
     ("apt_sources", apt_sources),
     ("known_hosts", known_hosts),
     ("connect_uri", connect_uri),
+    ("docker_network_inspect", docker_network_inspect),
     ("apt_simulation", apt_simulation),
     ("apt_madison", apt_madison),
     ("dpkg_status", dpkg_status),
@@ -297,6 +298,11 @@ pub fn connect_uri(data: &[u8]) {
             let _ = (login.display(), login.known_hosts_files());
         }
     }
+}
+
+/// `docker network inspect` output from a remote host's docker CLI.
+pub fn docker_network_inspect(data: &[u8]) {
+    let _ = crate::host::docker::parse_network_inspect(&output_text(data));
 }
 
 /// `apt-get install -s` output.

@@ -63,6 +63,7 @@ targets!(
     apt_sources,
     known_hosts,
     connect_uri,
+    docker_network_inspect,
     apt_simulation,
     apt_madison,
     dpkg_status,

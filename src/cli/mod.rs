@@ -122,9 +122,7 @@ fn refuse_on_remote_host(uri: &str, command: &Command) -> Result<()> {
     }
     let ready = matches!(
         command,
-        Command::Template(_)
-            | Command::Vm(vm::VmCommand::List { .. })
-            | Command::Net(net::NetCommand::List { .. })
+        Command::Template(_) | Command::Vm(vm::VmCommand::List { .. }) | Command::Net(_)
     );
     if ready {
         return Ok(());
@@ -133,7 +131,7 @@ fn refuse_on_remote_host(uri: &str, command: &Command) -> Result<()> {
         "strata cannot do this on a remote host ({uri}) yet"
     ))
     .with_hint(
-        "on remote hosts strata does, so far: template build, template remove, template list, vm list and net list; run the rest on the host itself",
+        "on remote hosts strata does, so far: template build, remove and list, vm list, net create, list and destroy; run the rest on the host itself",
     ))
 }
 

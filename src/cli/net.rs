@@ -2,6 +2,7 @@
 
 use crate::cli::{args, output, Env, OutputFormat};
 use crate::error::Result;
+use crate::host::runner::Runner;
 use crate::vm::network::{self, NetworkMode};
 use crate::{errln, outln};
 use clap::Subcommand;
@@ -44,10 +45,13 @@ pub fn run(env: &Env, cmd: NetCommand) -> Result<i32> {
             } else {
                 NetworkMode::Isolated
             };
+            // The overlap check reads the routes and Docker networks of the libvirt host,
+            // over SSH when it is remote.
+            let host = Runner::for_uri(&lv.uri)?;
             // Check and create under strata's lock: two creates of the same free subnet at
             // once must not both pass the overlap check.
             let (info, unchecked) = env.paths.with_lock(|| {
-                let (taken, unchecked) = network::subnets_in_use(&lv.conn())?;
+                let (taken, unchecked) = network::subnets_in_use(&lv.conn(), &host)?;
                 let info = network::create(&lv.conn(), &name, subnet, mode, &taken, None)?;
                 Ok((info, unchecked))
             })?;

@@ -95,6 +95,39 @@ pub fn networks() -> Result<Vec<DockerNetwork>> {
         .map(|nets| nets.into_iter().map(network_of).collect())
 }
 
+/// The Docker networks of the host `runner` runs on: through the API here; on a remote host
+/// through its docker CLI over SSH (`docker network inspect` prints the API's objects). A host
+/// without Docker has none.
+pub fn networks_with(runner: &crate::host::runner::Runner) -> Result<Vec<DockerNetwork>> {
+    if matches!(runner, crate::host::runner::Runner::Local) {
+        return networks();
+    }
+    let ran = runner.run(
+        "sh",
+        &[
+            "-c",
+            "command -v docker >/dev/null || exit 127; ids=$(docker network ls -q) || exit 1; \
+             if [ -z \"$ids\" ]; then echo '[]'; else docker network inspect $ids; fi",
+        ],
+    )?;
+    match ran.status {
+        0 => parse_network_inspect(&ran.stdout),
+        127 => Ok(Vec::new()),
+        status => Err(Error::failed(format!(
+            "`docker network inspect` on {} exited with {status}: {}",
+            runner.describe(),
+            ran.stderr.trim()
+        ))),
+    }
+}
+
+/// `docker network inspect` output (a JSON array of the API's network objects).
+pub fn parse_network_inspect(json: &str) -> Result<Vec<DockerNetwork>> {
+    let nets: Vec<bollard::models::Network> = serde_json::from_str(json)
+        .map_err(|e| Error::failed(format!("reading `docker network inspect`: {e}")))?;
+    Ok(nets.into_iter().map(network_of).collect())
+}
+
 /// Version, networks, pools and daemon.json of the host's Docker, or why not.
 pub fn read() -> Result<HostDocker> {
     let (info, nets) = with_docker(|docker| async move {
@@ -117,4 +150,34 @@ pub fn read() -> Result<HostDocker> {
         address_pools,
         daemon_json,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_network_inspect_gives_names_bridges_and_subnets() {
+        // `docker network inspect $(docker network ls -q)` on this host, with an internal
+        // network of a named bridge beside the defaults.
+        let nets =
+            parse_network_inspect(include_str!("testdata/docker-network-inspect.json")).unwrap();
+        let bridge = nets.iter().find(|n| n.name == "bridge").unwrap();
+        assert_eq!(bridge.bridge.as_deref(), Some("docker0"));
+        assert_eq!(
+            bridge.subnets,
+            ["172.17.0.0/16".parse::<Ipv4Net>().unwrap()]
+        );
+        let made = nets.iter().find(|n| n.name == "strata-capture").unwrap();
+        assert_eq!(made.bridge.as_deref(), Some("strata-cap0"));
+        assert_eq!(
+            made.subnets,
+            ["198.18.251.0/29".parse::<Ipv4Net>().unwrap()]
+        );
+        assert!(nets
+            .iter()
+            .any(|n| n.name == "host" && n.subnets.is_empty()));
+        assert!(parse_network_inspect("[]").unwrap().is_empty());
+        assert!(parse_network_inspect("not json").is_err());
+    }
 }

@@ -17,4 +17,5 @@ pub mod nft;
 pub mod qemu_user;
 pub mod remote;
 pub mod routes;
+pub mod runner;
 pub mod sysctl;

@@ -1,4 +1,5 @@
-//! IPv4 routes of this host (`ip -j route` JSON), as subnets a new network must not overlap.
+//! IPv4 routes of a host (`ip -j route` JSON, here or through a runner on a remote host), as
+//! subnets a new network must not overlap.
 
 use crate::error::{Context, Result};
 use ipnet::Ipv4Net;
@@ -40,10 +41,12 @@ pub fn parse_routes(json: &str) -> Result<Vec<HostRoute>> {
 
 /// The host's IPv4 routes (main table).
 pub fn read() -> Result<Vec<HostRoute>> {
-    parse_routes(&crate::command::capture(
-        "ip",
-        &["-j", "-4", "route", "show"],
-    )?)
+    read_with(&crate::host::runner::Runner::Local)
+}
+
+/// The IPv4 routes (main table) of the host `runner` runs on.
+pub fn read_with(runner: &crate::host::runner::Runner) -> Result<Vec<HostRoute>> {
+    parse_routes(&runner.capture("ip", &["-j", "-4", "route", "show"])?)
 }
 
 /// The device of the default route: where routed VM traffic leaves the host.

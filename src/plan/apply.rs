@@ -245,7 +245,7 @@ pub(super) fn remove_plan_network(lv: &Libvirt, name: &str) -> Result<()> {
 fn converge_network(lv: &Libvirt, plan: &Plan, step: &Step) -> Outcome {
     let wanted = &plan.networks[&step.name];
     let create = || -> Result<()> {
-        let taken = network::subnets_in_use(&lv.conn())?.0;
+        let taken = network::subnets_in_use(&lv.conn(), &crate::host::runner::Runner::Local)?.0;
         network::create(
             &lv.conn(),
             &wanted.name,

@@ -64,7 +64,11 @@ pub fn show(lv: &Libvirt, paths: &Paths, file: &Path) -> Result<Shown> {
         &observe::networks(&conn)?,
         &observe::vms(&conn, paths)?,
     );
-    refuse_taken_subnets(&plan, &steps, &network::subnets_in_use(&conn)?.0)?;
+    refuse_taken_subnets(
+        &plan,
+        &steps,
+        &network::subnets_in_use(&conn, &crate::host::runner::Runner::Local)?.0,
+    )?;
     Ok(Shown { plan, steps })
 }
 

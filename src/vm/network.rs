@@ -2,6 +2,7 @@
 //! NAT, with DHCP), refusing overlapping subnets, and adding/removing DHCP reservations.
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::host::runner::Runner;
 use crate::vm::{alloc, xml, NETWORK_METADATA_NS};
 use ipnet::Ipv4Net;
 use serde::Serialize;
@@ -176,8 +177,9 @@ pub fn find_overlaps(subnet: Ipv4Net, taken: &[Taken]) -> Vec<Taken> {
         .collect()
 }
 
-/// Libvirt networks, host routes and Docker networks, as subnets in use.
-pub fn subnets_in_use(conn: &Connect) -> Result<(Vec<Taken>, Vec<String>)> {
+/// Libvirt networks, and the routes and Docker networks of the host `host` runs on (the
+/// libvirt host's, local or remote), as subnets in use.
+pub fn subnets_in_use(conn: &Connect, host: &Runner) -> Result<(Vec<Taken>, Vec<String>)> {
     let mut taken = Vec::new();
     let mut unchecked = Vec::new();
     let nets = list(conn)?;
@@ -190,7 +192,7 @@ pub fn subnets_in_use(conn: &Connect) -> Result<(Vec<Taken>, Vec<String>)> {
             });
         }
     }
-    for r in crate::host::routes::read()? {
+    for r in crate::host::routes::read_with(host)? {
         // A running libvirt network's own route is already reported as that network.
         if !bridges.contains(&r.dev) {
             taken.push(Taken {
@@ -199,7 +201,7 @@ pub fn subnets_in_use(conn: &Connect) -> Result<(Vec<Taken>, Vec<String>)> {
             });
         }
     }
-    match crate::host::docker::networks() {
+    match crate::host::docker::networks_with(host) {
         Ok(docker) => {
             for d in docker {
                 for subnet in d.subnets {
