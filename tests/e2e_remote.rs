@@ -3,7 +3,8 @@
 //! prints its qemu+ssh:// URI. What strata does on remote hosts so far: a template built here
 //! is uploaded into the host's pool through libvirt's stream API and verified there, an
 //! unchanged one is not sent again, a changed file is; `vm list` and `net list` read that
-//! host; a host key that is unknown or not the recorded one is refused before anything is
+//! host; `net create` checks overlaps against that host's networks and routes and makes the
+//! network there; a host key that is unknown or not the recorded one is refused before anything is
 //! sent; the commands not yet remote-capable are refused before they change anything; and
 //! this machine's libvirt sees none of it. The rig is removed at the end.
 
@@ -76,11 +77,11 @@ fn with_known_hosts(uri: &str, file: &Path) -> String {
 
 #[test]
 fn a_template_goes_to_a_remote_host_and_this_machine_sees_none_of_it() {
+    // A fresh second host: nothing a killed earlier run made is still there.
+    second_host("down");
     let uri = second_host("up");
     let local = system();
     let paths = Paths::discover();
-    // A run that was killed may have left the template there; this one starts without it.
-    let _ = strata(&["--connect", &uri, "template", "remove", TEMPLATE]);
     let before = local_objects(&local);
 
     // Built here (up to date), sent there, its sha256 checked there.
@@ -136,6 +137,52 @@ fn a_template_goes_to_a_remote_host_and_this_machine_sees_none_of_it() {
         "the second host's networks: {nets}"
     );
     on_rig("virsh net-undefine rig-only");
+
+    // net create there: the overlap check reads that host's libvirt networks and routes (a
+    // route only the host has), not this machine's (a range only this machine's Docker uses
+    // is free there).
+    on_rig("ip route add 10.251.7.0/24 dev eth0");
+    let net = format!("strata-e2e-rn{}", std::process::id());
+    let create_there = |subnet: &str| {
+        strata(&[
+            "--connect",
+            &uri,
+            "net",
+            "create",
+            &net,
+            "--subnet",
+            subnet,
+            "--isolated",
+        ])
+    };
+    for (subnet, named) in [
+        ("10.251.7.0/24", "host route 10.251.7.0/24 dev eth0"),
+        ("192.168.122.0/24", "libvirt network 'default'"),
+    ] {
+        let out = create_there(subnet);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+        assert!(stderr_of(&out).contains(named), "{}", stderr_of(&out));
+    }
+    let local_docker = strata::host::docker::networks()
+        .expect("this machine's Docker answers")
+        .into_iter()
+        .find(|n| n.name == "bridge")
+        .expect("this machine's Docker has its bridge network")
+        .subnets[0];
+    let local_only = format!("{}/24", local_docker.network());
+    let here = strata(&["net", "create", &net, "--subnet", &local_only, "--isolated"]);
+    assert_eq!(here.status.code(), Some(2), "{local_only} is taken here");
+    assert_success("net create there", &create_there(&local_only));
+    let nets = ok(&["--connect", &uri, "net", "list", "--output", "json"]);
+    assert!(nets.contains(&format!("\"{net}\"")), "{nets}");
+    let gateway = std::net::Ipv4Addr::from(u32::from(local_docker.network()) + 1);
+    let addresses = on_rig("ip -o -4 addr show");
+    assert!(
+        addresses.contains(&format!("{gateway}/24")),
+        "the network's bridge is not on the second host: {addresses}"
+    );
+    ok(&["--connect", &uri, "net", "destroy", &net]);
+    on_rig("ip route del 10.251.7.0/24 dev eth0");
 
     // A host key strata cannot vouch for: refused before anything is sent.
     let keys = std::env::temp_dir().join(format!("strata-e2e-remote-{}", std::process::id()));
