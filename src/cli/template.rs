@@ -105,10 +105,14 @@ pub fn run(env: &Env, cmd: TemplateCommand) -> Result<i32> {
                 builder, &env.paths, &template, refresh, &progress,
             )? {
                 BuildOutcome::UpToDate(rec) => {
-                    outln!(
-                        "template {name} is up to date (sha256 {}); nothing to do",
-                        rec.sha256
-                    );
+                    if remote_login.is_some() {
+                        outln!("template {name} is up to date here (sha256 {})", rec.sha256);
+                    } else {
+                        outln!(
+                            "template {name} is up to date (sha256 {}); nothing to do",
+                            rec.sha256
+                        );
+                    }
                     rec
                 }
                 BuildOutcome::Built(rec) => {

@@ -303,9 +303,10 @@ pub(super) fn finish(lv: &Libvirt, paths: &Paths, vm: &str) -> Result<bool> {
         return Ok(false);
     };
     if journal.uri != lv.uri {
-        // Its steps name that host's volumes and reservations: never carried out here.
+        // Its steps name that host's volumes and reservations: never carried out here. (Not
+        // AlreadyExists: that says a live run holds the name, which a create waits out.)
         return Err(Error::new(
-            ErrorKind::AlreadyExists,
+            ErrorKind::Failed,
             format!(
                 "an unfinished {} of '{vm}' (pid {}) was on {}, not on {}",
                 journal.action.as_str(),
