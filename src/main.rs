@@ -19,7 +19,10 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    match strata::cli::run(cli) {
+    let result = strata::cli::run(cli);
+    // No tunnel pump may be inside libssh2 while the process exits.
+    strata::guest::jump::close_all();
+    match result {
         Ok(code) => std::process::exit(code),
         Err(e) => fail(e),
     }

@@ -5,7 +5,8 @@
 //! unchanged one is not sent again, a changed file is; `vm list` and `net list` read that
 //! host; `net create` checks overlaps against that host's networks and routes and makes the
 //! network there; a host key that is unknown or not the recorded one is refused before anything is
-//! sent; the commands not yet remote-capable are refused before they change anything; and
+//! sent; strata's guest SSH reaches an address only that host reaches through it (the jump),
+//! checking the pinned key inside; the commands not yet remote-capable are refused before they change anything; and
 //! this machine's libvirt sees none of it. The rig is removed at the end.
 
 mod common;
@@ -14,6 +15,10 @@ use common::*;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
+use strata::error::ErrorKind;
+use strata::guest::{ssh, Route};
+use strata::host::remote::Site;
 use strata::state::Paths;
 use strata::vm::Libvirt;
 
@@ -232,6 +237,44 @@ fn a_template_goes_to_a_remote_host_and_this_machine_sees_none_of_it() {
         "1000",
         "something was sent to an unverified host"
     );
+
+    // The jump to guests behind their host: strata's guest SSH through the second host to an
+    // address only that host reaches (its own sshd on its loopback stands in for a guest on
+    // its private network), with the pinned key checked inside as for any guest.
+    let Site::Ssh(login) = Site::of_uri(&uri).unwrap() else {
+        panic!("the second host's URI is an SSH one")
+    };
+    let rig_line = std::fs::read_to_string("/var/lib/strata-second-host/known_hosts").unwrap();
+    let rig_key: Vec<&str> = rig_line.split_whitespace().skip(1).take(2).collect();
+    let behind = Route {
+        addr: "127.0.0.1:22".parse().unwrap(),
+        user: "root".into(),
+        key: login.keyfile.clone().unwrap(),
+        pinned_host_key: rig_key.join(" "),
+        via: Some(login.clone()),
+    };
+    let session = ssh::connect(&behind, Duration::from_secs(15)).unwrap();
+    assert_eq!(
+        ssh::run_checked(&session, "hostname").unwrap().trim(),
+        "second-host"
+    );
+    drop(session);
+    let other_pin: Vec<&str> = other_key.split_whitespace().take(2).collect();
+    let impostor = Route {
+        pinned_host_key: other_pin.join(" "),
+        ..behind.clone()
+    };
+    let Err(err) = ssh::connect(&impostor, Duration::from_secs(15)) else {
+        panic!("logged in through the jump under another host key")
+    };
+    assert_eq!(err.kind(), ErrorKind::HostKeyChanged, "{err}");
+    // Without the jump the same address is this machine's own loopback.
+    let direct = Route {
+        via: None,
+        ..behind.clone()
+    };
+    assert!(ssh::connect(&direct, Duration::from_secs(5)).is_err());
+    strata::guest::jump::close_all();
 
     // Not yet remote-capable: refused, nothing made on either side.
     let out = strata(&[

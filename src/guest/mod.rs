@@ -3,11 +3,12 @@
 //! pinned before first contact), sessions that refuse a changed host key, command execution
 //! with streamed output and exit codes, files over SFTP, readiness (TCP 22, then a
 //! handshake), what the guest is (facts), and the tunnels to sockets and ports inside it (the
-//! Docker API, port forwards).
+//! Docker API, port forwards); guests on a remote host through their hypervisor (jump).
 
 pub mod docker;
 pub mod facts;
 pub mod forward;
+pub mod jump;
 pub mod keys;
 pub mod readiness;
 pub mod route;

@@ -1,10 +1,12 @@
 //! The route to a guest: the address strata reserved for it, the user and key to log in with,
-//! and the host key pinned at its creation. Every way into a guest (SSH commands, SFTP, the
+//! the host key pinned at its creation, and the hypervisor to go through when the guest is on
+//! a remote host. Every way into a guest (SSH commands, SFTP, the
 //! docker.sock tunnel, port forwards, the system ssh client) starts from a Route, so that the
 //! same pin is enforced everywhere; a VM's route is read from libvirt (strata's record of the
 //! VM) and from the pinned key strata keeps beside it.
 
 use crate::error::{Error, Result};
+use crate::host::remote::{Login, Site};
 use crate::state::Paths;
 use crate::vm::{domain, Libvirt};
 use std::net::SocketAddr;
@@ -18,6 +20,9 @@ pub struct Route {
     pub key: PathBuf,
     /// The host key strata expects, as an OpenSSH public key line.
     pub pinned_host_key: String,
+    /// The remote hypervisor the guest is reached through (its private network is not
+    /// routed here); None for a guest of this machine.
+    pub via: Option<Login>,
 }
 
 impl Route {
@@ -33,8 +38,18 @@ impl Route {
             user: info.record.user.clone(),
             key: info.record.key.clone(),
             pinned_host_key: pinned_key_from_known_hosts(&paths.vm_known_hosts(name))?,
+            via: hypervisor_login(lv)?,
         })
     }
+}
+
+/// The SSH login to `lv`'s host when it is remote: the jump to its guests.
+pub fn hypervisor_login(lv: &Libvirt) -> Result<Option<Login>> {
+    let site = Site::of_uri(&lv.uri)?;
+    if site.is_local() {
+        return Ok(None);
+    }
+    Ok(Some(site.login()?.clone()))
 }
 
 /// An OpenSSH known_hosts line pinning `host_key` for `ip`, so the system ssh client (used for

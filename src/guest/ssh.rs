@@ -55,13 +55,24 @@ impl From<Error> for Attempt {
 }
 
 fn connect_once(target: &Route, timeout: Duration) -> std::result::Result<Session, Attempt> {
-    let tcp = TcpStream::connect_timeout(&target.addr, timeout)
-        .context(format!("connecting to {}", target.addr))?;
-    tcp.set_read_timeout(Some(timeout.max(Duration::from_secs(10))))
-        .map_err(Error::from)?;
-    detect_dead_peer(&tcp)?;
     let mut session = Session::new().map_err(Error::from)?;
-    session.set_tcp_stream(tcp);
+    match &target.via {
+        None => {
+            let tcp = TcpStream::connect_timeout(&target.addr, timeout)
+                .context(format!("connecting to {}", target.addr))?;
+            tcp.set_read_timeout(Some(timeout.max(Duration::from_secs(10))))
+                .map_err(Error::from)?;
+            detect_dead_peer(&tcp)?;
+            session.set_tcp_stream(tcp);
+        }
+        // Through the hypervisor: its session keeps itself alive; this end is a local pipe.
+        Some(host) => {
+            let pipe = crate::guest::jump::connect(host, target.addr)?;
+            pipe.set_read_timeout(Some(timeout.max(Duration::from_secs(10))))
+                .map_err(Error::from)?;
+            session.set_tcp_stream(pipe);
+        }
+    }
     session.set_timeout(timeout.as_millis().min(u32::MAX as u128) as u32);
     // Ask for the pinned key's type: a guest that also holds, say, an ECDSA key from its image
     // would otherwise present that one and fail the pin.
@@ -124,6 +135,7 @@ mod tests {
             user: "strata".into(),
             key: "/nonexistent".into(),
             pinned_host_key: "ssh-ed25519 AAAA".into(),
+            via: None,
         }
     }
 

@@ -11,6 +11,7 @@
 
 use crate::error::{Error, Result};
 use crate::guest::{ssh, Route};
+use crate::host::remote::Login;
 use ssh2::{Channel, Session};
 use std::io::{ErrorKind as IoKind, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -41,6 +42,31 @@ pub struct SocketTunnel {
     pump: Option<thread::JoinHandle<()>>,
     remote: Remote,
     addr: String,
+}
+
+/// Whom a tunnel's SSH session is with, and how to log in again when it is lost: a guest
+/// (channels lead to what the guest reaches), or a remote hypervisor (channels lead to what
+/// that host reaches: the guests on its private networks).
+#[derive(Debug, Clone)]
+enum Origin {
+    Guest(Route),
+    Host(Login),
+}
+
+impl Origin {
+    fn login(&self) -> Result<Session> {
+        match self {
+            Origin::Guest(route) => ssh::connect(route, LOGIN_TIMEOUT),
+            Origin::Host(login) => login.connect(LOGIN_TIMEOUT),
+        }
+    }
+
+    fn addr(&self) -> String {
+        match self {
+            Origin::Guest(route) => route.addr.to_string(),
+            Origin::Host(login) => login.display(),
+        }
+    }
 }
 
 /// Where the channels of a tunnel lead, inside the guest.
@@ -83,34 +109,46 @@ impl SocketTunnel {
     /// The same for any remote end.
     pub fn to(target: &Route, remote: Remote) -> Result<SocketTunnel> {
         let session = ssh::connect(target, LOGIN_TIMEOUT)?;
-        SocketTunnel::start(target, session, remote)
+        SocketTunnel::start(Origin::Guest(target.clone()), session, remote)
     }
 
     /// Start the pump on a session the caller has finished with (saves a login).
     pub fn over(target: &Route, session: Session, remote_socket: &str) -> Result<SocketTunnel> {
-        SocketTunnel::start(target, session, Remote::Socket(remote_socket.to_string()))
+        SocketTunnel::start(
+            Origin::Guest(target.clone()),
+            session,
+            Remote::Socket(remote_socket.to_string()),
+        )
     }
 
-    fn start(target: &Route, session: Session, remote: Remote) -> Result<SocketTunnel> {
+    /// A tunnel through a remote hypervisor to a port it reaches (a guest's SSH port on one of
+    /// its networks): the jump to guests behind their host.
+    pub fn through_host(login: &Login, remote: Remote) -> Result<SocketTunnel> {
+        let session = login.connect(LOGIN_TIMEOUT)?;
+        SocketTunnel::start(Origin::Host(login.clone()), session, remote)
+    }
+
+    fn start(origin: Origin, session: Session, remote: Remote) -> Result<SocketTunnel> {
         bound_blocking_steps(&session);
         let (requests, incoming) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
+        let addr = origin.addr();
         let pump = Pump {
-            target: target.clone(),
+            origin,
             remote: remote.clone(),
             session,
             pipes: Vec::new(),
             stop: Arc::clone(&stop),
         };
         let pump = thread::Builder::new()
-            .name(format!("tunnel {}", target.addr))
+            .name(format!("tunnel {addr}"))
             .spawn(move || pump.run(incoming))?;
         Ok(SocketTunnel {
             requests: Some(requests),
             stop,
             pump: Some(pump),
             remote,
-            addr: target.addr.to_string(),
+            addr,
         })
     }
 
@@ -173,7 +211,7 @@ struct Pipe {
 }
 
 struct Pump {
-    target: Route,
+    origin: Origin,
     remote: Remote,
     session: Session,
     pipes: Vec<Pipe>,
@@ -239,8 +277,8 @@ impl Pump {
                         "is the service listening on that socket in the guest? (strata engine install)",
                     ));
                 }
-                tracing::info!(addr = %self.target.addr, "SSH session lost; logging in again");
-                self.session = ssh::connect(&self.target, LOGIN_TIMEOUT)?;
+                tracing::info!(addr = %self.origin.addr(), "SSH session lost; logging in again");
+                self.session = self.origin.login()?;
                 bound_blocking_steps(&self.session);
                 // Channels of the old session died with it.
                 self.pipes.clear();

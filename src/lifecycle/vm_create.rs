@@ -182,6 +182,7 @@ fn build_vm(
             user: record.user.clone(),
             key: record.key.clone(),
             pinned_host_key: keys.host.public_openssh.clone(),
+            via: None,
         };
         wait_until_ready(lv, name, &route, timeout, progress, &start_with_host_key)?;
     }

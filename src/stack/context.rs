@@ -185,6 +185,7 @@ mod tests {
             user: "root".into(),
             key: "/var/lib/strata/vms/demo/id_ed25519".into(),
             pinned_host_key: "ssh-ed25519 AAAA".into(),
+            via: None,
         };
         let text = ssh_snippet(
             "demo",
@@ -225,6 +226,7 @@ mod tests {
                 user: "root".into(),
                 key: "/var/lib/strata/vms/demo/id_ed25519".into(),
                 pinned_host_key: "ssh-ed25519 AAAA".into(),
+                via: None,
             };
             let homes = Homes {
                 ssh_dir: self.dir.join(".ssh"),
