@@ -1,9 +1,9 @@
 //! The route to a guest: the address strata reserved for it, the user and key to log in with,
 //! the host key pinned at its creation, and the hypervisor to go through when the guest is on
-//! a remote host. Every way into a guest (SSH commands, SFTP, the
-//! docker.sock tunnel, port forwards, the system ssh client) starts from a Route, so that the
-//! same pin is enforced everywhere; a VM's route is read from libvirt (strata's record of the
-//! VM) and from the pinned key strata keeps beside it.
+//! a remote host. Every way into a guest (SSH commands, SFTP, the docker.sock tunnel, port
+//! forwards, the system ssh client) starts from a Route, so that the same pin is enforced
+//! everywhere; a VM's route is read from libvirt (strata's record of the VM) and from the
+//! pinned key strata keeps beside it.
 
 use crate::error::{Error, Result};
 use crate::host::remote::{Login, Site};

@@ -1,6 +1,6 @@
 //! libvirt through the `virt` crate: the connection, strata's storage pool and volumes (thin
-//! clones, uploads by stream), networks with DHCP reservations, and domains carrying strata's own <metadata>.
-//! Nothing here logs into a guest; that is the guest layer.
+//! clones, uploads by stream), networks with DHCP reservations, and domains carrying strata's
+//! own <metadata>. Nothing here logs into a guest; that is the guest layer.
 
 pub mod alloc;
 pub mod connect;
