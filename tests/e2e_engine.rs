@@ -333,6 +333,13 @@ fn a_clone_of_the_baked_template_only_verifies() {
     assert_eq!(info["observed"]["driver"], "overlay2", "{info}");
     assert_eq!(info["observed"]["backing_filesystem"], "extfs", "{info}");
     assert_eq!(info["mismatches"], serde_json::json!([]), "{info}");
+    // Asked for a data disk now: the engine dockerd started at boot (its data-root made, still
+    // empty) gives way to the disk, and runs again on it.
+    let moved = ok(&["engine", "install", &vm, "--data-disk", "2G"]);
+    assert!(moved.contains("in place of the baked engine's empty one"), "{moved}");
+    let info = engine_info(&vm);
+    assert_eq!(info["record"]["layout"], "lvm_xfs", "{info}");
+    assert_eq!(info["mismatches"], serde_json::json!([]), "{info}");
     let printed = run_busybox(&lv, &paths, &vm, &busybox_rootfs_tar(), "baked");
     assert!(
         printed.contains("baked from"),
