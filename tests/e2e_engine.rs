@@ -336,7 +336,10 @@ fn a_clone_of_the_baked_template_only_verifies() {
     // Asked for a data disk now: the engine dockerd started at boot (its data-root made, still
     // empty) gives way to the disk, and runs again on it.
     let moved = ok(&["engine", "install", &vm, "--data-disk", "2G"]);
-    assert!(moved.contains("in place of the baked engine's empty one"), "{moved}");
+    assert!(
+        moved.contains("in place of the baked engine's empty one"),
+        "{moved}"
+    );
     let info = engine_info(&vm);
     assert_eq!(info["record"]["layout"], "lvm_xfs", "{info}");
     assert_eq!(info["mismatches"], serde_json::json!([]), "{info}");
