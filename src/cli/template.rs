@@ -133,6 +133,7 @@ pub fn run(env: &Env, cmd: TemplateCommand) -> Result<i32> {
             if let Some(login) = remote_login {
                 let placed =
                     template_upload::upload(&lv, login, &env.paths, &name, &record, &progress)?;
+                // The spinner ends before the report lines.
                 progress.finish();
                 for file in placed {
                     if file.sent {

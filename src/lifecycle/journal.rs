@@ -363,14 +363,19 @@ pub(super) fn remove_pool_file(lv: &Libvirt, paths: &Paths, path: &Path) -> Resu
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_second_journal_of_the_same_name_is_refused_while_the_first_runs() {
-        let dir = std::env::temp_dir().join(format!("strata-journal-{}", std::process::id()));
+    /// A state folder of the test's own, and libvirt's in-process test driver.
+    fn scratch(tag: &str) -> (PathBuf, Paths, Libvirt) {
+        let dir = std::env::temp_dir().join(format!("{tag}{}", std::process::id()));
         let paths = Paths {
             state: dir.join("state"),
             cache: dir.join("cache"),
         };
-        let lv = Libvirt::open("test:///default").unwrap();
+        (dir, paths, Libvirt::open("test:///default").unwrap())
+    }
+
+    #[test]
+    fn a_second_journal_of_the_same_name_is_refused_while_the_first_runs() {
+        let (dir, paths, lv) = scratch("strata-journal-");
         let first = Journal::begin(&lv, &paths, "a").unwrap();
         let err = Journal::begin(&lv, &paths, "a").unwrap_err();
         assert_eq!(err.kind(), ErrorKind::AlreadyExists);
@@ -392,12 +397,7 @@ mod tests {
 
     #[test]
     fn a_journal_is_finished_only_on_the_host_it_was_made_on() {
-        let dir = std::env::temp_dir().join(format!("strata-journal-uri-{}", std::process::id()));
-        let paths = Paths {
-            state: dir.join("state"),
-            cache: dir.join("cache"),
-        };
-        let lv = Libvirt::open("test:///default").unwrap();
+        let (dir, paths, lv) = scratch("strata-journal-uri-");
         // An abandoned create on another host (its process long gone), and one of an older
         // strata that wrote no URI: both name a volume a namesake here could have.
         let elsewhere = "qemu+ssh://root@hv2.example/system";
