@@ -42,6 +42,7 @@ pub const TARGETS: &[(&str, EntryPoint)] = &[
     ("vm_metadata", vm_metadata),
     ("qemu_conf_user", qemu_conf_user),
     ("cpuinfo", cpuinfo),
+    ("dev_kvm_stat", dev_kvm_stat),
     ("apt_sources", apt_sources),
     ("known_hosts", known_hosts),
     ("connect_uri", connect_uri),
@@ -265,6 +266,11 @@ pub fn qemu_conf_user(data: &[u8]) {
     }
 }
 
+/// A remote host's `stat -Lc '%u %g %a' /dev/kvm`, as accel reads it over SSH.
+pub fn dev_kvm_stat(data: &[u8]) {
+    let _ = crate::host::accel::parse_stat_line(&output_text(data));
+}
+
 /// /proc/cpuinfo, searched for vmx/svm.
 pub fn cpuinfo(data: &[u8]) {
     if let Some(text) = file_text(data) {
@@ -296,6 +302,13 @@ pub fn connect_uri(data: &[u8]) {
     if let Ok(site) = crate::host::remote::Site::of_uri(text) {
         if let Ok(login) = site.login() {
             let _ = (login.display(), login.known_hosts_files());
+            // The host's state folder is one plain name, whatever the URI held.
+            let folder = login.folder_name();
+            assert!(
+                !folder.contains('/') && !folder.starts_with('.') && !folder.is_empty(),
+                "{folder:?}"
+            );
+            let _ = login.proxy_command();
         }
     }
 }

@@ -60,6 +60,7 @@ targets!(
     vm_metadata,
     qemu_conf_user,
     cpuinfo,
+    dev_kvm_stat,
     apt_sources,
     known_hosts,
     connect_uri,

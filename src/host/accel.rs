@@ -3,7 +3,8 @@
 //! without vmx/svm exists and cannot boot a stock kernel, hence both conditions.
 
 use crate::error::{Error, Result};
-use crate::host::qemu_user::{user_name, QemuIdentity};
+use crate::host::qemu_user::{configured_user, user_name, QemuIdentity};
+use crate::host::runner::Runner;
 use serde::Serialize;
 use std::os::unix::fs::MetadataExt;
 
@@ -76,6 +77,57 @@ impl KvmFacts {
         })
     }
 
+    /// The same facts of a remote host, read over SSH (`stat`, qemu.conf, `id`, cpuinfo): the
+    /// user qemu runs as there, and that host's /dev/kvm and CPU.
+    pub fn read_on(runner: &Runner) -> Result<KvmFacts> {
+        if matches!(runner, Runner::Local) {
+            return KvmFacts::read();
+        }
+        let stat = runner.run("stat", &["-Lc", "%u %g %a", "/dev/kvm"])?;
+        let dev_kvm = (stat.status == 0)
+            .then(|| parse_stat_line(&stat.stdout))
+            .flatten();
+        let conf = runner.run("cat", &["/etc/libvirt/qemu.conf"])?.stdout;
+        let candidates: Vec<String> = match configured_user(&conf) {
+            Some(user) => vec![user],
+            None => vec!["libvirt-qemu".into(), "qemu".into()],
+        };
+        let mut qemu = None;
+        for name in &candidates {
+            let uid = runner.run("id", &["-u", name])?;
+            let gids = runner.run("id", &["-G", name])?;
+            if uid.status == 0 && gids.status == 0 {
+                qemu = Some(QemuIdentity {
+                    user: name.clone(),
+                    uid: uid.stdout.trim().parse().unwrap_or(u32::MAX),
+                    gids: gids
+                        .stdout
+                        .split_whitespace()
+                        .filter_map(|g| g.parse().ok())
+                        .collect(),
+                });
+                break;
+            }
+        }
+        let qemu = qemu.ok_or_else(|| {
+            Error::not_found(format!(
+                "none of the users libvirt runs qemu as exists on {} ({})",
+                runner.describe(),
+                candidates.join(", ")
+            ))
+            .with_hint("install libvirt-daemon-system on that host")
+        })?;
+        let cpuinfo = runner.capture("cat", &["/proc/cpuinfo"])?;
+        Ok(KvmFacts {
+            dev_kvm,
+            usable_by_qemu: dev_kvm
+                .map(|(uid, gid, mode)| qemu.can_read_write(uid, gid, mode))
+                .unwrap_or(false),
+            qemu_user: qemu.user,
+            hardware_virt: cpu_has_virt_flag(&cpuinfo),
+        })
+    }
+
     /// Why KVM cannot be used, or None when it can.
     pub fn kvm_blocker(&self) -> Option<String> {
         let Some((uid, gid, mode)) = self.dev_kvm else {
@@ -101,6 +153,15 @@ impl KvmFacts {
         }
         None
     }
+}
+
+/// "UID GID OCTAL-MODE" as `stat -Lc '%u %g %a'` prints it.
+pub fn parse_stat_line(line: &str) -> Option<(u32, u32, u32)> {
+    let mut fields = line.split_whitespace();
+    let uid = fields.next()?.parse().ok()?;
+    let gid = fields.next()?.parse().ok()?;
+    let mode = u32::from_str_radix(fields.next()?, 8).ok()?;
+    Some((uid, gid, mode))
 }
 
 /// vmx (Intel VT-x) or svm (AMD-V) on any flags line.
@@ -135,6 +196,14 @@ mod tests {
             qemu_user: "libvirt-qemu".into(),
             hardware_virt: hw,
         }
+    }
+
+    #[test]
+    fn stat_lines_of_dev_kvm() {
+        assert_eq!(parse_stat_line("0 108 660\n"), Some((0, 108, 0o660)));
+        assert_eq!(parse_stat_line("0 0 600"), Some((0, 0, 0o600)));
+        assert_eq!(parse_stat_line("0 0"), None);
+        assert_eq!(parse_stat_line("0 0 rw"), None);
     }
 
     #[test]

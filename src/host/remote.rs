@@ -138,6 +138,63 @@ impl Login {
         }
     }
 
+    /// The name of this host's folder in strata's state (VMs' keys and pins): the login as
+    /// `display` writes it, with anything but letters, digits and `.@:_-` replaced, so that no
+    /// URI becomes a path.
+    pub fn folder_name(&self) -> String {
+        let name: String = self
+            .display()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "._@:-".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        match name.strip_prefix('.') {
+            Some(rest) => format!("_{rest}"),
+            None => name,
+        }
+    }
+
+    /// OpenSSH's ProxyCommand that reaches a guest through this host (`-W %h:%p`), with the
+    /// same key and the same known_hosts check as strata's own login: the system ssh client
+    /// then logs into the guest with the guest's own pinned key. Written for the shell OpenSSH
+    /// runs it with, each value quoted and its '%' doubled (OpenSSH expands %-tokens first).
+    pub fn proxy_command(&self) -> String {
+        let quote = |value: &str| crate::ssh_exec::sh_quote(&value.replace('%', "%%"));
+        let mut words = vec!["ssh".to_string()];
+        if let Some(keyfile) = &self.keyfile {
+            words.push("-i".into());
+            words.push(quote(&keyfile.display().to_string()));
+            words.push("-o".into());
+            words.push("IdentitiesOnly=yes".into());
+        }
+        if let Some(known_hosts) = &self.known_hosts {
+            words.push("-o".into());
+            words.push(quote(&format!(
+                "UserKnownHostsFile={}",
+                known_hosts.display()
+            )));
+            words.push("-o".into());
+            words.push("GlobalKnownHostsFile=/dev/null".into());
+        }
+        words.extend([
+            "-o".into(),
+            "StrictHostKeyChecking=yes".into(),
+            "-p".into(),
+            self.port.to_string(),
+            "-l".into(),
+            quote(&self.user),
+            "-W".into(),
+            "%h:%p".into(),
+            quote(&self.host),
+        ]);
+        words.join(" ")
+    }
+
     /// The known_hosts files the host key is checked against.
     pub fn known_hosts_files(&self) -> Vec<PathBuf> {
         match &self.known_hosts {
@@ -297,6 +354,46 @@ mod tests {
             Site::of_uri("qemu://hv2/system").unwrap(),
             Site::Other { .. }
         ));
+    }
+
+    #[test]
+    fn a_login_folder_is_one_plain_name() {
+        let folder = |uri: &str| Site::of_uri(uri).unwrap().login().unwrap().folder_name();
+        assert_eq!(folder("qemu+ssh://root@hv2/system"), "root@hv2");
+        assert_eq!(folder("qemu+ssh://admin@hv2:2222/system"), "admin@hv2:2222");
+        assert_eq!(folder("qemu+ssh://a%2F..%2Fb@hv2/system"), "a_.._b@hv2");
+        let login = Login {
+            user: "..".into(),
+            host: "x/y".into(),
+            port: 22,
+            keyfile: None,
+            known_hosts: None,
+        };
+        assert_eq!(login.folder_name(), "_.@x_y");
+        assert!(!folder("qemu+ssh://[fd00::2]/system").contains('/'));
+    }
+
+    #[test]
+    fn the_proxy_command_quotes_what_the_uri_gave() {
+        let Site::Ssh(login) = Site::of_uri(
+            "qemu+ssh://ad%27min@hv2:2222/system?keyfile=/k/id%20x%25y&known_hosts=/k/kh",
+        )
+        .unwrap() else {
+            panic!("an SSH URI")
+        };
+        assert_eq!(
+            login.proxy_command(),
+            "ssh -i '/k/id x%%y' -o IdentitiesOnly=yes -o 'UserKnownHostsFile=/k/kh' \
+             -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes -p 2222 \
+             -l 'ad'\\''min' -W %h:%p 'hv2'"
+        );
+        let Site::Ssh(plain) = Site::of_uri("qemu+ssh://root@hv3/system").unwrap() else {
+            panic!("an SSH URI")
+        };
+        assert_eq!(
+            plain.proxy_command(),
+            "ssh -o StrictHostKeyChecking=yes -p 22 -l 'root' -W %h:%p 'hv3'"
+        );
     }
 
     #[test]
