@@ -14,6 +14,10 @@ pub struct Paths {
     pub state: PathBuf,
     /// Downloads that can be fetched again: /var/cache/strata for root.
     pub cache: PathBuf,
+    /// The remote hypervisor whose VMs this run makes and reaches (its folder under
+    /// `hosts/`), so that VM `web` on one host never takes the keys of `web` on another;
+    /// None for this machine's VMs.
+    pub remote_host: Option<String>,
 }
 
 impl Paths {
@@ -54,7 +58,20 @@ impl Paths {
             "XDG_CACHE_HOME",
             ".cache",
         );
-        Paths { state, cache }
+        Paths {
+            state,
+            cache,
+            remote_host: None,
+        }
+    }
+
+    /// The same folders, with the VMs' keys and pins kept apart for the remote host
+    /// `folder` (a name from `Login::folder_name`, never a path).
+    pub fn for_remote_host(&self, folder: &str) -> Paths {
+        Paths {
+            remote_host: Some(folder.to_string()),
+            ..self.clone()
+        }
     }
 
     /// The directory behind strata's libvirt storage pool (templates and VM disks).
@@ -82,7 +99,10 @@ impl Paths {
     }
     /// Keys and pins of one VM.
     pub fn vm_dir(&self, vm: &str) -> PathBuf {
-        self.state.join("vms").join(vm)
+        match &self.remote_host {
+            None => self.state.join("vms").join(vm),
+            Some(host) => self.state.join("hosts").join(host).join("vms").join(vm),
+        }
     }
     pub fn vm_key(&self, vm: &str) -> PathBuf {
         self.vm_dir(vm).join("id_ed25519")
@@ -267,6 +287,7 @@ mod tests {
             Paths {
                 state: state.into(),
                 cache: "/c".into(),
+                remote_host: None,
             }
             .pool_name()
         };

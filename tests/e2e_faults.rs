@@ -153,6 +153,7 @@ impl SmallState {
         Paths {
             state: self.dir.clone(),
             cache: Paths::discover().cache,
+            remote_host: None,
         }
     }
 

@@ -38,6 +38,7 @@ impl Scratch {
         Paths {
             state: self.dir.join("state"),
             cache: self.dir.join("cache"),
+            remote_host: None,
         }
     }
 }

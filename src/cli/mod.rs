@@ -122,7 +122,16 @@ fn refuse_on_remote_host(uri: &str, command: &Command) -> Result<()> {
     }
     let ready = matches!(
         command,
-        Command::Template(_) | Command::Vm(vm::VmCommand::List { .. }) | Command::Net(_)
+        Command::Template(_)
+            | Command::Net(_)
+            | Command::Vm(
+                vm::VmCommand::List { .. }
+                    | vm::VmCommand::Create(_)
+                    | vm::VmCommand::Start { .. }
+                    | vm::VmCommand::Stop { .. }
+                    | vm::VmCommand::Destroy { .. }
+                    | vm::VmCommand::Ssh { .. }
+            )
     );
     if ready {
         return Ok(());
@@ -159,12 +168,20 @@ where
 
 /// Run the parsed command; the Ok value is the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
-    let env = Env {
-        paths: Paths::discover(),
-        finished: Default::default(),
-        uri: connect::resolve_uri(cli.connect.as_deref()),
+    let uri = connect::resolve_uri(cli.connect.as_deref());
+    refuse_on_remote_host(&uri, &cli.command)?;
+    // A remote host's VMs keep their keys and pins in a folder of that host's own.
+    let paths = match crate::host::remote::Site::of_uri(&uri)? {
+        crate::host::remote::Site::Ssh(login) => {
+            Paths::discover().for_remote_host(&login.folder_name())
+        }
+        _ => Paths::discover(),
     };
-    refuse_on_remote_host(&env.uri, &cli.command)?;
+    let env = Env {
+        paths,
+        finished: Default::default(),
+        uri,
+    };
     match cli.command {
         Command::Template(cmd) => template::run(&env, cmd),
         Command::Net(cmd) => net::run(&env, cmd),

@@ -300,7 +300,13 @@ fn shell_join(args: &[String]) -> String {
 /// An interactive login through the system OpenSSH client, with the same key and the same
 /// pinned host key (a terminal needs what OpenSSH does well: PTY, escapes, window size).
 fn interactive(env: &Env, name: &str, target: &Route) -> Result<i32> {
-    let status = std::process::Command::new("ssh")
+    let mut ssh = std::process::Command::new("ssh");
+    if let Some(hypervisor) = &target.via {
+        // A guest of a remote host: through that host, as strata itself goes.
+        ssh.arg("-o")
+            .arg(format!("ProxyCommand={}", hypervisor.proxy_command()));
+    }
+    let status = ssh
         .arg("-i")
         .arg(&target.key)
         .arg("-o")

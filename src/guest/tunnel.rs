@@ -42,6 +42,8 @@ pub struct SocketTunnel {
     pump: Option<thread::JoinHandle<()>>,
     remote: Remote,
     addr: String,
+    /// Where the far end is opened ("in the guest at …", "from the host …"), for errors.
+    place: String,
 }
 
 /// Whom a tunnel's SSH session is with, and how to log in again when it is lost: a guest
@@ -65,6 +67,26 @@ impl Origin {
         match self {
             Origin::Guest(route) => route.addr.to_string(),
             Origin::Host(login) => login.display(),
+        }
+    }
+
+    /// Where the tunnel's far end is opened, as an error says it.
+    fn place(&self) -> String {
+        match self {
+            Origin::Guest(route) => format!("in the guest at {}", route.addr),
+            Origin::Host(login) => format!("from the host {}", login.display()),
+        }
+    }
+
+    /// What a refused channel most likely means.
+    fn refusal_hint(&self) -> &'static str {
+        match self {
+            Origin::Guest(_) => {
+                "is the service listening on that socket in the guest? (strata engine install)"
+            }
+            Origin::Host(_) => {
+                "nothing listens there yet: is the guest booted and its SSH server up?"
+            }
         }
     }
 }
@@ -133,6 +155,7 @@ impl SocketTunnel {
         let (requests, incoming) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let addr = origin.addr();
+        let place = origin.place();
         let pump = Pump {
             origin,
             remote: remote.clone(),
@@ -149,6 +172,7 @@ impl SocketTunnel {
             pump: Some(pump),
             remote,
             addr,
+            place,
         })
     }
 
@@ -177,12 +201,7 @@ impl SocketTunnel {
             ),
             mpsc::RecvTimeoutError::Disconnected => gone(),
         })?;
-        handed.map_err(|e| {
-            e.context(format!(
-                "opening {} in the guest at {}",
-                self.remote, self.addr
-            ))
-        })?;
+        handed.map_err(|e| e.context(format!("opening {} {}", self.remote, self.place)))?;
         Ok(ours)
     }
 }
@@ -273,9 +292,7 @@ impl Pump {
                 // error" after sshd was killed; a keepalive on a dead TCP connection can still
                 // "succeed") means logging in again.
                 if is_channel_refusal(&first) && self.session_alive() {
-                    return Err(Error::from(first).with_hint(
-                        "is the service listening on that socket in the guest? (strata engine install)",
-                    ));
+                    return Err(Error::from(first).with_hint(self.origin.refusal_hint()));
                 }
                 tracing::info!(addr = %self.origin.addr(), "SSH session lost; logging in again");
                 self.session = self.origin.login()?;

@@ -6,6 +6,7 @@ use super::vm_create::CreateRequest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::host::accel::{self, Accel, KvmFacts};
 use crate::host::qemu_user::QemuIdentity;
+use crate::host::runner::Runner;
 use crate::image::read_record;
 use crate::state::Paths;
 use crate::template::{self, InjectMethod};
@@ -28,6 +29,8 @@ pub(super) struct CreatePlan {
     pub(super) volume: String,
     /// cloud-init templates: the NoCloud seed disk in the pool directory.
     pub(super) seed: Option<PathBuf>,
+    /// Where the serial console is logged, on the VM's host.
+    pub(super) console_log: PathBuf,
 }
 
 pub(super) fn plan_create(lv: &Libvirt, paths: &Paths, req: &CreateRequest) -> Result<CreatePlan> {
@@ -70,19 +73,49 @@ pub(super) fn plan_create(lv: &Libvirt, paths: &Paths, req: &CreateRequest) -> R
         Error::not_found(format!("template '{}' is not built yet", template.name()))
             .with_hint(format!("run `strata template build {}`", template.name()))
     })?;
-    let pool_handle = pool::ensure(&lv.conn(), paths)?;
-    if pool::find_volume(&pool_handle, &record.volume).is_none() {
-        return Err(Error::not_found(format!(
-            "template '{}' has no volume '{}' in pool '{}'",
-            template.name(),
-            record.volume,
-            paths.pool_name()
-        ))
-        .with_hint(format!(
-            "rebuild it with `strata template build {}`",
-            template.name()
-        )));
-    }
+    let pool_handle = pool::ensure_home(lv, paths)?;
+    let template_volume = |volume: &str| -> Result<virt::storage_vol::StorageVol> {
+        let (pool_name, _) = pool::home(lv, paths);
+        pool::find_volume(&pool_handle, volume).ok_or_else(|| {
+            let hint = if lv.is_remote() {
+                format!(
+                    "put it on that host with `strata --connect '{}' template build {}`",
+                    lv.uri,
+                    template.name()
+                )
+            } else {
+                format!(
+                    "rebuild it with `strata template build {}`",
+                    template.name()
+                )
+            };
+            Error::not_found(format!(
+                "template '{}' has no volume '{volume}' in pool '{pool_name}'{}",
+                template.name(),
+                if lv.is_remote() { " on that host" } else { "" },
+            ))
+            .with_hint(hint)
+        })
+    };
+    template_volume(&record.volume)?;
+    // Direct kernel boot reads the kernel and initrd on the VM's host: this machine's files, or
+    // the volumes the template's upload put beside its image there.
+    let (kernel, initrd) = if lv.is_remote() {
+        let [kernel_volume, initrd_volume] =
+            super::template_upload::boot_file_volumes(template.name());
+        let there = |local: &Option<PathBuf>, volume: &str| -> Result<Option<PathBuf>> {
+            match local {
+                None => Ok(None),
+                Some(_) => Ok(Some(PathBuf::from(template_volume(volume)?.path()?))),
+            }
+        };
+        (
+            there(&record.kernel, &kernel_volume)?,
+            there(&record.initrd, &initrd_volume)?,
+        )
+    } else {
+        (record.kernel.clone(), record.initrd.clone())
+    };
     let volume = pool::vm_volume_name(&req.name, VolumeRole::Root);
     refuse_leftover_volume(lv, paths, &pool_handle, &req.name, &volume)?;
     let (_, net) = network::lookup(&lv.conn(), &req.network)?;
@@ -99,13 +132,15 @@ pub(super) fn plan_create(lv: &Libvirt, paths: &Paths, req: &CreateRequest) -> R
     let facts = if lv.is_test_driver() {
         None
     } else {
-        Some(KvmFacts::read()?)
+        Some(KvmFacts::read_on(&Runner::for_uri(&lv.uri)?)?)
     };
     let (accel, accel_reason) = match &facts {
         Some(facts) => accel::choose(req.accel, facts)?,
         None => (Accel::Tcg, "test driver".to_string()),
     };
-    if !lv.is_test_driver() {
+    // Whether qemu can reach the files is this machine's question; on a remote host they live
+    // in the pool libvirt made there.
+    if !lv.is_test_driver() && !lv.is_remote() {
         let qemu = QemuIdentity::discover()?;
         let files = [
             Some(paths.pool_dir().join(&record.volume)),
@@ -124,15 +159,24 @@ pub(super) fn plan_create(lv: &Libvirt, paths: &Paths, req: &CreateRequest) -> R
             }
         }
     }
-    let seed = (template.manifest.guest.inject == InjectMethod::CloudInit).then(|| {
+    let cloud_init = template.manifest.guest.inject == InjectMethod::CloudInit;
+    if cloud_init && lv.is_remote() {
+        return Err(Error::bad_input(format!(
+            "template '{}' is a cloud image (cloud-init seed), which strata cannot give a VM on a remote host yet",
+            template.name()
+        ))
+        .with_hint("on remote hosts use strata's own templates (debian-12, debian-12-docker), or create this VM on its host"));
+    }
+    let seed = cloud_init.then(|| {
         paths
             .pool_dir()
             .join(pool::vm_volume_name(&req.name, VolumeRole::Seed))
     });
     Ok(CreatePlan {
         seed,
-        kernel: record.kernel.clone(),
-        initrd: record.initrd.clone(),
+        console_log: super::first_boot::console_log_path(lv, paths, &req.name),
+        kernel,
+        initrd,
         template_volume: record.volume.clone(),
         template,
         cpus,
@@ -160,12 +204,10 @@ fn refuse_leftover_volume(
     let owner = domain::list(&lv.conn())?
         .into_iter()
         .find(|other| other.record.volumes.iter().any(|v| v.name == volume));
+    let (pool_name, _) = pool::home(lv, paths);
     let err = Error::new(
         ErrorKind::AlreadyExists,
-        format!(
-            "volume '{volume}' already exists in pool '{}' but no VM '{vm}' does",
-            paths.pool_name()
-        ),
+        format!("volume '{volume}' already exists in pool '{pool_name}' but no VM '{vm}' does"),
     );
     Err(match owner {
         Some(other) => err.with_hint(format!(
@@ -173,8 +215,7 @@ fn refuse_leftover_volume(
             other.name
         )),
         None => err.with_hint(format!(
-            "no VM and no running create owns it (a run was cut short); remove it with `virsh vol-delete {volume} --pool {}`, or pick another name",
-            paths.pool_name()
+            "no VM and no running create owns it (a run was cut short); remove it with `virsh vol-delete {volume} --pool {pool_name}`, or pick another name",
         )),
     })
 }

@@ -10,6 +10,7 @@
 //! without it right after the start, on every path (waiting for SSH or not).
 
 use super::create_plan::CreatePlan;
+use super::journal::Undo;
 use super::vm_create::CreateRequest;
 use crate::error::{Error, Result};
 use crate::guest::{keys, route};
@@ -18,6 +19,7 @@ use crate::state::{write_private, Paths};
 use crate::template;
 use crate::vm::record::VmRecord;
 use crate::vm::spec::{DomainSpec, FwCfgFile};
+use crate::vm::{pool, upload, Libvirt};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -51,20 +53,83 @@ impl GuestKeys {
 /// The fw_cfg name the guest reads its host key from (/sys/firmware/qemu_fw_cfg/by_name/...).
 pub(super) const HOST_KEY_FW_CFG: &str = "opt/strata/host_key";
 
-/// Where a new VM's private host key waits for QEMU: an unpredictable name in a folder only
-/// root can list (mode 0711: qemu's user may pass through to the one file libvirt hands it).
-pub(super) fn host_key_handover(paths: &Paths, vm: &str) -> Result<PathBuf> {
-    use rand_core::RngCore;
-    use std::os::unix::fs::PermissionsExt;
-    let dir = paths.state.join("handover");
-    paths.ensure_dir(&dir)?;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))?;
-    Ok(dir.join(format!("{vm}-{:016x}.key", rand_core::OsRng.next_u64())))
+/// Where a new VM's private host key waits for QEMU, on the host that runs the VM.
+pub(super) enum Handover {
+    /// A file of this machine: an unpredictable name in a folder only root can list (mode
+    /// 0711: qemu's user may pass through to the one file libvirt hands it).
+    File(PathBuf),
+    /// A volume (mode 0600) in strata's pool on a remote host, under an unpredictable name,
+    /// sent through libvirt's stream: the key never lands on this machine's disk nor on a
+    /// command line there.
+    Volume(String),
+}
+
+impl Handover {
+    pub(super) fn new(lv: &Libvirt, paths: &Paths, vm: &str) -> Result<Handover> {
+        use rand_core::RngCore;
+        use std::os::unix::fs::PermissionsExt;
+        let unpredictable = rand_core::OsRng.next_u64();
+        if lv.is_remote() {
+            return Ok(Handover::Volume(format!(
+                "strata-hostkey-{vm}-{unpredictable:016x}.key"
+            )));
+        }
+        let dir = paths.state.join("handover");
+        paths.ensure_dir(&dir)?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))?;
+        Ok(Handover::File(
+            dir.join(format!("{vm}-{unpredictable:016x}.key")),
+        ))
+    }
+
+    /// What a rollback removes.
+    pub(super) fn undo(&self) -> Undo {
+        match self {
+            Handover::File(path) => Undo::File { path: path.clone() },
+            Handover::Volume(name) => Undo::Volume { name: name.clone() },
+        }
+    }
+
+    /// Write the key where QEMU will read it; the path on the VM's host. One this run wrote
+    /// before a lost libvirtd is replaced: the name is this run's.
+    pub(super) fn place(&self, lv: &Libvirt, paths: &Paths, keys: &GuestKeys) -> Result<PathBuf> {
+        match self {
+            Handover::File(path) => {
+                write_host_key(path, keys)?;
+                Ok(path.clone())
+            }
+            Handover::Volume(name) => {
+                let pool_handle = pool::ensure_home(lv, paths)?;
+                if let Some(old) = pool::find_volume(&pool_handle, name) {
+                    old.delete(0)?;
+                }
+                let volume = upload::upload_bytes(
+                    &lv.conn(),
+                    &pool_handle,
+                    name,
+                    keys.host.private_openssh.as_bytes(),
+                )?;
+                Ok(PathBuf::from(volume.path()?))
+            }
+        }
+    }
+
+    /// Remove the key once QEMU has read it (or the start failed).
+    pub(super) fn remove(&self, lv: &Libvirt, paths: &Paths) -> Result<()> {
+        match self {
+            Handover::File(path) => std::fs::remove_file(path)
+                .map_err(|e| Error::from(e).context(format!("removing {}", path.display()))),
+            Handover::Volume(name) => {
+                let pool_handle = pool::ensure_home(lv, paths)?;
+                pool::delete_vm_volume(&pool_handle, name)
+            }
+        }
+    }
 }
 
 /// Write the private host key for QEMU: a new file, mode 0600 (one this run wrote before a
 /// lost libvirtd is replaced: the name is this run's, in a folder only root can write).
-pub(super) fn write_host_key(path: &Path, keys: &GuestKeys) -> Result<()> {
+fn write_host_key(path: &Path, keys: &GuestKeys) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     match std::fs::remove_file(path) {
@@ -83,11 +148,20 @@ pub(super) fn write_host_key(path: &Path, keys: &GuestKeys) -> Result<()> {
         .map_err(|e| Error::from(e).context(format!("writing {}", path.display())))
 }
 
+/// Where the serial console of a VM is logged on its host: beside its keys here; on a remote
+/// host in libvirt's own log folder there (which every libvirt host has, and virtlogd writes).
+pub(super) fn console_log_path(lv: &Libvirt, paths: &Paths, vm: &str) -> PathBuf {
+    if lv.is_remote() {
+        PathBuf::from(format!("/var/log/libvirt/qemu/strata-{vm}-console.log"))
+    } else {
+        paths.vm_dir(vm).join("console.log")
+    }
+}
+
 /// The VM's domain spec. With `host_key` (the handover file of the first start) the domain
 /// hands the file to the guest through fw_cfg; without, the definition holds no trace of it.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn domain_spec(
-    paths: &Paths,
     req: &CreateRequest,
     plan: &CreatePlan,
     record: &VmRecord,
@@ -128,7 +202,7 @@ pub(super) fn domain_spec(
         kernel: path_text(&plan.kernel),
         initrd: path_text(&plan.initrd),
         cmdline: kernel_cmdline(&plan.template.manifest.boot, plan.accel),
-        console_log: paths.vm_dir(name).join("console.log").display().to_string(),
+        console_log: plan.console_log.display().to_string(),
         seed_path: path_text(&plan.seed),
         oem_strings,
         fw_cfg_files,

@@ -247,14 +247,14 @@ fn undo(lv: &Libvirt, paths: &Paths, step: &Undo) -> Result<()> {
         Undo::File { path } => remove_pool_file(lv, paths, path),
         Undo::Reservation { network: net, host } => network::release(&lv.conn(), net, host),
         Undo::Volume { name } => {
-            let pool_handle = pool::ensure(&lv.conn(), paths)?;
+            let pool_handle = pool::ensure_home(lv, paths)?;
             pool::delete_vm_volume(&pool_handle, name)
         }
         Undo::LegacyDataDisk { name, unless_vm } => {
             if domain::exists(&lv.conn(), unless_vm) {
                 return Ok(());
             }
-            let pool_handle = pool::ensure(&lv.conn(), paths)?;
+            let pool_handle = pool::ensure_home(lv, paths)?;
             pool::delete_vm_volume(&pool_handle, name)
         }
     }
@@ -354,7 +354,7 @@ pub(super) fn remove_pool_file(lv: &Libvirt, paths: &Paths, path: &Path) -> Resu
         Err(e) => return Err(Error::from(e).context(format!("removing {}", path.display()))),
     }
     if !lv.is_test_driver() {
-        pool::refresh(&pool::ensure(&lv.conn(), paths)?)?;
+        pool::refresh(&pool::ensure_home(lv, paths)?)?;
     }
     Ok(())
 }
@@ -369,6 +369,7 @@ mod tests {
         let paths = Paths {
             state: dir.join("state"),
             cache: dir.join("cache"),
+            remote_host: None,
         };
         (dir, paths, Libvirt::open("test:///default").unwrap())
     }

@@ -4,10 +4,10 @@
 //! next strata run rolls abandoned journals back.
 
 use super::create_plan::{plan_create, CreatePlan};
-use super::first_boot::{self, GuestKeys};
+use super::first_boot::{self, GuestKeys, Handover};
 use super::journal::{self, Journal, Undo};
 use crate::error::{Error, ErrorKind, Result};
-use crate::guest::{readiness, Route};
+use crate::guest::{readiness, route, Route};
 use crate::host::accel::{Accel, AccelRequest};
 use crate::interrupt;
 use crate::progress::{Progress, StageTime};
@@ -82,7 +82,7 @@ pub fn create(
         }
         Err(e) => {
             progress.println(&format!("strata: {}: rolling back", req.name));
-            let e = keep_console_log(paths, &req.name, e);
+            let e = keep_console_log(lv, paths, &plan, &req.name, e);
             let problems = journal.rollback(lv, paths);
             if problems.is_empty() {
                 Err(e)
@@ -117,13 +117,8 @@ fn build_vm(
         progress.stage("cloud-init seed");
         interrupt::check()?;
         journal.push(Undo::File { path: seed.clone() })?;
-        first_boot::write_seed(paths, seed, name, &uuid, &keys).map_err(|e| {
-            explain_full(
-                e,
-                &format!("pool '{}'", paths.pool_name()),
-                &paths.pool_dir(),
-            )
-        })?;
+        first_boot::write_seed(paths, seed, name, &uuid, &keys)
+            .map_err(|e| explain_pool_full(lv, paths, e))?;
     }
     let record = VmRecord {
         template: plan.template.name().to_string(),
@@ -140,18 +135,14 @@ fn build_vm(
     };
     let template = plan.template.domain_xml_template();
     let define = |host_key: Option<&Path>| -> Result<virt::domain::Domain> {
-        let spec = first_boot::domain_spec(
-            paths, req, plan, &record, &uuid, &disk_path, &keys, host_key,
-        )?;
+        let spec = first_boot::domain_spec(req, plan, &record, &uuid, &disk_path, &keys, host_key)?;
         domain::define(&lv.conn(), &spec.render(&template)?)
     };
 
     progress.stage("define");
     interrupt::check()?;
-    let handover = first_boot::host_key_handover(paths, name)?;
-    journal.push(Undo::File {
-        path: handover.clone(),
-    })?;
+    let handover = Handover::new(lv, paths, name)?;
+    journal.push(handover.undo())?;
     journal.push(Undo::Domain {
         name: name.to_string(),
         uuid: uuid.clone(),
@@ -165,10 +156,9 @@ fn build_vm(
     // on every path after that the file goes and the definition forgets it.
     let start_with_host_key = || -> Result<()> {
         lv.resilient(|| {
-            first_boot::write_host_key(&handover, &keys)?;
-            let started = define(Some(&handover)).and_then(|dom| domain::start(&dom));
-            let removed = std::fs::remove_file(&handover)
-                .map_err(|e| Error::from(e).context(format!("removing {}", handover.display())));
+            let placed = handover.place(lv, paths, &keys)?;
+            let started = define(Some(&placed)).and_then(|dom| domain::start(&dom));
+            let removed = handover.remove(lv, paths);
             let forgotten = define(None).map(|_| ());
             started.and(removed).and(forgotten)
         })
@@ -182,7 +172,7 @@ fn build_vm(
             user: record.user.clone(),
             key: record.key.clone(),
             pinned_host_key: keys.host.public_openssh.clone(),
-            via: None,
+            via: route::hypervisor_login(lv)?,
         };
         wait_until_ready(lv, name, &route, timeout, progress, &start_with_host_key)?;
     }
@@ -209,7 +199,7 @@ fn clone_disk(
     // Again after a lost libvirtd: the clone may have been made before it went. This run
     // holds the name's journal and the plan refused a volume by that name, so it is ours.
     lv.resilient(|| {
-        let pool_handle = pool::ensure(&lv.conn(), paths)?;
+        let pool_handle = pool::ensure_home(lv, paths)?;
         if let Some(made) = pool::find_volume(&pool_handle, &plan.volume) {
             return Ok(made.path()?);
         }
@@ -220,13 +210,20 @@ fn clone_disk(
         let disk = pool::clone_volume(&pool_handle, &template_volume, &plan.volume, plan.disk)?;
         Ok(disk.path()?)
     })
-    .map_err(|e| {
-        explain_full(
-            e,
-            &format!("pool '{}'", paths.pool_name()),
-            &paths.pool_dir(),
-        )
-    })
+    .map_err(|e| explain_pool_full(lv, paths, e))
+}
+
+/// An error of a step that writes into the pool, explained when this machine's pool folder is
+/// full (a remote host's space is that host's to tell).
+fn explain_pool_full(lv: &Libvirt, paths: &Paths, e: Error) -> Error {
+    if lv.is_remote() {
+        return e;
+    }
+    explain_full(
+        e,
+        &format!("pool '{}'", paths.pool_name()),
+        &paths.pool_dir(),
+    )
 }
 
 /// Choose a MAC and an IP and reserve them in the network's DHCP hosts, under strata's lock so
@@ -328,14 +325,27 @@ pub fn wait_until_ready(
 
 /// The VM's directory goes with the rollback; its console log is what explains a failed boot,
 /// so it is kept under logs/ and the error points at it.
-fn keep_console_log(paths: &Paths, vm: &str, error: Error) -> Error {
-    let console = paths.vm_dir(vm).join("console.log");
+fn keep_console_log(
+    lv: &Libvirt,
+    paths: &Paths,
+    plan: &CreatePlan,
+    vm: &str,
+    error: Error,
+) -> Error {
+    if lv.is_remote() {
+        // On that host, where virtlogd wrote it (and where it stays after the rollback).
+        return error.and_hint(format!(
+            "the VM's console output is on the host in {}",
+            plan.console_log.display()
+        ));
+    }
+    let console = &plan.console_log;
     if !console.is_file() {
         return error;
     }
     let logs = paths.state.join("logs");
     let kept = logs.join(format!("{vm}-console.log"));
-    if paths.ensure_dir(&logs).is_err() || std::fs::copy(&console, &kept).is_err() {
+    if paths.ensure_dir(&logs).is_err() || std::fs::copy(console, &kept).is_err() {
         return error;
     }
     error.and_hint(format!(

@@ -58,16 +58,20 @@ pub fn destroy_with(lv: &Libvirt, paths: &Paths, name: &str, data: DataDisk) -> 
             continue;
         }
         steps.push(match volume.role {
-            // The seed is a file strata wrote into the pool directory.
-            VolumeRole::Seed => Undo::File {
+            // The seed is a file strata wrote into this machine's pool directory.
+            VolumeRole::Seed if !lv.is_remote() => Undo::File {
                 path: paths.pool_dir().join(&volume.name),
             },
-            VolumeRole::Root | VolumeRole::Data => Undo::Volume {
+            VolumeRole::Root | VolumeRole::Data | VolumeRole::Seed => Undo::Volume {
                 name: volume.name.clone(),
             },
         });
     }
-    steps.extend(legacy_volumes(paths, name, &info.record));
+    // Names from before volumes had roles exist only on this machine: a remote host's record
+    // never names a file here.
+    if !lv.is_remote() {
+        steps.extend(legacy_volumes(paths, name, &info.record));
+    }
     steps.push(Undo::Reservation {
         network: info.record.network.clone(),
         host: DhcpHost {

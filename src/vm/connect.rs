@@ -61,6 +61,13 @@ impl Libvirt {
         }
     }
 
+    /// True when the hypervisor is another machine (its files, pool and guests are there).
+    pub fn is_remote(&self) -> bool {
+        crate::host::remote::Site::of_uri(&self.uri)
+            .map(|site| !site.is_local())
+            .unwrap_or(false)
+    }
+
     /// True for libvirt's in-process test driver, where nothing really boots.
     pub fn is_test_driver(&self) -> bool {
         self.uri.starts_with("test://")

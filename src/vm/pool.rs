@@ -6,7 +6,8 @@ use crate::error::{Error, Result};
 use crate::state::Paths;
 use crate::vm::record::VolumeRole;
 use crate::vm::xml;
-use std::path::Path;
+use crate::vm::Libvirt;
+use std::path::{Path, PathBuf};
 use virt::connect::Connect;
 use virt::storage_pool::StoragePool;
 use virt::storage_vol::StorageVol;
@@ -44,6 +45,22 @@ pub fn ensure(conn: &Connect, paths: &Paths) -> Result<StoragePool> {
 /// strata's pool on a remote host: one per host, at the path a local one has by default.
 pub const REMOTE_POOL_NAME: &str = "strata";
 pub const REMOTE_POOL_DIR: &str = "/var/lib/strata/pool";
+
+/// The name and folder of strata's pool on `lv`'s host: this machine's state folder's, or the
+/// one every remote host has.
+pub fn home(lv: &Libvirt, paths: &Paths) -> (String, PathBuf) {
+    if lv.is_remote() {
+        (REMOTE_POOL_NAME.to_string(), PathBuf::from(REMOTE_POOL_DIR))
+    } else {
+        (paths.pool_name(), paths.pool_dir())
+    }
+}
+
+/// strata's pool on `lv`'s host, defined, built and started when missing or stopped.
+pub fn ensure_home(lv: &Libvirt, paths: &Paths) -> Result<StoragePool> {
+    let (name, dir) = home(lv, paths);
+    ensure_at(&lv.conn(), &name, &dir)
+}
 
 /// The directory pool `name` at `dir` on `conn`'s host, defined, built and started when
 /// missing or stopped.

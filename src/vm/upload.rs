@@ -26,17 +26,48 @@ pub fn upload_file(
 ) -> Result<StorageVol> {
     let mut file = std::fs::File::open(source).context(format!("opening {}", source.display()))?;
     let total = file.metadata()?.len();
+    upload_from(conn, pool, name, &mut file, total, sent)
+        .map_err(|e| e.context(format!("uploading {} as {name}", source.display())))
+}
+
+/// `upload_file` for bytes held in memory (a small secret that never touches this machine's
+/// disk on its way).
+pub fn upload_bytes(
+    conn: &Connect,
+    pool: &StoragePool,
+    name: &str,
+    bytes: &[u8],
+) -> Result<StorageVol> {
+    upload_from(
+        conn,
+        pool,
+        name,
+        &mut &bytes[..],
+        bytes.len() as u64,
+        &|_, _| {},
+    )
+    .map_err(|e| e.context(format!("uploading the volume {name}")))
+}
+
+fn upload_from(
+    conn: &Connect,
+    pool: &StoragePool,
+    name: &str,
+    source: &mut dyn Read,
+    total: u64,
+    sent: &dyn Fn(u64, u64),
+) -> Result<StorageVol> {
     let volume_xml = xml::render(
         xml::UPLOAD_VOLUME,
         &serde_json::json!({ "name": name, "capacity": total }),
     )?;
     let volume = StorageVol::create_xml(pool, &volume_xml, 0)
         .map_err(|e| Error::from(e).context(format!("creating the volume {name}")))?;
-    match send(conn, &volume, &mut file, total, sent) {
+    match send(conn, &volume, source, total, sent) {
         Ok(()) => Ok(volume),
         Err(e) => {
             let _ = volume.delete(0);
-            Err(e.context(format!("uploading {} as {name}", source.display())))
+            Err(e)
         }
     }
 }
@@ -44,7 +75,7 @@ pub fn upload_file(
 fn send(
     conn: &Connect,
     volume: &StorageVol,
-    file: &mut std::fs::File,
+    file: &mut dyn Read,
     total: u64,
     sent: &dyn Fn(u64, u64),
 ) -> Result<()> {
