@@ -7,8 +7,9 @@
 //! network there; a host key that is unknown or not the recorded one is refused before anything is
 //! sent; strata's guest SSH reaches an address only that host reaches through it (the jump),
 //! checking the pinned key inside; a VM is created there, reached with `vm ssh` (strata's
-//! client and the system's, both through the host), stopped, started and destroyed, and a
-//! create that fails is rolled back there; the commands not yet remote-capable are refused
+//! client and the system's, both through the host) and `vm forward`, given Docker from this
+//! machine's bundle (sent into that host's pool), stopped, started and destroyed, and a create
+//! that fails is rolled back there; the commands not yet remote-capable are refused
 //! before they change anything; and
 //! this machine's libvirt sees none of it. The rig is removed at the end.
 
@@ -91,8 +92,8 @@ fn rig_pool() -> BTreeSet<String> {
         .collect()
 }
 
-/// vm create, ssh (strata's own and the system client's), stop, start, destroy on the
-/// second host; a create that fails rolls back there; what strata cannot do there yet is
+/// vm create, ssh (strata's own and the system client's), forward, engine install, stop,
+/// start, destroy on the second host; a create that fails rolls back there; what strata cannot do there yet is
 /// refused.
 fn a_vm_lives_on_the_remote_host(uri: &str, net: &str) {
     let vm = format!("e2e-r{}", std::process::id());
@@ -171,12 +172,64 @@ fn a_vm_lives_on_the_remote_host(uri: &str, net: &str) {
     assert!(there.vm_key(&vm).is_file());
     assert!(!here.vm_dir(&vm).exists());
 
+    // Docker from this machine's offline bundle: the package image is sent into that host's
+    // pool (verified there) and plugged in from there.
+    let installed = ok(&["--connect", uri, "engine", "install", &vm]);
+    assert!(
+        installed.contains("from the host's bundle") && installed.contains("verified: docker.io"),
+        "{installed}"
+    );
+    let bundles: Vec<String> = rig_pool()
+        .into_iter()
+        .filter(|f| f.starts_with("bundle-") && f.ends_with(".img"))
+        .collect();
+    assert_eq!(bundles.len(), 1, "{bundles:?}");
+    let mode = on_rig(&format!("stat -c %a {REMOTE_POOL}/{}", bundles[0]));
+    assert_eq!(mode.trim(), "444");
+
     ok(&["--connect", uri, "vm", "stop", &vm]);
     let started = ok(&["--connect", uri, "vm", "start", &vm]);
     assert!(started.contains("SSH answers"), "{started}");
 
+    // A port of the guest on this machine's loopback, through the host: the guest's sshd
+    // greets through it.
+    let free_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut forward = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["--connect", uri, "vm", "forward", &vm])
+        .arg(format!("{free_port}:22"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut said = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(forward.stdout.take().unwrap()),
+        &mut said,
+    )
+    .unwrap();
+    let local = said
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("vm forward said: {said}"))
+        .to_string();
+    let mut greeting = [0u8; 8];
+    let mut client = std::net::TcpStream::connect(&local).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    std::io::Read::read_exact(&mut client, &mut greeting).unwrap();
+    let _ = forward.kill();
+    let _ = forward.wait();
+    assert_eq!(&greeting, b"SSH-2.0-", "{said}");
+
     // Not remote-capable yet: refused before anything changes.
-    let out = strata(&["--connect", uri, "engine", "install", &vm]);
+    let out = strata(&["--connect", uri, "ps", &vm]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
     assert!(
         stderr_of(&out).contains("cannot do this on a remote host"),
@@ -185,6 +238,11 @@ fn a_vm_lives_on_the_remote_host(uri: &str, net: &str) {
     );
 
     ok(&["--connect", uri, "vm", "destroy", &vm]);
+    // The bundle stays in that host's pool for its next VM, as it does here.
+    let template_only: BTreeSet<String> = template_only
+        .into_iter()
+        .chain(rig_pool().into_iter().filter(|f| f.contains("bundle-")))
+        .collect();
     assert_eq!(rig_pool(), template_only);
     assert!(!there.vm_dir(&vm).exists());
     let reservations = on_rig(&format!("virsh net-dumpxml {net}"));
@@ -415,7 +473,11 @@ fn a_template_goes_to_a_remote_host_and_this_machine_sees_none_of_it() {
         removed.contains("build on this machine is kept"),
         "{removed}"
     );
-    assert_eq!(on_rig(&format!("ls -A {REMOTE_POOL}")).trim(), "");
+    assert!(
+        rig_pool().iter().all(|f| f.contains("bundle-")),
+        "{:?}",
+        rig_pool()
+    );
     assert!(paths.template_dir(TEMPLATE).join("build.json").exists());
 
     assert_eq!(

@@ -124,6 +124,7 @@ fn refuse_on_remote_host(uri: &str, command: &Command) -> Result<()> {
         command,
         Command::Template(_)
             | Command::Net(_)
+            | Command::Engine(_)
             | Command::Vm(
                 vm::VmCommand::List { .. }
                     | vm::VmCommand::Create(_)
@@ -131,6 +132,7 @@ fn refuse_on_remote_host(uri: &str, command: &Command) -> Result<()> {
                     | vm::VmCommand::Stop { .. }
                     | vm::VmCommand::Destroy { .. }
                     | vm::VmCommand::Ssh { .. }
+                    | vm::VmCommand::Forward { .. }
             )
     );
     if ready {

@@ -10,14 +10,11 @@ use crate::error::{Error, Result};
 use crate::host::remote::Login;
 use crate::image::BuildRecord;
 use crate::progress::Progress;
-use crate::ssh_exec::{exec, run_checked, sh_c, sh_quote};
+use crate::ssh_exec::{run_checked, sh_quote};
 use crate::state::Paths;
-use crate::units::format_size;
-use crate::vm::{domain, pool, upload, Libvirt};
-use ssh2::Session;
-use std::path::{Path, PathBuf};
+use crate::vm::remote_file::{self, HostFile};
+use crate::vm::{domain, pool, Libvirt};
 use std::time::Duration;
-use virt::storage_pool::StoragePool;
 
 /// One file of the template on the remote host.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -28,13 +25,6 @@ pub struct Placed {
     pub sent: bool,
 }
 
-/// A file of a built template and the volume it becomes on a remote host.
-struct TemplateFile {
-    volume: String,
-    local: PathBuf,
-    sha256: String,
-}
-
 /// The remote volume names of a template's kernel and initrd.
 pub fn boot_file_volumes(template: &str) -> [String; 2] {
     [
@@ -43,8 +33,8 @@ pub fn boot_file_volumes(template: &str) -> [String; 2] {
     ]
 }
 
-fn files_of(paths: &Paths, template: &str, record: &BuildRecord) -> Result<Vec<TemplateFile>> {
-    let mut files = vec![TemplateFile {
+fn files_of(paths: &Paths, template: &str, record: &BuildRecord) -> Result<Vec<HostFile>> {
+    let mut files = vec![HostFile {
         volume: record.volume.clone(),
         local: paths.pool_dir().join(&record.volume),
         sha256: record.sha256.clone(),
@@ -55,7 +45,7 @@ fn files_of(paths: &Paths, template: &str, record: &BuildRecord) -> Result<Vec<T
         (initrd_volume, &record.initrd),
     ] {
         if let Some(local) = local {
-            files.push(TemplateFile {
+            files.push(HostFile {
                 volume,
                 sha256: crate::digest::sha256_file(local)?,
                 local: local.clone(),
@@ -77,20 +67,16 @@ pub fn upload(
     let files = files_of(paths, template, record)?;
     let host = login.display();
     paths.with_named_lock(
-        &format!("upload to {host}"),
+        &remote_file::upload_lock(login),
         &|| progress.stage(&format!("waiting for another upload to {host}")),
         || {
             progress.stage(&format!("connecting to {host}"));
             let session = login.connect(Duration::from_secs(15))?;
-            let pool_handle = pool::ensure_at(
-                &remote.conn(),
-                pool::REMOTE_POOL_NAME,
-                Path::new(pool::REMOTE_POOL_DIR),
-            )?;
+            let pool_handle = pool::ensure_remote(&remote.conn())?;
             let dir = pool::dir_of(&pool_handle)?;
             let mut changed = Vec::new();
             for file in &files {
-                let there = stamped_sha256_on_host(&session, &dir.join(&file.volume))?;
+                let there = remote_file::stamped_sha256_on_host(&session, &dir.join(&file.volume))?;
                 if there.as_deref() != Some(file.sha256.as_str()) {
                     changed.push((file, there.is_some()));
                 }
@@ -107,15 +93,22 @@ pub fn upload(
                 .filter(|f| !changed.iter().any(|(c, _)| c.volume == f.volume))
                 .map(|f| Placed {
                     volume: f.volume.clone(),
-                    bytes: file_len(&f.local),
+                    bytes: remote_file::file_len(&f.local),
                     sent: false,
                 })
                 .collect();
             for (file, _) in changed {
-                send_one(remote, &session, &pool_handle, &dir, file, progress)?;
+                remote_file::send_verified(
+                    &remote.conn(),
+                    &session,
+                    &pool_handle,
+                    &dir,
+                    file,
+                    progress,
+                )?;
                 placed.push(Placed {
                     volume: file.volume.clone(),
-                    bytes: file_len(&file.local),
+                    bytes: remote_file::file_len(&file.local),
                     sent: true,
                 });
             }
@@ -123,136 +116,6 @@ pub fn upload(
             Ok(placed)
         },
     )
-}
-
-fn file_len(path: &Path) -> u64 {
-    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
-}
-
-/// Send one file under a staging name (which libvirt does not list), check its sha256 on the
-/// host, then give it the template's name, read-only.
-fn send_one(
-    remote: &Libvirt,
-    session: &Session,
-    pool_handle: &StoragePool,
-    dir: &Path,
-    file: &TemplateFile,
-    progress: &Progress,
-) -> Result<()> {
-    let staged_name = format!(".{}.upload", file.volume);
-    let staged = dir.join(&staged_name);
-    let target = dir.join(&file.volume);
-    // What an interrupted upload left under the staging name.
-    run_checked(
-        session,
-        &format!("rm -f -- {}", sh_quote(&staged.to_string_lossy())),
-    )?;
-    let total = file_len(&file.local);
-    progress.stage(&format!(
-        "uploading {} ({})",
-        file.volume,
-        format_size(total)
-    ));
-    let last_quarter = std::cell::Cell::new(0u8);
-    upload::upload_file(
-        &remote.conn(),
-        pool_handle,
-        &staged_name,
-        &file.local,
-        &|done, total| {
-            let quarter = (done.saturating_mul(4) / total.max(1)) as u8;
-            let new_quarter = quarter > last_quarter.get();
-            last_quarter.set(quarter);
-            progress.detail(
-                &format!("{}%", done.saturating_mul(100) / total.max(1)),
-                new_quarter.then_some(quarter),
-            );
-        },
-    )?;
-    progress.stage(&format!("verifying {} on the host", file.volume));
-    let there = sha256_on_host(session, &staged)?;
-    if there.as_deref() != Some(file.sha256.as_str()) {
-        let _ = run_checked(
-            session,
-            &format!("rm -f -- {}", sh_quote(&staged.to_string_lossy())),
-        );
-        return Err(Error::failed(format!(
-            "{} arrived with sha256 {} instead of {}",
-            file.volume,
-            there.unwrap_or_else(|| "(none)".into()),
-            file.sha256
-        ))
-        .with_hint("run the command again; the file is sent anew"));
-    }
-    let target_quoted = sh_quote(&target.to_string_lossy());
-    run_checked(
-        session,
-        &sh_c(&format!(
-            "chmod 0444 -- {staged} && mv -f -- {staged} {target_quoted} && {stamp}",
-            staged = sh_quote(&staged.to_string_lossy()),
-            stamp = write_stamp(&target, &file.sha256),
-        )),
-    )?;
-    Ok(())
-}
-
-/// The file beside a template file on the host that keeps its verified sha256 with the
-/// size, mtime and inode it had then (a name libvirt does not list).
-fn stamp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    path.with_file_name(format!(".{name}.sha256"))
-}
-
-/// A shell command that records `sha256` as `path`'s verified sum, with its stat line.
-fn write_stamp(path: &Path, sha256: &str) -> String {
-    let stamp = sh_quote(&stamp_path(path).to_string_lossy());
-    format!(
-        "printf '%s\\n%s\\n' {sum} \"$(stat -c '%s %Y %i' -- {file})\" > {stamp}.new && mv -f -- {stamp}.new {stamp}",
-        sum = sh_quote(sha256),
-        file = sh_quote(&path.to_string_lossy()),
-    )
-}
-
-/// The sha256 of a template file on the host, None when there is none: the stamp's when the
-/// file still has the size, mtime and inode it had when it was verified (a re-run then hashes
-/// nothing), else computed there and stamped anew.
-fn stamped_sha256_on_host(session: &Session, path: &Path) -> Result<Option<String>> {
-    let file = sh_quote(&path.to_string_lossy());
-    let stamp = sh_quote(&stamp_path(path).to_string_lossy());
-    let script = format!(
-        "test -f {file} || exit 3; now=$(stat -c '%s %Y %i' -- {file}); \
-         if [ -f {stamp} ] && [ \"$(sed -n 2p {stamp})\" = \"$now\" ]; then sed -n 1p {stamp}; exit 0; fi; \
-         sum=$(sha256sum -- {file} | cut -d' ' -f1) && \
-         printf '%s\\n%s\\n' \"$sum\" \"$now\" > {stamp}.new && mv -f -- {stamp}.new {stamp} && echo \"$sum\""
-    );
-    sum_from(session, path, &sh_c(&script))
-}
-
-/// The sha256 of `path` on the host, None when there is no such file.
-fn sha256_on_host(session: &Session, path: &Path) -> Result<Option<String>> {
-    let quoted = sh_quote(&path.to_string_lossy());
-    sum_from(
-        session,
-        path,
-        &format!("test -f {quoted} || exit 3; sha256sum -- {quoted}"),
-    )
-}
-
-/// Run `script` (exit 3: no such file; else a sum first on its output) on the host.
-fn sum_from(session: &Session, path: &Path, script: &str) -> Result<Option<String>> {
-    let out = exec(session, script, false)?;
-    match out.status {
-        0 => Ok(String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .next()
-            .map(str::to_string)),
-        3 => Ok(None),
-        status => Err(Error::failed(format!(
-            "sha256sum of {} on the host exited with {status}: {}",
-            path.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))),
-    }
 }
 
 /// Remove `template`'s files from the remote host behind `remote` (refused while VMs there are
@@ -285,7 +148,7 @@ pub fn remove(remote: &Libvirt, login: &Login, template: &str) -> Result<Vec<Str
     // Their verified sums go with them.
     let stamps: Vec<String> = volumes
         .iter()
-        .map(|v| sh_quote(&stamp_path(&dir.join(v)).to_string_lossy()))
+        .map(|v| sh_quote(&remote_file::stamp_path(&dir.join(v)).to_string_lossy()))
         .collect();
     let session = login.connect(Duration::from_secs(15))?;
     run_checked(&session, &format!("rm -f -- {}", stamps.join(" ")))?;

@@ -10,6 +10,7 @@ pub mod hotplug;
 pub mod network;
 pub mod pool;
 pub mod record;
+pub mod remote_file;
 pub mod sizing;
 pub mod spec;
 pub mod upload;

@@ -56,6 +56,11 @@ pub fn home(lv: &Libvirt, paths: &Paths) -> (String, PathBuf) {
     }
 }
 
+/// strata's pool on a remote host, defined, built and started when missing or stopped.
+pub fn ensure_remote(conn: &Connect) -> Result<StoragePool> {
+    ensure_at(conn, REMOTE_POOL_NAME, Path::new(REMOTE_POOL_DIR))
+}
+
 /// strata's pool on `lv`'s host, defined, built and started when missing or stopped.
 pub fn ensure_home(lv: &Libvirt, paths: &Paths) -> Result<StoragePool> {
     let (name, dir) = home(lv, paths);

@@ -93,7 +93,7 @@ pub fn plan(
     req: &InstallRequest,
 ) -> Result<InstallPlan> {
     let guest = facts::gather(session)?;
-    let pool_handle = pool::ensure(&lv.conn(), paths)?;
+    let pool_handle = pool::ensure_home(lv, paths)?;
     // A disk attached by an earlier run keeps its role even when the flag is not repeated.
     let existing_disk = data_disk::existing_capacity(&lv.conn(), &pool_handle, vm)?;
     let disk_size = req.data_disk.or(existing_disk);
@@ -157,7 +157,7 @@ impl InstallPlan {
             return Ok(None);
         };
         progress.stage("attaching the data disk");
-        let pool_handle = pool::ensure(&lv.conn(), paths)?;
+        let pool_handle = pool::ensure_home(lv, paths)?;
         let disk = data_disk::ensure(&lv.conn(), &pool_handle, vm, size)?;
         Ok(disk.created.then(|| {
             format!(

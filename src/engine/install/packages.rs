@@ -7,9 +7,10 @@ use crate::engine::bundle::{self, BundleRequest};
 use crate::engine::scripts;
 use crate::error::{Error, Result};
 use crate::guest::facts::GuestFacts;
-use crate::guest::{sftp, ssh};
+use crate::guest::{route, sftp, ssh};
 use crate::progress::Progress;
 use crate::state::Paths;
+use crate::vm::remote_file::{self, HostFile};
 use crate::vm::{hotplug, Libvirt};
 use ssh2::Session;
 
@@ -52,8 +53,33 @@ impl PackagePlan {
             PackagePlan::Installed { .. } => Ok(None),
             PackagePlan::Bundle(b) if b.debs.is_empty() => Ok(None),
             PackagePlan::Bundle(b) => {
-                progress.stage(&format!("plugging in {} packages", b.debs.len()));
+                let hypervisor = route::hypervisor_login(lv)?;
+                let plugging = format!("plugging in {} packages", b.debs.len());
+                progress.stage(match hypervisor {
+                    Some(_) => "sending the packages to the host",
+                    None => &plugging,
+                });
                 let image = b.disk_image(&paths.pool_dir())?;
+                let image = match hypervisor {
+                    None => image,
+                    // Made here, kept in that host's pool too (the next VM there with the
+                    // same packages finds it there); attached from there.
+                    Some(login) => {
+                        let file = HostFile {
+                            volume: image
+                                .file_name()
+                                .unwrap_or_default()
+                                .to_string_lossy()
+                                .into_owned(),
+                            sha256: crate::digest::sha256_file(&image)?,
+                            local: image,
+                        };
+                        let there =
+                            remote_file::ensure_on_host(lv, &login, paths, &file, progress)?;
+                        progress.stage(&plugging);
+                        there
+                    }
+                };
                 lv.resilient(|| hotplug::attach_readonly(&lv.conn(), vm, &image, BUNDLE_SERIAL))?;
                 progress.stage(&format!("installing {} packages", b.debs.len()));
                 let names: Vec<String> = b
