@@ -216,6 +216,8 @@ pub fn proc_net(data: &[u8]) {
         for protocol in ["tcp", "udp"] {
             let _ = crate::host::listeners::parse_proc_net(text, protocol);
         }
+        // A remote host's socket owners, as its `find /proc/*/fd` script prints them.
+        let _ = crate::host::listeners::parse_owner_lines(text);
     }
 }
 
@@ -237,6 +239,8 @@ pub fn check_script(data: &[u8]) {
 /// `docker info` as the API returns it (bollard's SystemInfo), reduced as the install's
 /// verification reduces it, and its version read.
 pub fn docker_info(data: &[u8]) {
+    // A remote host's `docker info --format '{{json .}}'`.
+    let _ = crate::host::docker::parse_info(&output_text(data));
     let Ok(info) = serde_json::from_slice::<bollard::models::SystemInfo>(data) else {
         return;
     };
@@ -266,7 +270,7 @@ pub fn qemu_conf_user(data: &[u8]) {
     }
 }
 
-/// A remote host's `stat -Lc '%u %g %a' /dev/kvm`, as accel reads it over SSH.
+/// A remote host's `stat -Lc '%u %g %a %U:%G' /dev/kvm`, as accel reads it over SSH.
 pub fn dev_kvm_stat(data: &[u8]) {
     let _ = crate::host::accel::parse_stat_line(&output_text(data));
 }
@@ -308,7 +312,8 @@ pub fn connect_uri(data: &[u8]) {
                 !folder.contains('/') && !folder.starts_with('.') && !folder.is_empty(),
                 "{folder:?}"
             );
-            let _ = login.proxy_command();
+            // It goes into ssh_config lines: no line break may get in.
+            assert!(!login.proxy_command().chars().any(char::is_control));
         }
     }
 }

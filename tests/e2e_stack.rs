@@ -12,7 +12,6 @@
 mod common;
 
 use common::*;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use strata::guest::docker::GuestDocker;
 use strata::stack::StackFile;
@@ -76,16 +75,6 @@ fn actions(rows: &[serde_json::Value]) -> Vec<(String, String)> {
             )
         })
         .collect()
-}
-
-fn http_get(addr: std::net::SocketAddr) -> String {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
-    s.write_all(b"GET / HTTP/1.0\r\nHost: web\r\n\r\n").unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
-    body
 }
 
 #[test]

@@ -42,8 +42,14 @@ fn check(env: &Env, args: CheckArgs) -> Result<i32> {
         return Ok(0);
     }
     let (libvirt, vms) = if args.vms.is_empty() {
-        // The host checks still run without libvirt; they say what they could not read.
-        let libvirt = env.libvirt().ok();
+        // The host checks still run without libvirt; they say what they could not read. A
+        // remote host's facts are read only where its libvirt answers (never this machine's
+        // in their place).
+        let libvirt = if crate::host::remote::Site::of_uri(&env.uri)?.is_local() {
+            env.libvirt().ok()
+        } else {
+            Some(env.libvirt()?)
+        };
         let vms = match (&libvirt, args.host) {
             (Some(lv), false) => crate::vm::domain::list(&lv.conn())?
                 .into_iter()

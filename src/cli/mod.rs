@@ -125,6 +125,12 @@ fn refuse_on_remote_host(uri: &str, command: &Command) -> Result<()> {
         Command::Template(_)
             | Command::Net(_)
             | Command::Engine(_)
+            | Command::Check(_)
+            | Command::Up(_)
+            | Command::Ps(_)
+            | Command::Logs(_)
+            | Command::Down(_)
+            | Command::Context(_)
             | Command::Vm(
                 vm::VmCommand::List { .. }
                     | vm::VmCommand::Create(_)

@@ -57,6 +57,9 @@ pub struct KvmFacts {
     pub qemu_user: String,
     /// vmx or svm among the CPU flags.
     pub hardware_virt: bool,
+    /// /dev/kvm's "user:group" as named on a remote host (None: named from this machine's
+    /// users and groups, where the ids are).
+    pub dev_kvm_names: Option<String>,
 }
 
 impl KvmFacts {
@@ -74,6 +77,7 @@ impl KvmFacts {
             usable_by_qemu,
             qemu_user: qemu.user,
             hardware_virt: cpu_has_virt_flag(&cpuinfo),
+            dev_kvm_names: None,
         })
     }
 
@@ -83,9 +87,12 @@ impl KvmFacts {
         if matches!(runner, Runner::Local) {
             return KvmFacts::read();
         }
-        let stat = runner.run("stat", &["-Lc", "%u %g %a", "/dev/kvm"])?;
+        let stat = runner.run("stat", &["-Lc", "%u %g %a %U:%G", "/dev/kvm"])?;
         let dev_kvm = (stat.status == 0)
             .then(|| parse_stat_line(&stat.stdout))
+            .flatten();
+        let dev_kvm_names = (stat.status == 0)
+            .then(|| stat.stdout.split_whitespace().nth(3).map(str::to_string))
             .flatten();
         let conf = runner.run("cat", &["/etc/libvirt/qemu.conf"])?.stdout;
         let candidates: Vec<String> = match configured_user(&conf) {
@@ -125,12 +132,29 @@ impl KvmFacts {
                 .unwrap_or(false),
             qemu_user: qemu.user,
             hardware_virt: cpu_has_virt_flag(&cpuinfo),
+            dev_kvm_names,
         })
+    }
+
+    /// /dev/kvm's owner and group as "user:group", named where they are.
+    pub fn dev_kvm_owner(&self) -> Option<String> {
+        let (uid, gid, _) = self.dev_kvm?;
+        Some(self.dev_kvm_names.clone().unwrap_or_else(|| {
+            format!(
+                "{}:{}",
+                user_name(uid),
+                nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
+                    .ok()
+                    .flatten()
+                    .map(|g| g.name)
+                    .unwrap_or_else(|| gid.to_string())
+            )
+        }))
     }
 
     /// Why KVM cannot be used, or None when it can.
     pub fn kvm_blocker(&self) -> Option<String> {
-        let Some((uid, gid, mode)) = self.dev_kvm else {
+        let Some((_, _, mode)) = self.dev_kvm else {
             return Some(
                 "/dev/kvm does not exist (no kvm module, or not exposed to this machine)".into(),
             );
@@ -140,13 +164,8 @@ impl KvmFacts {
         }
         if !self.usable_by_qemu {
             return Some(format!(
-                "/dev/kvm is {}:{} mode {:04o}, which qemu's user '{}' cannot open",
-                user_name(uid),
-                nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
-                    .ok()
-                    .flatten()
-                    .map(|g| g.name)
-                    .unwrap_or_else(|| gid.to_string()),
+                "/dev/kvm is {} mode {:04o}, which qemu's user '{}' cannot open",
+                self.dev_kvm_owner().unwrap_or_default(),
                 mode,
                 self.qemu_user
             ));
@@ -155,7 +174,7 @@ impl KvmFacts {
     }
 }
 
-/// "UID GID OCTAL-MODE" as `stat -Lc '%u %g %a'` prints it.
+/// "UID GID OCTAL-MODE" as `stat -Lc '%u %g %a ...'` starts (what follows is for messages).
 pub fn parse_stat_line(line: &str) -> Option<(u32, u32, u32)> {
     let mut fields = line.split_whitespace();
     let uid = fields.next()?.parse().ok()?;
@@ -195,6 +214,7 @@ mod tests {
             usable_by_qemu: usable,
             qemu_user: "libvirt-qemu".into(),
             hardware_virt: hw,
+            dev_kvm_names: None,
         }
     }
 
@@ -202,6 +222,7 @@ mod tests {
     fn stat_lines_of_dev_kvm() {
         assert_eq!(parse_stat_line("0 108 660\n"), Some((0, 108, 0o660)));
         assert_eq!(parse_stat_line("0 0 600"), Some((0, 0, 0o600)));
+        assert_eq!(parse_stat_line("0 994 660 root:kvm"), Some((0, 994, 0o660)));
         assert_eq!(parse_stat_line("0 0"), None);
         assert_eq!(parse_stat_line("0 0 rw"), None);
     }

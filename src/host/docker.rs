@@ -128,6 +128,70 @@ pub fn parse_network_inspect(json: &str) -> Result<Vec<DockerNetwork>> {
     Ok(nets.into_iter().map(network_of).collect())
 }
 
+/// The Docker of `runner`'s host, through its docker CLI there (`docker info`, its networks,
+/// its daemon.json), or why not.
+pub fn read_on(runner: &crate::host::runner::Runner) -> Result<HostDocker> {
+    if runner.is_local() {
+        return read();
+    }
+    let ran = runner.run(
+        "sh",
+        &[
+            "-c",
+            "command -v docker >/dev/null || exit 127; docker info --format '{{json .}}'",
+        ],
+    )?;
+    match ran.status {
+        0 => {}
+        127 => {
+            return Err(Error::new(
+                ErrorKind::Unreachable,
+                format!("no Docker on {}", runner.describe()),
+            ))
+        }
+        status => {
+            return Err(Error::new(
+                ErrorKind::Unreachable,
+                format!(
+                    "`docker info` on {} exited with {status}: {}",
+                    runner.describe(),
+                    ran.stderr.trim()
+                ),
+            ))
+        }
+    }
+    let mut docker = parse_info(&ran.stdout)?;
+    docker.networks = networks_with(runner)?;
+    docker.daemon_json = runner
+        .read_file(DAEMON_JSON)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok());
+    Ok(docker)
+}
+
+/// `docker info --format '{{json .}}'`: the version and address pools (networks and
+/// daemon.json are read apart).
+pub fn parse_info(json: &str) -> Result<HostDocker> {
+    let info: bollard::models::SystemInfo = serde_json::from_str(json)
+        .map_err(|e| Error::failed(format!("reading `docker info`: {e}")))?;
+    Ok(HostDocker {
+        server_version: info.server_version.unwrap_or_default(),
+        networks: Vec::new(),
+        address_pools: pools_of(info.default_address_pools),
+        daemon_json: None,
+    })
+}
+
+fn pools_of(
+    pools: Option<Vec<bollard::models::SystemInfoDefaultAddressPools>>,
+) -> Vec<(Ipv4Net, u32)> {
+    pools
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|p| Some((p.base?.parse().ok()?, u32::try_from(p.size?).ok()?)))
+        .collect()
+}
+
 /// Version, networks, pools and daemon.json of the host's Docker, or why not.
 pub fn read() -> Result<HostDocker> {
     let (info, nets) = with_docker(|docker| async move {
@@ -135,12 +199,7 @@ pub fn read() -> Result<HostDocker> {
         let nets = docker.list_networks(None).await?;
         Ok((info, nets))
     })?;
-    let address_pools = info
-        .default_address_pools
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|p| Some((p.base?.parse().ok()?, u32::try_from(p.size?).ok()?)))
-        .collect();
+    let address_pools = pools_of(info.default_address_pools);
     let daemon_json = std::fs::read_to_string(DAEMON_JSON)
         .ok()
         .and_then(|text| serde_json::from_str(&text).ok());
@@ -155,6 +214,15 @@ pub fn read() -> Result<HostDocker> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn docker_info_as_the_cli_prints_it() {
+        // `docker info --format '{{json .}}'` on this host (Debian 12's docker.io).
+        let docker = parse_info(include_str!("testdata/docker-info.json")).unwrap();
+        assert_eq!(docker.server_version, "20.10.24+dfsg1");
+        assert!(docker.address_pools.is_empty());
+        assert!(parse_info("not json").is_err());
+    }
 
     #[test]
     fn docker_network_inspect_gives_names_bridges_and_subnets() {

@@ -2,6 +2,7 @@
 
 use crate::command::capture;
 use crate::error::Result;
+use crate::host::runner::Runner;
 
 /// firewalld, when it runs.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -25,6 +26,36 @@ pub fn running() -> bool {
         })
 }
 
+/// firewalld on `runner`'s host: None when it does not run there.
+pub fn read_on(runner: &Runner) -> Option<Result<Firewalld>> {
+    if runner.is_local() {
+        return running().then(read);
+    }
+    let running = runner
+        .run("pgrep", &["-x", "firewalld"])
+        .map(|ran| ran.status == 0)
+        .unwrap_or(false);
+    running.then(|| {
+        let zones = runner.capture("firewall-cmd", &["--get-active-zones"])?;
+        Ok(Firewalld {
+            zones: parse_active_zones(&zones),
+            backend: runner
+                .read_file("/etc/firewalld/firewalld.conf")
+                .ok()
+                .and_then(|c| backend_of(&c)),
+        })
+    })
+}
+
+/// FirewallBackend= of a firewalld.conf.
+fn backend_of(conf: &str) -> Option<String> {
+    conf.lines().find_map(|l| {
+        l.trim()
+            .strip_prefix("FirewallBackend=")
+            .map(|v| v.trim().to_string())
+    })
+}
+
 /// firewalld's zones and back end.
 pub fn read() -> Result<Firewalld> {
     let zones = capture("firewall-cmd", &["--get-active-zones"])?;
@@ -32,13 +63,7 @@ pub fn read() -> Result<Firewalld> {
         zones: parse_active_zones(&zones),
         backend: std::fs::read_to_string("/etc/firewalld/firewalld.conf")
             .ok()
-            .and_then(|c| {
-                c.lines().find_map(|l| {
-                    l.trim()
-                        .strip_prefix("FirewallBackend=")
-                        .map(|v| v.trim().to_string())
-                })
-            }),
+            .and_then(|c| backend_of(&c)),
     })
 }
 

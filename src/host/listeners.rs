@@ -11,6 +11,7 @@
 //! still listed but with no owner.
 
 use crate::error::{Error, Result};
+use crate::host::runner::Runner;
 use procfs::net::{TcpNetEntries, TcpState, UdpNetEntries, UdpState};
 use procfs::FromBufReadSI;
 use serde::Serialize;
@@ -125,6 +126,86 @@ pub fn read(ports: &[u16]) -> Result<Vec<Listener>> {
     attach_owners(&mut listeners);
     sort_dedup(&mut listeners);
     Ok(listeners)
+}
+
+/// The listeners of `runner`'s host: its socket tables read there (`cat`), and the owners of
+/// the wanted sockets found there by one `find` over /proc/*/fd and their command lines.
+pub fn read_on(runner: &Runner, ports: &[u16]) -> Result<Vec<Listener>> {
+    if runner.is_local() {
+        return read(ports);
+    }
+    let mut listeners = Vec::new();
+    for (table, protocol, required) in [
+        ("/proc/net/tcp", "tcp", true),
+        ("/proc/net/udp", "udp", true),
+        ("/proc/net/tcp6", "tcp", false),
+        ("/proc/net/udp6", "udp", false),
+    ] {
+        match runner.read_file(table) {
+            Ok(text) => listeners.extend(parse_proc_net(&text, protocol)?),
+            Err(e) if required => return Err(e),
+            Err(_) => {} // a kernel without IPv6
+        }
+    }
+    listeners.retain(|l| ports.is_empty() || ports.contains(&l.port));
+    let wanted: Vec<u64> = listeners
+        .iter()
+        .map(|l| l.inode)
+        .filter(|&i| i != 0)
+        .collect();
+    if !wanted.is_empty() {
+        let owners = parse_owner_lines(&runner.run("sh", &["-c", &owner_script(&wanted)])?.stdout);
+        for listener in listeners.iter_mut() {
+            listener.owner = owners.get(&listener.inode).cloned();
+        }
+    }
+    sort_dedup(&mut listeners);
+    Ok(listeners)
+}
+
+/// A shell script printing "PID socket:[INODE] COMMAND LINE" for each fd that holds one of
+/// `inodes` (numbers only: nothing else goes into it).
+fn owner_script(inodes: &[u64]) -> String {
+    let names: Vec<String> = inodes
+        .iter()
+        .map(|i| format!("-lname 'socket:\\[{i}\\]'"))
+        .collect();
+    format!(
+        "find /proc/[0-9]*/fd -mindepth 1 -maxdepth 1 -type l \\( {} \\) -printf '%h %l\\n' 2>/dev/null | \
+         while read -r dir link; do pid=${{dir#/proc/}}; pid=${{pid%/fd}}; \
+         printf '%s %s ' \"$pid\" \"$link\"; tr '\\0' ' ' < /proc/$pid/cmdline 2>/dev/null; echo; done",
+        names.join(" -o ")
+    )
+}
+
+/// The owners in `owner_script`'s output, the lowest pid for each inode (forked children share
+/// their parent's sockets) (pure).
+pub fn parse_owner_lines(text: &str) -> HashMap<u64, Owner> {
+    let mut owners: HashMap<u64, Owner> = HashMap::new();
+    for line in text.lines() {
+        let mut fields = line.splitn(3, ' ');
+        let (Some(pid), Some(link)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        let Some(inode) = link
+            .strip_prefix("socket:[")
+            .and_then(|rest| rest.strip_suffix(']'))
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        let command = fields.next().unwrap_or_default().trim().to_string();
+        match owners.get(&inode) {
+            Some(known) if known.pid <= pid => {}
+            _ => {
+                owners.insert(inode, Owner { pid, command });
+            }
+        }
+    }
+    owners
 }
 
 /// Order by (port, protocol, address) for stable output; the inode breaks ties so that exact
@@ -252,6 +333,28 @@ mod tests {
         assert_eq!(got[1].port, 53);
         assert_eq!(got[1].inode, 31337);
         assert!(!got[1].is_wildcard());
+    }
+
+    #[test]
+    fn owners_of_a_remote_host_lowest_pid_first() {
+        let owners = parse_owner_lines(
+            "912 socket:[31337] /usr/sbin/dnsmasq --conf-file=/var/lib/libvirt/dnsmasq/default.conf \n\
+             911 socket:[31337] /usr/sbin/dnsmasq --conf-file=/var/lib/libvirt/dnsmasq/default.conf \n\
+             40 socket:[21430] /usr/sbin/sshd -D \n\
+             x socket:[1] junk\n\
+             41 pipe:[7] not a socket\n",
+        );
+        assert_eq!(owners.len(), 2);
+        assert_eq!(owners[&31337].pid, 911);
+        assert!(owners[&31337]
+            .command
+            .contains("libvirt/dnsmasq/default.conf"));
+        assert_eq!(owners[&21430].command, "/usr/sbin/sshd -D");
+        let script = owner_script(&[1, 22]);
+        assert!(
+            script.contains("-lname 'socket:\\[1\\]' -o -lname 'socket:\\[22\\]'"),
+            "{script}"
+        );
     }
 
     #[test]

@@ -3,10 +3,38 @@
 
 use crate::command::capture;
 use crate::error::{Error, Result};
-use crate::host::sysctl::read_trimmed;
+use crate::host::runner::Runner;
+use crate::host::sysctl::{read_trimmed, read_trimmed_on};
+
+/// Denials of one security module: None when it is not enforcing, Err when its log could not
+/// be read.
+pub type Denials = Option<Result<Vec<String>>>;
+
+/// AppArmor's and SELinux's denials on `runner`'s host.
+pub fn denials_on(runner: &Runner) -> (Denials, Denials) {
+    if runner.is_local() {
+        return (apparmor_denials(), selinux_denials());
+    }
+    let apparmor = (read_trimmed_on(runner, "/sys/module/apparmor/parameters/enabled").ok()
+        == Some("Y".to_string()))
+    .then(|| {
+        runner
+            .capture("dmesg", &[])
+            .or_else(|why| runner.read_file("/var/log/kern.log").map_err(|_| why))
+            .map(|log| libvirt_denials(&log))
+    });
+    let selinux = (read_trimmed_on(runner, "/sys/fs/selinux/enforce").ok()
+        == Some("1".to_string()))
+    .then(|| {
+        runner
+            .read_file("/var/log/audit/audit.log")
+            .map(|log| svirt_denials(&log))
+    });
+    (apparmor, selinux)
+}
 
 /// AppArmor denials of libvirt/qemu profiles; None when AppArmor is not enabled.
-pub fn apparmor_denials() -> Option<Result<Vec<String>>> {
+pub fn apparmor_denials() -> Denials {
     let enabled = read_trimmed("/sys/module/apparmor/parameters/enabled").ok()?;
     if enabled != "Y" {
         return None;
@@ -19,7 +47,7 @@ pub fn apparmor_denials() -> Option<Result<Vec<String>>> {
 }
 
 /// AVC denials of sVirt/qemu; None when SELinux is not enforcing.
-pub fn selinux_denials() -> Option<Result<Vec<String>>> {
+pub fn selinux_denials() -> Denials {
     if read_trimmed("/sys/fs/selinux/enforce").ok()? != "1" {
         return None;
     }

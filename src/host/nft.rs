@@ -4,6 +4,7 @@
 
 use crate::command::capture;
 use crate::error::{Error, Result};
+use crate::host::runner::Runner;
 
 /// Which packet-filter back ends hold rules (NET-2, NET-5).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,15 +26,51 @@ fn rule_count(save: &str) -> usize {
     save.lines().filter(|l| l.starts_with("-A ")).count()
 }
 
+/// The back ends of `runner`'s host.
+pub fn read_on(runner: &Runner) -> FirewallBackends {
+    if runner.is_local() {
+        return read();
+    }
+    let iptables_variant = runner
+        .capture("iptables", &["--version"])
+        .ok()
+        .map(|v| variant_of(&v));
+    let legacy_rules = match runner.read_file("/proc/net/ip_tables_names") {
+        Ok(names) if !names.trim().is_empty() => runner
+            .capture("iptables-legacy-save", &[])
+            .map(|t| rule_count(&t)),
+        _ => Ok(0),
+    };
+    FirewallBackends {
+        iptables_variant,
+        legacy_rules,
+        nft_rules: runner
+            .capture("iptables-nft-save", &[])
+            .map(|t| rule_count(&t)),
+        nft_tables: runner
+            .capture("nft", &["-j", "list", "tables"])
+            .and_then(|j| parse_nft_tables(&j)),
+        libvirt_backend: runner
+            .read_file("/etc/libvirt/network.conf")
+            .ok()
+            .and_then(|conf| config_value(&conf, "firewall_backend")),
+    }
+}
+
+/// "legacy" or "nf_tables", from `iptables --version`.
+fn variant_of(version: &str) -> String {
+    if version.contains("legacy") {
+        "legacy".to_string()
+    } else {
+        "nf_tables".to_string()
+    }
+}
+
 /// Read the back ends; each count says why when it could not be read.
 pub fn read() -> FirewallBackends {
-    let iptables_variant = capture("iptables", &["--version"]).ok().map(|v| {
-        if v.contains("legacy") {
-            "legacy".to_string()
-        } else {
-            "nf_tables".to_string()
-        }
-    });
+    let iptables_variant = capture("iptables", &["--version"])
+        .ok()
+        .map(|v| variant_of(&v));
     // The legacy back end only has rules when it has tables loaded; reading
     // /proc/net/ip_tables_names first avoids running (and module-loading) iptables-legacy.
     let legacy_rules = match std::fs::read_to_string("/proc/net/ip_tables_names") {

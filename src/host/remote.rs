@@ -80,6 +80,21 @@ impl Site {
                         _ => {}
                     }
                 }
+                // These values go into ssh's command line and ssh_config lines (ProxyCommand):
+                // a line break or other control character there would be a new directive.
+                let paths = [&login.keyfile, &login.known_hosts]
+                    .into_iter()
+                    .flatten()
+                    .map(|p| p.to_string_lossy().into_owned());
+                if [login.user.clone(), login.host.clone()]
+                    .into_iter()
+                    .chain(paths)
+                    .any(|value| value.chars().any(char::is_control))
+                {
+                    return Err(bad(
+                        "control characters in the user, host, keyfile or known_hosts",
+                    ));
+                }
                 Ok(Site::Ssh(login))
             }
             other => Ok(Site::Other {
@@ -398,7 +413,12 @@ mod tests {
 
     #[test]
     fn a_bad_uri_is_named() {
-        for bad in ["not a uri", "qemu+ssh:///system"] {
+        for bad in [
+            "not a uri",
+            "qemu+ssh:///system",
+            "qemu+ssh://a%0AProxyCommand%20x@hv2/system",
+            "qemu+ssh://root@hv2/system?keyfile=/k%0Ax",
+        ] {
             let err = Site::of_uri(bad).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::BadInput, "{bad}");
             assert!(err.message().contains(bad), "{err}");

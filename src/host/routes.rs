@@ -55,6 +55,18 @@ pub fn default_route_device() -> Option<String> {
     parse_default_device(&json)
 }
 
+/// The same on `runner`'s host.
+pub fn default_route_device_on(runner: &crate::host::runner::Runner) -> Option<String> {
+    if runner.is_local() {
+        return default_route_device();
+    }
+    parse_default_device(
+        &runner
+            .capture("ip", &["-j", "-4", "route", "show", "default"])
+            .ok()?,
+    )
+}
+
 /// The `dev` of the first route in `ip -j route show default` output (pure).
 pub fn parse_default_device(json: &str) -> Option<String> {
     let routes: serde_json::Value = serde_json::from_str(json).ok()?;

@@ -79,6 +79,29 @@ impl Runner {
         }
     }
 
+    /// A file of the host, as text.
+    pub fn read_file(&self, path: &str) -> Result<String> {
+        match self {
+            Runner::Local => std::fs::read_to_string(path)
+                .map_err(|e| Error::from(e).context(format!("cannot read {path}"))),
+            Runner::Ssh { .. } => {
+                let ran = self.run("cat", &["--", path])?;
+                if ran.status != 0 {
+                    return Err(Error::not_found(format!(
+                        "cannot read {path} on {}: {}",
+                        self.describe(),
+                        ran.stderr.trim()
+                    )));
+                }
+                Ok(ran.stdout)
+            }
+        }
+    }
+
+    pub fn is_local(&self) -> bool {
+        matches!(self, Runner::Local)
+    }
+
     /// Run a command that must succeed; its output.
     pub fn capture(&self, program: &str, args: &[&str]) -> Result<String> {
         let ran = self.run(program, args)?;

@@ -6,12 +6,14 @@
 
 use crate::check::fix::{self, Applied};
 use crate::check::report::Report;
+use crate::check::snapshot::host::HostSnapshot;
 use crate::check::{self, Finding, FixAction, GuestSnapshot, StorageExpectation, Verdict};
 use crate::engine::config::EngineRecord;
 use crate::engine::decision::{self, Driver, GuestStorageFacts, StoragePolicy, StorageRequest};
 use crate::error::{Error, ErrorKind, Result};
 use crate::guest::facts::EngineVersion;
 use crate::guest::Route;
+use crate::host::runner::Runner;
 use crate::state::Paths;
 use crate::vm::Libvirt;
 
@@ -74,6 +76,12 @@ fn apply(lv: Option<&Libvirt>, paths: &Paths, action: &FixAction) -> Result<Stri
                 lv.ok_or_else(|| Error::new(ErrorKind::Unreachable, "libvirt is not reachable"))?;
             crate::engine::log_rotation::apply(&Route::of_vm(lv, paths, vm)?, vm)
         }
+        // The host's fixes change this machine's firewall and kernel switches: on a remote
+        // host they are for a strata run there.
+        _ if lv.is_some_and(Libvirt::is_remote) => Err(Error::bad_input(
+            "host fixes are applied by strata on the host itself",
+        )
+        .with_hint("run `strata check --fix` on that host")),
         host_action => fix::apply_on_host(host_action),
     }
 }
@@ -87,7 +95,15 @@ fn judge(lv: Option<&Libvirt>, paths: &Paths, request: &CheckRequest) -> Vec<Fin
             .map(|vm| scope.spawn(move || guest_snapshot(lv, paths, vm)))
             .collect();
         if request.host {
-            findings.extend(check::judge_host(&check::snapshot::host::gather(lv, paths)));
+            match host_snapshot(lv, paths) {
+                Ok(snapshot) => findings.extend(check::judge_host(&snapshot)),
+                Err(why) => findings.push(Finding::new(
+                    "host.facts",
+                    check::Subject::Host,
+                    Verdict::Fail,
+                    format!("the host's facts could not be read: {why}"),
+                )),
+            }
         }
         for g in guests {
             match g.join() {
@@ -102,6 +118,18 @@ fn judge(lv: Option<&Libvirt>, paths: &Paths, request: &CheckRequest) -> Vec<Fin
         }
     });
     findings
+}
+
+/// The facts of the host the VMs run on: this machine's, or a remote host's read over SSH.
+fn host_snapshot(lv: Option<&Libvirt>, paths: &Paths) -> Result<HostSnapshot> {
+    match lv {
+        Some(lv) if lv.is_remote() => Ok(check::snapshot::host::gather_on(
+            lv,
+            paths,
+            &Runner::for_uri(&lv.uri)?,
+        )),
+        _ => Ok(check::snapshot::host::gather(lv, paths)),
+    }
 }
 
 /// A guest's snapshot with what the engine layer expects of its storage.

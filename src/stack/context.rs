@@ -23,11 +23,17 @@ pub struct ContextFiles {
     pub include_added: bool,
 }
 
-/// The ssh_config snippet for `vm` (pure).
+/// The ssh_config snippet for `vm` (pure). A guest of a remote host is reached through that
+/// host (ProxyCommand), as strata reaches it.
 pub fn ssh_snippet(vm: &str, target: &Route, known_hosts: &Path) -> String {
+    let through_host = target
+        .via
+        .as_ref()
+        .map(|login| format!("  ProxyCommand {}\n", login.proxy_command()))
+        .unwrap_or_default();
     format!(
         "# Written by `strata context {vm}`; rewritten each time, removed with the VM's context.\n\
-         Host strata-{vm}\n  HostName {ip}\n  Port {port}\n  User {user}\n  IdentityFile {key}\n  IdentitiesOnly yes\n  UserKnownHostsFile {known}\n  StrictHostKeyChecking yes\n  BatchMode yes\n",
+         Host strata-{vm}\n  HostName {ip}\n  Port {port}\n  User {user}\n  IdentityFile {key}\n  IdentitiesOnly yes\n  UserKnownHostsFile {known}\n  StrictHostKeyChecking yes\n  BatchMode yes\n{through_host}",
         ip = target.addr.ip(),
         port = target.addr.port(),
         user = target.user,
@@ -177,6 +183,7 @@ fn create_private_dir(dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::remote::Site;
 
     #[test]
     fn snippet_pins_key_and_host_key() {
@@ -201,6 +208,21 @@ mod tests {
         assert_eq!(
             docker_meta("demo")["Endpoints"]["docker"]["Host"],
             "ssh://strata-demo"
+        );
+        assert!(!text.contains("ProxyCommand"));
+        let Site::Ssh(login) = Site::of_uri("qemu+ssh://root@hv2/system").unwrap() else {
+            panic!("an SSH URI")
+        };
+        let behind = Route {
+            via: Some(login),
+            ..target
+        };
+        let text = ssh_snippet("demo", &behind, Path::new("/k"));
+        assert!(
+            text.ends_with(
+                "  ProxyCommand ssh -o StrictHostKeyChecking=yes -p 22 -l 'root' -W %h:%p 'hv2'\n"
+            ),
+            "{text}"
         );
     }
 

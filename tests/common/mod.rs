@@ -396,3 +396,15 @@ pub fn load_busybox(client: &GuestDocker, tar: &[u8]) {
         }
     })
 }
+
+/// `GET /` over HTTP/1.0 at `addr` (a forward's local end): the whole response.
+pub fn http_get(addr: std::net::SocketAddr) -> String {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\nHost: web\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body
+}

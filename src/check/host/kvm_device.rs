@@ -4,7 +4,6 @@
 //! whether the CPU offers hardware virtualisation and the nested-virtualisation setting.
 
 use crate::check::{Finding, Fix, FixAction, HostCheck, HostSnapshot, Subject, Verdict};
-use crate::host::qemu_user::user_name;
 
 const ID: &str = "kvm.device";
 
@@ -21,10 +20,9 @@ fn verdict(facts: &HostSnapshot) -> Vec<Finding> {
     };
     let mut evidence = Vec::new();
     match kvm.dev_kvm {
-        Some((uid, gid, mode)) => evidence.push(format!(
-            "/dev/kvm {}:{} mode {mode:04o}; qemu runs as '{}'",
-            user_name(uid),
-            group_name(gid),
+        Some((_, _, mode)) => evidence.push(format!(
+            "/dev/kvm {} mode {mode:04o}; qemu runs as '{}'",
+            kvm.dev_kvm_owner().unwrap_or_default(),
             kvm.qemu_user
         )),
         None => evidence.push("/dev/kvm does not exist".into()),
@@ -67,14 +65,6 @@ fn verdict(facts: &HostSnapshot) -> Vec<Finding> {
     vec![Finding::new(ID, Subject::Host, Verdict::Ok, "VMs can use KVM".into()).evidence(evidence)]
 }
 
-fn group_name(gid: u32) -> String {
-    nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
-        .ok()
-        .flatten()
-        .map(|g| g.name)
-        .unwrap_or_else(|| gid.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::test_facts::*;
@@ -87,7 +77,23 @@ mod tests {
             usable_by_qemu: usable,
             qemu_user: "libvirt-qemu".into(),
             hardware_virt: hw,
+            dev_kvm_names: None,
         }
+    }
+
+    #[test]
+    fn a_remote_hosts_device_is_named_as_that_host_names_it() {
+        let mut facts = host_facts(DOCKER_20_10);
+        facts.kvm = Ok(KvmFacts {
+            dev_kvm_names: Some("root:kvm".into()),
+            ..kvm(0o660, true, true)
+        });
+        let found = verdict(&facts);
+        assert!(
+            found[0].evidence[0].starts_with("/dev/kvm root:kvm mode 0660"),
+            "{:?}",
+            found[0].evidence
+        );
     }
 
     #[test]

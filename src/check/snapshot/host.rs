@@ -14,6 +14,7 @@ use crate::host::listeners::Listener;
 use crate::host::nft::FirewallBackends;
 use crate::host::qemu_user::QemuIdentity;
 use crate::host::routes::HostRoute;
+use crate::host::runner::Runner;
 use crate::host::{firewalld, lsm, nft, sysctl};
 use crate::state::Paths;
 use crate::vm::network::NetworkInfo;
@@ -108,6 +109,43 @@ pub fn gather(lv: Option<&Libvirt>, paths: &Paths) -> HostSnapshot {
         templates: template_images(paths),
         apparmor_denials: lsm::apparmor_denials(),
         selinux_denials: lsm::selinux_denials(),
+    }
+}
+
+/// Read every fact of the host `lv` connects to: this machine's through `gather`, a remote
+/// host's over SSH (`runner`) — its filter table, switches, routes, sockets and their owners,
+/// Docker, /dev/kvm, firewall back ends and LSM denials there. strata's pool there is made by
+/// that host's libvirt and its templates are verified when they are sent, so those two facts
+/// are left to the checks run on the host itself (they say skip, with why).
+pub fn gather_on(lv: &Libvirt, paths: &Paths, runner: &Runner) -> HostSnapshot {
+    if runner.is_local() {
+        return gather(Some(lv), paths);
+    }
+    let here_only = |what: &str| {
+        Error::failed(format!(
+            "{what} on {} (`strata check --host` on that host checks it)",
+            runner.describe()
+        ))
+    };
+    let (apparmor_denials, selinux_denials) = lsm::denials_on(runner);
+    HostSnapshot {
+        filter: crate::host::iptables::read_on(runner),
+        ip_forward: sysctl::ip_forward_on(runner),
+        bridge_nf_call_iptables: sysctl::bridge_nf_call_iptables_on(runner),
+        libvirt_networks: crate::vm::network::list(&lv.conn()),
+        bridged_nics: bridged_nics(lv),
+        docker: crate::host::docker::read_on(runner),
+        routes: crate::host::routes::read_with(runner),
+        default_route_dev: crate::host::routes::default_route_device_on(runner),
+        dns_dhcp_listeners: crate::host::listeners::read_on(runner, &[53, 67]),
+        kvm: KvmFacts::read_on(runner),
+        nested: sysctl::nested_virtualization_on(runner),
+        backends: nft::read_on(runner),
+        firewalld: firewalld::read_on(runner),
+        pool_access: Err(here_only("strata's pool")),
+        templates: Err(here_only("the templates' checksums")),
+        apparmor_denials,
+        selinux_denials,
     }
 }
 

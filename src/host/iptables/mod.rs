@@ -24,6 +24,14 @@ pub fn read() -> crate::error::Result<FilterTable> {
     FilterTable::parse(&dump)
 }
 
+/// The filter table of `runner`'s host.
+pub fn read_on(runner: &crate::host::runner::Runner) -> crate::error::Result<FilterTable> {
+    if runner.is_local() {
+        return read();
+    }
+    FilterTable::parse(&runner.capture("iptables-save", &["-t", "filter"])?)
+}
+
 /// One rule of a chain, as parsed from an `-A CHAIN ...` line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Rule {
