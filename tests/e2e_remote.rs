@@ -317,6 +317,45 @@ fn a_vm_lives_on_the_remote_host(uri: &str, net: &str) {
     strata::guest::jump::close_all();
 }
 
+/// `plan apply/show/destroy` of a plan whose network (and so its VM) is on the second host,
+/// named in its `[hosts]`: made there, shown unchanged host by host, removed there.
+fn a_plan_spans_this_machine_and_the_second_host(uri: &str) {
+    let id = std::process::id();
+    let dir = std::env::temp_dir().join(format!("strata-e2e-rplan-{id}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (net, vm) = (format!("e2e-rpn{id}"), format!("e2e-rpv{id}"));
+    let file = dir.join("spans.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"e2e-rplan{id}\"\n\n[hosts.second]\nuri = \"{uri}\"\n\n[networks.{net}]\nsubnet = \"10.251.9.0/24\"\nhost = \"second\"\n\n[vms.{vm}]\ntemplate = \"{TEMPLATE}\"\nnet = \"{net}\"\n"
+        ),
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let applied = ok(&["plan", "apply", file, "--yes"]);
+    assert!(
+        applied.contains("HOST") && applied.contains("second") && applied.contains("done"),
+        "{applied}"
+    );
+    assert_eq!(on_rig("virsh list --name").trim(), vm);
+    assert!(on_rig("virsh net-list --name").contains(&net));
+    let shown = ok(&["plan", "show", file, "--output", "json"]);
+    let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    let steps = shown["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2, "{shown}");
+    for step in steps {
+        assert_eq!(step["host"], "second", "{shown}");
+        assert_eq!(step["action"], "unchanged", "{shown}");
+    }
+    let destroyed = ok(&["plan", "destroy", file]);
+    assert!(destroyed.contains("second"), "{destroyed}");
+    assert_eq!(on_rig("virsh list --all --name").trim(), "");
+    assert!(!on_rig("virsh net-list --all --name").contains(&net));
+    let _ = std::fs::remove_dir_all(&dir);
+    strata::guest::jump::close_all();
+}
+
 #[test]
 fn a_template_goes_to_a_remote_host_and_this_machine_sees_none_of_it() {
     // A fresh second host: nothing a killed earlier run made is still there.
@@ -430,6 +469,9 @@ fn a_template_goes_to_a_remote_host_and_this_machine_sees_none_of_it() {
 
     ok(&["--connect", &uri, "net", "destroy", &net]);
     on_rig("ip route del 10.251.7.0/24 dev eth0");
+
+    // A plan that puts a network and a VM on the second host, applied from here.
+    a_plan_spans_this_machine_and_the_second_host(&uri);
 
     // A host key strata cannot vouch for: refused before anything is sent.
     let keys = std::env::temp_dir().join(format!("strata-e2e-remote-{}", std::process::id()));

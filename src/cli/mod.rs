@@ -79,6 +79,16 @@ pub struct Env {
 }
 
 impl Env {
+    /// The context of another host (a plan's `[hosts]`): its URI, and its own folder for its
+    /// VMs' keys.
+    pub fn at(&self, uri: &str) -> Result<Env> {
+        Ok(Env {
+            paths: paths_for(uri)?,
+            finished: Default::default(),
+            uri: uri.to_string(),
+        })
+    }
+
     /// What opening libvirt finished of interrupted runs, taken once.
     pub fn take_finished(&self) -> Vec<crate::lifecycle::PendingJournal> {
         self.finished
@@ -131,6 +141,7 @@ fn refuse_on_remote_host(uri: &str, command: &Command) -> Result<()> {
             | Command::Logs(_)
             | Command::Down(_)
             | Command::Context(_)
+            | Command::Plan(_)
             | Command::Vm(
                 vm::VmCommand::List { .. }
                     | vm::VmCommand::Create(_)
@@ -150,6 +161,17 @@ fn refuse_on_remote_host(uri: &str, command: &Command) -> Result<()> {
     .with_hint(
         "on remote hosts strata does, so far: template build, remove and list, vm list, net create, list and destroy; run the rest on the host itself",
     ))
+}
+
+/// strata's folders for the host of `uri`: a remote host's VMs keep their keys and pins in a
+/// folder of that host's own.
+fn paths_for(uri: &str) -> Result<Paths> {
+    Ok(match crate::host::remote::Site::of_uri(uri)? {
+        crate::host::remote::Site::Ssh(login) => {
+            Paths::discover().for_remote_host(&login.folder_name())
+        }
+        _ => Paths::discover(),
+    })
 }
 
 /// Why the command line was not accepted.
@@ -178,15 +200,8 @@ where
 pub fn run(cli: Cli) -> Result<i32> {
     let uri = connect::resolve_uri(cli.connect.as_deref());
     refuse_on_remote_host(&uri, &cli.command)?;
-    // A remote host's VMs keep their keys and pins in a folder of that host's own.
-    let paths = match crate::host::remote::Site::of_uri(&uri)? {
-        crate::host::remote::Site::Ssh(login) => {
-            Paths::discover().for_remote_host(&login.folder_name())
-        }
-        _ => Paths::discover(),
-    };
     let env = Env {
-        paths,
+        paths: paths_for(&uri)?,
         finished: Default::default(),
         uri,
     };

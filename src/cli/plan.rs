@@ -70,39 +70,51 @@ pub fn run(env: &Env, cmd: PlanCommand) -> Result<i32> {
             output,
         } => {
             crate::interrupt::install();
-            let lv = env.libvirt()?;
-            let shown = plan::show::show(&lv, &env.paths, &file)?;
+            let shown = show_hosts(env, &file)?;
+            let plan = &shown[0].1.plan;
+            let steps: Vec<Step> = shown.iter().flat_map(|(_, s)| s.steps.clone()).collect();
             if output == OutputFormat::Table {
-                print_steps(&shown.steps)?;
-                outln!("plan {}: {}", shown.plan.name, plan::summary(&shown.steps));
+                print_steps(&steps)?;
+                outln!("plan {}: {}", plan.name, plan::summary(&steps));
             }
-            confirm(&shown.steps, yes)?;
-            let parallel = parallel.unwrap_or_else(|| default_parallel(&shown.plan));
-            let group = ProgressGroup::new(&format!("plan {}", shown.plan.name));
-            let rows = apply::apply(
-                &lv,
-                &env.paths,
-                &shown,
-                Mode::Converge,
-                &[],
-                parallel,
-                &group,
-            );
-            drop(group);
-            finish(&shown.plan, &rows, output)
+            confirm(&steps, yes)?;
+            let mut rows = Vec::new();
+            for (part, shown) in &shown {
+                let lv = part.env.libvirt()?;
+                send_templates(&lv, &part.env, &shown.plan)?;
+                let parallel = parallel.unwrap_or_else(|| default_parallel(&shown.plan));
+                let group = ProgressGroup::new(&part.title(&shown.plan));
+                let done = apply::apply(
+                    &lv,
+                    &part.env.paths,
+                    shown,
+                    Mode::Converge,
+                    &[],
+                    parallel,
+                    &group,
+                );
+                drop(group);
+                rows.extend(part.mark(done));
+            }
+            finish(plan, &rows, output)
         }
         PlanCommand::Destroy {
             file,
             volumes,
             output,
         } => {
-            let lv = env.libvirt()?;
             let mut plan = Plan::load(&file)?;
             // A stack file that cannot be read any more only costs its `down`: its VM goes.
             let _ = plan.fill_stack_vms(&|path| StackFile::load(path).map(|stack| stack.vm));
-            let group = ProgressGroup::new(&format!("plan {}", plan.name));
-            let rows = plan::destroy::destroy(&lv, &env.paths, &plan, volumes, &group)?;
-            drop(group);
+            let mut rows = Vec::new();
+            for part in parts(env, &plan)? {
+                let lv = part.env.libvirt()?;
+                let own = plan.part(part.host.as_deref());
+                let group = ProgressGroup::new(&part.title(&own));
+                let done = plan::destroy::destroy(&lv, &part.env.paths, &own, volumes, &group)?;
+                drop(group);
+                rows.extend(part.mark(done));
+            }
             finish(&plan, &rows, output)
         }
         PlanCommand::Rebuild {
@@ -112,37 +124,38 @@ pub fn run(env: &Env, cmd: PlanCommand) -> Result<i32> {
             output,
         } => {
             crate::interrupt::install();
-            let lv = env.libvirt()?;
-            let shown = plan::show::show(&lv, &env.paths, &file)?;
-            if let Some(unknown) = vms.iter().find(|vm| !shown.plan.vms.contains_key(*vm)) {
+            let shown = show_hosts(env, &file)?;
+            let known = |vm: &String| shown.iter().any(|(_, s)| s.plan.vms.contains_key(vm));
+            if let Some(unknown) = vms.iter().find(|vm| !known(vm)) {
+                let all: Vec<String> = shown
+                    .iter()
+                    .flat_map(|(_, s)| s.plan.vms.keys().cloned())
+                    .collect();
                 return Err(Error::bad_input(format!(
                     "VM '{unknown}' is not in plan '{}' ({})",
-                    shown.plan.name,
+                    shown[0].1.plan.name,
                     file.display()
                 ))
-                .with_hint(format!(
-                    "the plan's VMs: {}",
-                    shown
-                        .plan
-                        .vms
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
+                .with_hint(format!("the plan's VMs: {}", all.join(", "))));
             }
-            let group = ProgressGroup::new(&format!("plan {} rebuild", shown.plan.name));
-            let rows = apply::apply(
-                &lv,
-                &env.paths,
-                &shown,
-                Mode::Rebuild,
-                &vms,
-                parallel,
-                &group,
-            );
-            drop(group);
-            finish(&shown.plan, &rows, output)
+            let mut rows = Vec::new();
+            for (part, shown) in &shown {
+                let lv = part.env.libvirt()?;
+                send_templates(&lv, &part.env, &shown.plan)?;
+                let group = ProgressGroup::new(&format!("{} rebuild", part.title(&shown.plan)));
+                let done = apply::apply(
+                    &lv,
+                    &part.env.paths,
+                    shown,
+                    Mode::Rebuild,
+                    &vms,
+                    parallel,
+                    &group,
+                );
+                drop(group);
+                rows.extend(part.mark(done));
+            }
+            finish(&shown[0].1.plan, &rows, output)
         }
         PlanCommand::List { output: format } => {
             let lv = env.libvirt()?;
@@ -166,31 +179,146 @@ pub fn run(env: &Env, cmd: PlanCommand) -> Result<i32> {
     }
 }
 
+/// One host a plan is carried out on: its name in the plan (None: the host strata connects
+/// to) and that host's context (its URI, the folder its VMs' keys are kept in).
+struct Part {
+    host: Option<String>,
+    env: Env,
+}
+
+impl Part {
+    /// The progress title of this host's work.
+    fn title(&self, plan: &Plan) -> String {
+        match &self.host {
+            Some(host) => format!("plan {} on {host}", plan.name),
+            None => format!("plan {}", plan.name),
+        }
+    }
+
+    /// Rows of this host's work, marked with its name.
+    fn mark(&self, rows: Vec<Row>) -> Vec<Row> {
+        rows.into_iter()
+            .map(|row| Row {
+                host: self.host.clone(),
+                ..row
+            })
+            .collect()
+    }
+}
+
+/// The hosts of `plan`, each with its context (`Plan::host_parts`). A `[hosts]` entry that is
+/// the host strata connects to is refused: that host's part would see the other's objects as
+/// gone from the plan.
+fn parts(env: &Env, plan: &Plan) -> Result<Vec<Part>> {
+    let here = crate::host::remote::Site::of_uri(&env.uri)?;
+    if let Some(twin) = plan.hosts.values().find(|h| {
+        crate::host::remote::Site::of_uri(&h.uri).is_ok_and(|site| site.same_machine(&here))
+    }) {
+        return Err(Error::bad_input(format!(
+            "{}:{}: hosts.{}.uri: the host strata connects to ({})",
+            plan.path.display(),
+            twin.line,
+            twin.name,
+            env.uri
+        ))
+        .with_hint(
+            "leave `host` out for that host's networks, or connect elsewhere with --connect",
+        ));
+    }
+    plan.host_parts()
+        .into_iter()
+        .map(|host| {
+            let env = match &host {
+                None => env.at(&env.uri)?,
+                Some(_) => env.at(plan.uri_of(host.as_deref(), &env.uri))?,
+            };
+            Ok(Part { host, env })
+        })
+        .collect()
+}
+
+/// `plan show` on every host of the plan: what applying it would do there.
+fn show_hosts(env: &Env, file: &std::path::Path) -> Result<Vec<(Part, plan::show::Shown)>> {
+    let plan = Plan::load(file)?;
+    let mut shown = Vec::new();
+    for part in parts(env, &plan)? {
+        let lv = part.env.libvirt()?;
+        let on_host = plan::show::show_part(&lv, &part.env.paths, file, part.host.as_deref())?;
+        shown.push((part, on_host));
+    }
+    Ok(shown)
+}
+
+/// A remote host's VMs are cloned from templates in its own pool: the plan's templates are
+/// sent there first (built here; those already there are not sent again).
+fn send_templates(lv: &crate::vm::Libvirt, env: &Env, plan: &Plan) -> Result<()> {
+    if !lv.is_remote() {
+        return Ok(());
+    }
+    let site = crate::host::remote::Site::of_uri(&lv.uri)?;
+    let login = site.login()?;
+    let templates: std::collections::BTreeSet<&str> =
+        plan.vms.values().map(|vm| vm.template.as_str()).collect();
+    for template in templates {
+        let record =
+            crate::image::read_record(&env.paths.template_dir(template))?.ok_or_else(|| {
+                Error::not_found(format!(
+                    "template '{template}' is not built on this machine"
+                ))
+                .with_hint(format!(
+                    "run `strata template build {template}` (plan apply sends it to {})",
+                    login.display()
+                ))
+            })?;
+        let progress = crate::progress::Progress::new(&format!("template {template}"));
+        crate::lifecycle::template_upload::upload(
+            lv, login, &env.paths, template, &record, &progress,
+        )?;
+        progress.finish();
+    }
+    Ok(())
+}
+
 fn show(env: &Env, file: &std::path::Path, format: OutputFormat) -> Result<i32> {
-    let lv = env.libvirt()?;
-    let shown = plan::show::show(&lv, &env.paths, file)?;
-    let summary = plan::summary(&shown.steps);
+    let shown = show_hosts(env, file)?;
+    let plan = &shown[0].1.plan;
+    let steps: Vec<Step> = shown.iter().flat_map(|(_, s)| s.steps.clone()).collect();
+    let summary = plan::summary(&steps);
     if format == OutputFormat::Json {
         outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
-                "plan": shown.plan.name,
-                "steps": shown.steps,
+                "plan": plan.name,
+                "steps": steps,
                 "summary": summary,
             }))?
         );
         return Ok(0);
     }
-    print_steps(&shown.steps)?;
-    outln!("plan {}: {summary}", shown.plan.name);
+    print_steps(&steps)?;
+    outln!("plan {}: {summary}", plan.name);
     Ok(0)
 }
 
+/// "HOST" first when the plan spans hosts; the rows' cells follow.
+fn with_host_column<'a>(spans_hosts: bool, header: &[&'a str]) -> Vec<&'a str> {
+    spans_hosts
+        .then_some("HOST")
+        .into_iter()
+        .chain(header.iter().copied())
+        .collect()
+}
+
+fn host_cell(spans_hosts: bool, host: &Option<String>) -> Option<String> {
+    spans_hosts.then(|| host.clone().unwrap_or_else(|| "(this)".to_string()))
+}
+
 fn print_steps(steps: &[Step]) -> Result<()> {
+    let spans_hosts = steps.iter().any(|s| s.host.is_some());
     output::print(
         OutputFormat::Table,
         steps,
-        &["KIND", "NAME", "ACTION", "WHY"],
+        &with_host_column(spans_hosts, &["KIND", "NAME", "ACTION", "WHY"]),
         |s| {
             let (action, why) = match &s.action {
                 Action::Create => ("create", String::new()),
@@ -207,12 +335,15 @@ fn print_steps(steps: &[Step]) -> Result<()> {
                 Action::Unchanged => ("unchanged", String::new()),
                 Action::Refused { why } => ("refused", why.clone()),
             };
-            vec![
-                format!("{:?}", s.kind).to_lowercase(),
-                s.name.clone(),
-                action.to_string(),
-                why,
-            ]
+            host_cell(spans_hosts, &s.host)
+                .into_iter()
+                .chain([
+                    format!("{:?}", s.kind).to_lowercase(),
+                    s.name.clone(),
+                    action.to_string(),
+                    why,
+                ])
+                .collect()
         },
     )
 }
@@ -265,10 +396,11 @@ fn default_parallel(plan: &Plan) -> usize {
 /// The table of what was done and what failed, a summary line, and the exit code: 0 when
 /// everything is as the plan says, 1 when something failed (a re-run retries it).
 fn finish(plan: &Plan, rows: &[Row], format: OutputFormat) -> Result<i32> {
+    let spans_hosts = rows.iter().any(|r| r.host.is_some());
     output::print(
         format,
         rows,
-        &["KIND", "NAME", "RESULT", "DETAIL", "TIME"],
+        &with_host_column(spans_hosts, &["KIND", "NAME", "RESULT", "DETAIL", "TIME"]),
         |r| {
             let (result, detail) = match &r.result {
                 Outcome::Done { what } => ("done", what.clone()),
@@ -283,13 +415,16 @@ fn finish(plan: &Plan, rows: &[Row], format: OutputFormat) -> Result<i32> {
                 Outcome::Skipped { why } => ("skipped", why.clone()),
                 Outcome::LeftAlone { why } => ("left alone", why.clone()),
             };
-            vec![
-                r.kind.to_string(),
-                r.name.clone(),
-                result.to_string(),
-                detail,
-                format!("{:.1}s", r.seconds),
-            ]
+            host_cell(spans_hosts, &r.host)
+                .into_iter()
+                .chain([
+                    r.kind.to_string(),
+                    r.name.clone(),
+                    result.to_string(),
+                    detail,
+                    format!("{:.1}s", r.seconds),
+                ])
+                .collect()
         },
     )?;
     let failed = rows.iter().filter(|r| r.result.is_failure()).count();

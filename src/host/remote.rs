@@ -107,6 +107,18 @@ impl Site {
         matches!(self, Site::Local)
     }
 
+    /// Whether two sites are one machine as far as strata can tell: both this machine, or
+    /// the same user, host and port (however the rest of the URI is written).
+    pub fn same_machine(&self, other: &Site) -> bool {
+        match (self, other) {
+            (Site::Local, Site::Local) => true,
+            (Site::Ssh(a), Site::Ssh(b)) => {
+                (&a.user, &a.host, a.port) == (&b.user, &b.host, b.port)
+            }
+            _ => false,
+        }
+    }
+
     /// The SSH login, or why there is none.
     pub fn login(&self) -> Result<&Login> {
         match self {
@@ -369,6 +381,18 @@ mod tests {
             Site::of_uri("qemu://hv2/system").unwrap(),
             Site::Other { .. }
         ));
+    }
+
+    #[test]
+    fn one_machine_however_its_uri_is_written() {
+        let site = |uri: &str| Site::of_uri(uri).unwrap();
+        assert!(site("qemu:///system").same_machine(&site("qemu+unix:///system")));
+        assert!(site("qemu+ssh://root@hv2/system?keyfile=/k")
+            .same_machine(&site("qemu+ssh://root@hv2:22/system")));
+        assert!(
+            !site("qemu+ssh://root@hv2/system").same_machine(&site("qemu+ssh://root@hv3/system"))
+        );
+        assert!(!site("qemu+ssh://root@hv2/system").same_machine(&site("qemu:///system")));
     }
 
     #[test]

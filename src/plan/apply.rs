@@ -36,6 +36,9 @@ pub struct Row {
     /// network, vm, engine or stack
     pub kind: &'static str,
     pub name: String,
+    /// The plan's host it is on (None: the host strata connects to).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     #[serde(flatten)]
     pub result: Outcome,
     pub seconds: f64,
@@ -47,6 +50,7 @@ impl Row {
         Row {
             kind,
             name: name.to_string(),
+            host: None,
             result,
             seconds: started.elapsed().as_secs_f64(),
         }
@@ -489,7 +493,7 @@ fn update_in_place(lv: &Libvirt, paths: &Paths, wanted: &PlanVm) -> Result<()> {
         wanted.disk,
         info.record.volume(crate::vm::record::VolumeRole::Root),
     ) {
-        let pool_handle = pool::ensure(&conn, paths)?;
+        let pool_handle = pool::ensure_home(lv, paths)?;
         sizing::grow_disk(&dom, &pool_handle, root, size)?;
     }
     Ok(())

@@ -128,7 +128,7 @@ pub fn destroy(
 /// pool, with no VM of that name left to own it.
 fn remove_kept_data_disks(lv: &Libvirt, paths: &Paths, plan: &Plan) -> Result<Vec<Row>> {
     let conn = lv.conn();
-    let pool_handle = pool::ensure(&conn, paths)?;
+    let pool_handle = pool::ensure_home(lv, paths)?;
     let mut rows = Vec::new();
     for name in plan.vms.keys() {
         if domain::exists(&conn, name) {

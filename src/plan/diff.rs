@@ -82,6 +82,9 @@ pub enum Action {
 pub struct Step {
     pub kind: ObjectKind,
     pub name: String,
+    /// The plan's host it is on (None: the host strata connects to).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     #[serde(flatten)]
     pub action: Action,
 }
@@ -190,6 +193,7 @@ fn step(kind: ObjectKind, name: &str, action: Action) -> Step {
     Step {
         kind,
         name: name.to_string(),
+        host: None,
         action,
     }
 }

@@ -24,6 +24,8 @@ pub const MAX_COUNT: u32 = 64;
 struct RawPlan {
     name: Option<Spanned<String>>,
     #[serde(default)]
+    hosts: BTreeMap<String, Spanned<RawHost>>,
+    #[serde(default)]
     networks: BTreeMap<String, Spanned<RawNetwork>>,
     #[serde(default)]
     vms: BTreeMap<String, Spanned<RawVm>>,
@@ -33,9 +35,16 @@ struct RawPlan {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawHost {
+    uri: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawNetwork {
     subnet: Spanned<String>,
     mode: Option<Spanned<String>>,
+    host: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -43,6 +52,7 @@ struct RawNetwork {
 struct RawVm {
     template: String,
     net: Spanned<String>,
+    host: Option<Spanned<String>>,
     memory: Option<Spanned<String>>,
     cpus: Option<Spanned<i64>>,
     disk: Option<Spanned<String>>,
@@ -70,6 +80,9 @@ struct RawStack {
 pub struct Plan {
     pub path: PathBuf,
     pub name: String,
+    /// The other hypervisors the plan puts networks and VMs on (`[hosts.NAME] uri = "..."`);
+    /// what names no host is on the host strata connects to.
+    pub hosts: BTreeMap<String, PlanHost>,
     pub networks: BTreeMap<String, PlanNetwork>,
     /// Every VM by its final name (`count` expanded: web-1, web-2).
     pub vms: BTreeMap<String, PlanVm>,
@@ -77,9 +90,19 @@ pub struct Plan {
 }
 
 #[derive(Debug, Clone, PartialEq)]
+pub struct PlanHost {
+    pub name: String,
+    pub line: usize,
+    /// Its libvirt connection URI (qemu+ssh://USER@HOST/system).
+    pub uri: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct PlanNetwork {
     pub name: String,
     pub line: usize,
+    /// The plan's host it is on; None: the host strata connects to.
+    pub host: Option<String>,
     pub subnet: Ipv4Net,
     /// Where `subnet` is written, for errors about it.
     pub subnet_line: usize,
@@ -94,6 +117,8 @@ pub struct PlanVm {
     pub line: usize,
     pub template: String,
     pub net: String,
+    /// The plan's host it runs on (its network's); None: the host strata connects to.
+    pub host: Option<String>,
     pub memory: Option<u64>,
     pub cpus: Option<u32>,
     pub disk: Option<u64>,
@@ -178,16 +203,68 @@ impl Plan {
                 stem.to_string()
             }
         };
-        let networks = parse_networks(&at, &raw.networks)?;
-        let vms = parse_vms(&at, &raw.vms, &networks)?;
+        let hosts = parse_hosts(&at, &raw.hosts)?;
+        let networks = parse_networks(&at, &raw.networks, &hosts)?;
+        let vms = parse_vms(&at, &raw.vms, &networks, &hosts)?;
         let stacks = parse_stacks(&at, &raw.stacks, &vms)?;
         Ok(Plan {
             path: path.to_path_buf(),
             name,
+            hosts,
             networks,
             vms,
             stacks,
         })
+    }
+
+    /// The hosts the plan is carried out on, each once: the one strata connects to (None),
+    /// then each of `[hosts]`. Each is visited even when the plan puts nothing on it now, so
+    /// that what the plan made there earlier is seen (and removed).
+    pub fn host_parts(&self) -> Vec<Option<String>> {
+        std::iter::once(None)
+            .chain(self.hosts.keys().cloned().map(Some))
+            .collect()
+    }
+
+    /// The part of the plan on one host (`host_parts`): its networks, its VMs and the stacks
+    /// on them (each stack's `vm` filled in first, by `check_against` or `fill_stack_vms`).
+    pub fn part(&self, host: Option<&str>) -> Plan {
+        let vms: BTreeMap<String, PlanVm> = self
+            .vms
+            .iter()
+            .filter(|(_, vm)| vm.host.as_deref() == host)
+            .map(|(name, vm)| (name.clone(), vm.clone()))
+            .collect();
+        let stacks = self
+            .stacks
+            .iter()
+            .filter(|(_, stack)| {
+                let named = stack.vm.as_deref().unwrap_or_default();
+                self.vms_named(named)
+                    .iter()
+                    .any(|vm| vms.contains_key(&vm.name))
+            })
+            .map(|(name, stack)| (name.clone(), stack.clone()))
+            .collect();
+        Plan {
+            path: self.path.clone(),
+            name: self.name.clone(),
+            hosts: self.hosts.clone(),
+            networks: self
+                .networks
+                .iter()
+                .filter(|(_, net)| net.host.as_deref() == host)
+                .map(|(name, net)| (name.clone(), net.clone()))
+                .collect(),
+            vms,
+            stacks,
+        }
+    }
+
+    /// The connection URI of a part: a `[hosts]` entry's, or `default` (strata's own).
+    pub fn uri_of<'a>(&'a self, host: Option<&str>, default: &'a str) -> &'a str {
+        host.and_then(|h| self.hosts.get(h))
+            .map_or(default, |h| h.uri.as_str())
     }
 
     /// The VMs a stack's `vm` means: the VM of that name, or every VM a `count` made of that
@@ -335,9 +412,82 @@ impl Place<'_> {
     }
 }
 
+fn parse_hosts(
+    at: &Place,
+    raw: &BTreeMap<String, Spanned<RawHost>>,
+) -> Result<BTreeMap<String, PlanHost>> {
+    let mut hosts = BTreeMap::new();
+    for (name, spanned) in raw {
+        let offset = spanned.span().start;
+        let field = format!("hosts.{name}");
+        at.name(offset, &field, check_object_name("host", name))?;
+        let uri = &spanned.get_ref().uri;
+        let site = crate::host::remote::Site::of_uri(uri.get_ref()).map_err(|e| {
+            at.error(
+                uri.span().start,
+                &format!("{field}.uri"),
+                e.message().to_string(),
+                e.hint().unwrap_or_default(),
+            )
+        })?;
+        if let Some(twin) = hosts.values().find(|h: &&PlanHost| {
+            crate::host::remote::Site::of_uri(&h.uri).is_ok_and(|other| other.same_machine(&site))
+        }) {
+            return Err(at.error(
+                uri.span().start,
+                &format!("{field}.uri"),
+                format!(
+                    "the same host as [hosts.{}] (line {})",
+                    twin.name, twin.line
+                ),
+                "name each host once, and put all of its networks under that name",
+            ));
+        }
+        if let crate::host::remote::Site::Other { transport } = site {
+            return Err(at.error(
+                uri.span().start,
+                &format!("{field}.uri"),
+                format!(
+                    "strata reaches remote hosts over SSH, and this URI's transport is {transport}"
+                ),
+                "write it qemu+ssh://USER@HOST/system",
+            ));
+        }
+        hosts.insert(
+            name.clone(),
+            PlanHost {
+                name: name.clone(),
+                line: at.line(offset),
+                uri: uri.get_ref().clone(),
+            },
+        );
+    }
+    Ok(hosts)
+}
+
+/// A `host = "..."` field: one of the plan's [hosts], or an error at its place.
+fn host_of(
+    at: &Place,
+    host: &Option<Spanned<String>>,
+    field: &str,
+    hosts: &BTreeMap<String, PlanHost>,
+) -> Result<Option<String>> {
+    let Some(host) = host else { return Ok(None) };
+    if !hosts.contains_key(host.get_ref()) {
+        return Err(at.error(
+            host.span().start,
+            field,
+            format!("host '{}' is not in the plan", host.get_ref()),
+            "declare it under [hosts.NAME] with its uri = \"qemu+ssh://USER@HOST/system\"",
+        ));
+    }
+    Ok(Some(host.get_ref().clone()))
+}
+
 fn parse_networks(
     at: &Place,
     raw: &BTreeMap<String, Spanned<RawNetwork>>,
+    hosts: &BTreeMap<String, PlanHost>,
 ) -> Result<BTreeMap<String, PlanNetwork>> {
     let mut networks: BTreeMap<String, PlanNetwork> = BTreeMap::new();
     for (name, spanned) in raw {
@@ -364,6 +514,7 @@ fn parse_networks(
                 "give the network's own address, e.g. 10.80.0.0/24",
             ));
         }
+        let host = host_of(at, &decl.host, &format!("{field}.host"), hosts)?;
         let mode = match decl.mode.as_ref() {
             None => NetworkMode::Isolated,
             Some(m) => match m.get_ref().as_str() {
@@ -379,10 +530,11 @@ fn parse_networks(
                 }
             },
         };
-        if let Some(other) = networks
-            .values()
-            .find(|n| n.subnet.contains(&subnet.network()) || subnet.contains(&n.subnet.network()))
-        {
+        // Each host's networks are its own: ranges only clash on one host.
+        if let Some(other) = networks.values().find(|n| {
+            n.host == host
+                && (n.subnet.contains(&subnet.network()) || subnet.contains(&n.subnet.network()))
+        }) {
             return Err(at.error(
                 subnet_at,
                 &format!("{field}.subnet"),
@@ -401,6 +553,7 @@ fn parse_networks(
                 subnet,
                 subnet_line: at.line(subnet_at),
                 mode,
+                host,
             },
         );
     }
@@ -411,6 +564,7 @@ fn parse_vms(
     at: &Place,
     raw: &BTreeMap<String, Spanned<RawVm>>,
     networks: &BTreeMap<String, PlanNetwork>,
+    hosts: &BTreeMap<String, PlanHost>,
 ) -> Result<BTreeMap<String, PlanVm>> {
     let mut vms: BTreeMap<String, PlanVm> = BTreeMap::new();
     for (declared, spanned) in raw {
@@ -426,6 +580,28 @@ fn parse_vms(
                 "declare it under [networks.NAME] with its subnet",
             ));
         }
+        // A VM runs where its network is: said once, on the network.
+        let host = host_of(at, &decl.host, &format!("{field}.host"), hosts)?;
+        let net = &networks[decl.net.get_ref()];
+        if host.is_some() && host != net.host {
+            let on = |h: &Option<String>| match h {
+                Some(h) => format!("host '{h}'"),
+                None => "the host strata connects to".to_string(),
+            };
+            return Err(at.error(
+                decl.host.as_ref().map_or(offset, |h| h.span().start),
+                &format!("{field}.host"),
+                format!(
+                    "{}, but its network '{}' is on {} (line {})",
+                    on(&host),
+                    net.name,
+                    on(&net.host),
+                    net.line
+                ),
+                "a VM runs on its network's host: put `host` on the network, and leave it out here or give the same",
+            ));
+        }
+        let host = net.host.clone();
         let count = at
             .number(&decl.count, &format!("{field}.count"), MAX_COUNT)?
             .unwrap_or(1);
@@ -460,6 +636,7 @@ fn parse_vms(
                     line: at.line(offset),
                     template: template.clone(),
                     net: decl.net.get_ref().clone(),
+                    host: host.clone(),
                     memory: at.size(&decl.memory, &format!("{field}.memory"))?,
                     cpus: at.number(&decl.cpus, &format!("{field}.cpus"), 64)?,
                     disk: at.size(&decl.disk, &format!("{field}.disk"))?,
@@ -761,6 +938,108 @@ vm = "db"
         assert!(
             err.contains("stacks.web.vm: VM 'webs' is not in the plan"),
             "{err}"
+        );
+    }
+
+    /// LAB with a second host taking the web VMs on a network of their own.
+    fn two_hosts() -> String {
+        LAB.replace(
+            "[vms.web]\ntemplate = \"debian-12-docker\"\nnet = \"lab\"",
+            "[vms.web]\ntemplate = \"debian-12-docker\"\nnet = \"edge\"",
+        ) + "\n[hosts.hv2]\nuri = \"qemu+ssh://root@hv2/system\"\n\n[networks.edge]\nsubnet = \"10.80.0.0/24\"\nhost = \"hv2\"\n\n[stacks.web]\nfile = \"stacks/web.toml\"\nvm = \"web\"\n"
+    }
+
+    #[test]
+    fn a_plan_spans_hosts_each_part_on_its_own() {
+        let mut plan = parse(&two_hosts()).unwrap();
+        assert_eq!(plan.hosts["hv2"].uri, "qemu+ssh://root@hv2/system");
+        // The same range on two hosts is two networks, not an overlap.
+        assert_eq!(plan.networks["edge"].subnet, plan.networks["lab"].subnet);
+        assert_eq!(plan.vms["web-1"].host.as_deref(), Some("hv2"));
+        assert_eq!(plan.vms["db"].host, None);
+        assert_eq!(plan.host_parts(), [None, Some("hv2".to_string())]);
+        assert_eq!(
+            plan.uri_of(Some("hv2"), "qemu:///system"),
+            "qemu+ssh://root@hv2/system"
+        );
+        assert_eq!(plan.uri_of(None, "qemu:///system"), "qemu:///system");
+        plan.fill_stack_vms(&|_| Ok("unused".into())).unwrap();
+        let here = plan.part(None);
+        assert_eq!(here.vms.keys().collect::<Vec<_>>(), ["db"]);
+        assert_eq!(here.networks.keys().collect::<Vec<_>>(), ["lab"]);
+        assert_eq!(here.stacks.keys().collect::<Vec<_>>(), ["metadata"]);
+        let there = plan.part(Some("hv2"));
+        assert_eq!(there.vms.keys().collect::<Vec<_>>(), ["web-1", "web-2"]);
+        assert_eq!(there.networks.keys().collect::<Vec<_>>(), ["edge"]);
+        assert_eq!(there.stacks.keys().collect::<Vec<_>>(), ["web"]);
+        assert_eq!(there.name, "lab");
+    }
+
+    #[test]
+    fn hosts_are_checked_where_they_are_written() {
+        let cases: &[(String, &str)] = &[
+            (
+                two_hosts().replace("host = \"hv2\"", "host = \"hv3\""),
+                "networks.edge.host: host 'hv3' is not in the plan",
+            ),
+            (
+                two_hosts().replace(
+                    "uri = \"qemu+ssh://root@hv2/system\"",
+                    "uri = \"qemu+tls://hv2/system\"",
+                ),
+                "hosts.hv2.uri: strata reaches remote hosts over SSH",
+            ),
+            (
+                two_hosts().replace(
+                    "uri = \"qemu+ssh://root@hv2/system\"",
+                    "uri = \"not a uri\"",
+                ),
+                "hosts.hv2.uri: libvirt URI 'not a uri'",
+            ),
+            (
+                two_hosts()
+                    .replace("[hosts.hv2]", "[hosts.\"h/v\"]")
+                    .replace("host = \"hv2\"", "host = \"h/v\""),
+                "hosts.h/v",
+            ),
+            (
+                two_hosts().replace(
+                    "net = \"lab\"\nmemory",
+                    "net = \"lab\"\nhost = \"hv2\"\nmemory",
+                ),
+                "vms.db.host: host 'hv2', but its network 'lab' is on the host strata connects to",
+            ),
+            (
+                two_hosts().replace(
+                    "[hosts.hv2]\nuri = \"qemu+ssh://root@hv2/system\"\n",
+                    "[hosts.hv2]\nuri = \"qemu+ssh://root@hv2/system\"\nport = 2\n",
+                ),
+                "unknown field `port`",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = error_of(text);
+            assert!(err.contains(expected), "{expected}: {err}");
+            assert!(err.starts_with("plans/lab.toml:"), "{err}");
+        }
+        let twice = two_hosts().replace(
+            "[networks.edge]",
+            "[hosts.hv2b]\nuri = \"qemu+ssh://root@hv2:22/system\"\n\n[networks.edge]",
+        );
+        assert!(
+            error_of(&twice).contains("hosts.hv2b.uri: the same host as [hosts.hv2]"),
+            "{}",
+            error_of(&twice)
+        );
+        // Overlaps still count on one host.
+        let same_host = two_hosts().replace(
+            "[networks.edge]\nsubnet = \"10.80.0.0/24\"\nhost = \"hv2\"",
+            "[networks.edge]\nsubnet = \"10.80.0.0/25\"",
+        );
+        assert!(
+            error_of(&same_host).contains("overlaps network"),
+            "{}",
+            error_of(&same_host)
         );
     }
 }

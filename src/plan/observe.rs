@@ -7,7 +7,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::state::Paths;
 use crate::template::Template;
 use crate::vm::record::VolumeRole;
-use crate::vm::{domain, network, pool, sizing};
+use crate::vm::{domain, network, pool, sizing, Libvirt};
 use virt::connect::Connect;
 
 pub fn networks(conn: &Connect) -> Result<Vec<SeenNetwork>> {
@@ -22,8 +22,9 @@ pub fn networks(conn: &Connect) -> Result<Vec<SeenNetwork>> {
         .collect())
 }
 
-pub fn vms(conn: &Connect, paths: &Paths) -> Result<Vec<SeenVm>> {
-    let pool_handle = pool::ensure(conn, paths)?;
+pub fn vms(lv: &Libvirt, paths: &Paths) -> Result<Vec<SeenVm>> {
+    let conn = &lv.conn();
+    let pool_handle = pool::ensure_home(lv, paths)?;
     let mut seen: Vec<SeenVm> = Vec::new();
     for dom in conn.list_all_domains(0)? {
         let Ok(name) = dom.name() else { continue };

@@ -20,9 +20,16 @@ pub struct Shown {
 }
 
 pub fn show(lv: &Libvirt, paths: &Paths, file: &Path) -> Result<Shown> {
-    let mut plan = Plan::load(file)?;
+    show_part(lv, paths, file, None)
+}
+
+/// `show` for the part of the plan on one of its hosts (`Plan::host_parts`), `lv` connected
+/// to that host and `paths` that host's: the whole file is read and checked, then that host's
+/// networks, VMs and stacks are compared with what that host has.
+pub fn show_part(lv: &Libvirt, paths: &Paths, file: &Path, host: Option<&str>) -> Result<Shown> {
+    let mut whole = Plan::load(file)?;
     let search = template::search_path(&paths.state.join("imported"));
-    let templates: BTreeMap<String, Template> = plan
+    let templates: BTreeMap<String, Template> = whole
         .vms
         .values()
         .filter_map(|vm| {
@@ -45,10 +52,11 @@ pub fn show(lv: &Libvirt, paths: &Paths, file: &Path) -> Result<Shown> {
         })
     };
     let stack_vm = |path: &Path| StackFile::load(path).map(|stack| stack.vm);
-    plan.check_against(&Known {
+    whole.check_against(&Known {
         template: &kind,
         stack_vm: &stack_vm,
     })?;
+    let plan = whole.part(host);
     let mut defaults: BTreeMap<&str, VmDefaults> = BTreeMap::new();
     for (name, t) in &templates {
         defaults.insert(name, observe::defaults(t)?);
@@ -57,18 +65,19 @@ pub fn show(lv: &Libvirt, paths: &Paths, file: &Path) -> Result<Shown> {
     let defaults_of = |name: &str| defaults[name];
     let conn = lv.conn();
     let brought_up = |vm: &super::file::PlanVm| super::apply::applied_digest(&plan, vm).ok();
-    let steps = diff(
+    let mut steps = diff(
         &plan,
         &defaults_of,
         &brought_up,
         &observe::networks(&conn)?,
-        &observe::vms(&conn, paths)?,
+        &observe::vms(lv, paths)?,
     );
-    refuse_taken_subnets(
-        &plan,
-        &steps,
-        &network::subnets_in_use(&conn, &crate::host::runner::Runner::Local)?.0,
-    )?;
+    for step in &mut steps {
+        step.host = host.map(str::to_string);
+    }
+    // Ranges taken on that host: its libvirt networks, routes and Docker networks.
+    let runner = crate::host::runner::Runner::for_uri(&lv.uri)?;
+    refuse_taken_subnets(&plan, &steps, &network::subnets_in_use(&conn, &runner)?.0)?;
     Ok(Shown { plan, steps })
 }
 
