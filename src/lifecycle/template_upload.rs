@@ -97,6 +97,11 @@ pub fn upload(
                     sent: false,
                 })
                 .collect();
+            let needed: u64 = changed
+                .iter()
+                .map(|(file, _)| remote_file::file_len(&file.local))
+                .sum();
+            remote_file::refuse_without_room(&pool_handle, needed, &host)?;
             for (file, _) in changed {
                 remote_file::send_verified(
                     &remote.conn(),

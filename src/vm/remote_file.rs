@@ -24,6 +24,24 @@ pub struct HostFile {
     pub sha256: String,
 }
 
+/// Refuse before sending `bytes` into a pool that has less room (a transfer cut short by a
+/// full disk would only be deleted again).
+pub fn refuse_without_room(pool_handle: &StoragePool, bytes: u64, host: &str) -> Result<()> {
+    let available = pool_handle.info()?.available;
+    if bytes <= available {
+        return Ok(());
+    }
+    Err(Error::failed(format!(
+        "strata's pool on {host} has {} free, and {} are to be sent",
+        format_size(available),
+        format_size(bytes)
+    ))
+    .with_hint(format!(
+        "free space under {} on {host}; nothing was sent",
+        pool::REMOTE_POOL_DIR
+    )))
+}
+
 /// One upload per host at a time: the lock's name.
 pub fn upload_lock(login: &Login) -> String {
     format!("upload to {}", login.display())
@@ -48,6 +66,7 @@ pub fn ensure_on_host(
             let dir = pool::dir_of(&pool_handle)?;
             let there = dir.join(&file.volume);
             if stamped_sha256_on_host(&session, &there)?.as_deref() != Some(file.sha256.as_str()) {
+                refuse_without_room(&pool_handle, file_len(&file.local), &host)?;
                 send_verified(&lv.conn(), &session, &pool_handle, &dir, file, progress)?;
                 pool::refresh(&pool_handle)?;
             }
