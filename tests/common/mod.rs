@@ -254,6 +254,8 @@ pub fn create_baked_docker_vm(vm: &str, net: &str) {
         net,
         "--memory",
         "768M",
+        "--ssh-timeout",
+        BOOT_UNDER_LOAD,
     ]);
 }
 
@@ -269,8 +271,15 @@ pub fn create_args<'a>(vm: &'a str, net: &'a str) -> Vec<&'a str> {
         net,
         "--memory",
         "768M",
+        "--ssh-timeout",
+        BOOT_UNDER_LOAD,
     ]
 }
+
+/// How long a test VM may take to answer SSH: e2e_engine boots five at once on two cores under
+/// TCG while others install packages, and one of them once stayed silent past the default
+/// 300 s (its console empty: `quiet` hides the kernel's messages).
+pub const BOOT_UNDER_LOAD: &str = "600";
 
 pub fn spawn_create(name: &str, net: &str) -> Child {
     spawn_strata(&create_args(name, net), &[])
