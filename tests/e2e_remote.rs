@@ -579,9 +579,14 @@ fn a_template_goes_to_a_remote_host_and_this_machine_sees_none_of_it() {
     ));
     let out = strata(&["--connect", &uri, "template", "build", TEMPLATE]);
     let err = stderr_of(&out);
-    on_rig(&format!("umount {REMOTE_POOL} && virsh -q pool-refresh strata"));
+    on_rig(&format!(
+        "umount {REMOTE_POOL} && virsh -q pool-refresh strata"
+    ));
     assert!(!out.status.success(), "{err}");
-    assert!(err.contains("free, and") && err.contains("nothing was sent"), "{err}");
+    assert!(
+        err.contains("free, and") && err.contains("nothing was sent"),
+        "{err}"
+    );
 
     assert_eq!(
         local_objects(&local),
