@@ -84,7 +84,7 @@ impl KvmFacts {
     /// The same facts of a remote host, read over SSH (`stat`, qemu.conf, `id`, cpuinfo): the
     /// user qemu runs as there, and that host's /dev/kvm and CPU.
     pub fn read_on(runner: &Runner) -> Result<KvmFacts> {
-        if matches!(runner, Runner::Local) {
+        if runner.is_local() {
             return KvmFacts::read();
         }
         let stat = runner.run("stat", &["-Lc", "%u %g %a %U:%G", "/dev/kvm"])?;

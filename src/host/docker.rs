@@ -99,7 +99,7 @@ pub fn networks() -> Result<Vec<DockerNetwork>> {
 /// through its docker CLI over SSH (`docker network inspect` prints the API's objects). A host
 /// without Docker has none.
 pub fn networks_with(runner: &crate::host::runner::Runner) -> Result<Vec<DockerNetwork>> {
-    if matches!(runner, crate::host::runner::Runner::Local) {
+    if runner.is_local() {
         return networks();
     }
     let ran = runner.run(

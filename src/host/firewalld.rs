@@ -1,6 +1,5 @@
 //! firewalld, when it runs: its active zones with their interfaces, and its back end.
 
-use crate::command::capture;
 use crate::error::Result;
 use crate::host::runner::Runner;
 
@@ -26,25 +25,17 @@ pub fn running() -> bool {
         })
 }
 
-/// firewalld on `runner`'s host: None when it does not run there.
+/// firewalld on `runner`'s host: None when it does not run there (here from /proc, there by
+/// `pgrep`).
 pub fn read_on(runner: &Runner) -> Option<Result<Firewalld>> {
-    if runner.is_local() {
-        return running().then(read);
-    }
-    let running = runner
-        .run("pgrep", &["-x", "firewalld"])
-        .map(|ran| ran.status == 0)
-        .unwrap_or(false);
-    running.then(|| {
-        let zones = runner.capture("firewall-cmd", &["--get-active-zones"])?;
-        Ok(Firewalld {
-            zones: parse_active_zones(&zones),
-            backend: runner
-                .read_file("/etc/firewalld/firewalld.conf")
-                .ok()
-                .and_then(|c| backend_of(&c)),
-        })
-    })
+    let running = match runner {
+        Runner::Local => running(),
+        Runner::Ssh { .. } => runner
+            .run("pgrep", &["-x", "firewalld"])
+            .map(|ran| ran.status == 0)
+            .unwrap_or(false),
+    };
+    running.then(|| read_with(runner))
 }
 
 /// FirewallBackend= of a firewalld.conf.
@@ -58,10 +49,15 @@ fn backend_of(conf: &str) -> Option<String> {
 
 /// firewalld's zones and back end.
 pub fn read() -> Result<Firewalld> {
-    let zones = capture("firewall-cmd", &["--get-active-zones"])?;
+    read_with(&Runner::Local)
+}
+
+fn read_with(runner: &Runner) -> Result<Firewalld> {
+    let zones = runner.capture("firewall-cmd", &["--get-active-zones"])?;
     Ok(Firewalld {
         zones: parse_active_zones(&zones),
-        backend: std::fs::read_to_string("/etc/firewalld/firewalld.conf")
+        backend: runner
+            .read_file("/etc/firewalld/firewalld.conf")
             .ok()
             .and_then(|c| backend_of(&c)),
     })

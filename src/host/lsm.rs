@@ -1,10 +1,9 @@
 //! Denials by the Linux security modules that confine qemu (AppArmor's libvirt profiles,
 //! SELinux's sVirt), from the kernel log and the audit log.
 
-use crate::command::capture;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::host::runner::Runner;
-use crate::host::sysctl::{read_trimmed, read_trimmed_on};
+use crate::host::sysctl::read_trimmed_on;
 
 /// Denials of one security module: None when it is not enforcing, Err when its log could not
 /// be read.
@@ -12,49 +11,40 @@ pub type Denials = Option<Result<Vec<String>>>;
 
 /// AppArmor's and SELinux's denials on `runner`'s host.
 pub fn denials_on(runner: &Runner) -> (Denials, Denials) {
-    if runner.is_local() {
-        return (apparmor_denials(), selinux_denials());
-    }
-    let apparmor = (read_trimmed_on(runner, "/sys/module/apparmor/parameters/enabled").ok()
-        == Some("Y".to_string()))
-    .then(|| {
-        runner
-            .capture("dmesg", &[])
-            .or_else(|why| runner.read_file("/var/log/kern.log").map_err(|_| why))
-            .map(|log| libvirt_denials(&log))
-    });
-    let selinux = (read_trimmed_on(runner, "/sys/fs/selinux/enforce").ok()
-        == Some("1".to_string()))
-    .then(|| {
-        runner
-            .read_file("/var/log/audit/audit.log")
-            .map(|log| svirt_denials(&log))
-    });
-    (apparmor, selinux)
+    (apparmor_denials_on(runner), selinux_denials_on(runner))
 }
 
 /// AppArmor denials of libvirt/qemu profiles; None when AppArmor is not enabled.
 pub fn apparmor_denials() -> Denials {
-    let enabled = read_trimmed("/sys/module/apparmor/parameters/enabled").ok()?;
+    apparmor_denials_on(&Runner::Local)
+}
+
+fn apparmor_denials_on(runner: &Runner) -> Denials {
+    let enabled = read_trimmed_on(runner, "/sys/module/apparmor/parameters/enabled").ok()?;
     if enabled != "Y" {
         return None;
     }
     Some(
-        capture("dmesg", &[])
-            .or_else(|why| std::fs::read_to_string("/var/log/kern.log").map_err(|_| why))
+        runner
+            .capture("dmesg", &[])
+            .or_else(|why| runner.read_file("/var/log/kern.log").map_err(|_| why))
             .map(|log| libvirt_denials(&log)),
     )
 }
 
 /// AVC denials of sVirt/qemu; None when SELinux is not enforcing.
 pub fn selinux_denials() -> Denials {
-    if read_trimmed("/sys/fs/selinux/enforce").ok()? != "1" {
+    selinux_denials_on(&Runner::Local)
+}
+
+fn selinux_denials_on(runner: &Runner) -> Denials {
+    if read_trimmed_on(runner, "/sys/fs/selinux/enforce").ok()? != "1" {
         return None;
     }
     Some(
-        std::fs::read_to_string("/var/log/audit/audit.log")
-            .map(|log| svirt_denials(&log))
-            .map_err(|e| Error::from(e).context("cannot read /var/log/audit/audit.log")),
+        runner
+            .read_file("/var/log/audit/audit.log")
+            .map(|log| svirt_denials(&log)),
     )
 }
 

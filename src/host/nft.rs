@@ -2,7 +2,6 @@
 //! (nf_tables or legacy), how many rules each back end holds, the nftables tables
 //! (`nft -j list tables`), and libvirt's own firewall back end (/etc/libvirt/network.conf).
 
-use crate::command::capture;
 use crate::error::{Error, Result};
 use crate::host::runner::Runner;
 
@@ -26,15 +25,19 @@ fn rule_count(save: &str) -> usize {
     save.lines().filter(|l| l.starts_with("-A ")).count()
 }
 
+/// Read the back ends; each count says why when it could not be read.
+pub fn read() -> FirewallBackends {
+    read_on(&Runner::Local)
+}
+
 /// The back ends of `runner`'s host.
 pub fn read_on(runner: &Runner) -> FirewallBackends {
-    if runner.is_local() {
-        return read();
-    }
     let iptables_variant = runner
         .capture("iptables", &["--version"])
         .ok()
         .map(|v| variant_of(&v));
+    // The legacy back end only has rules when it has tables loaded; reading
+    // /proc/net/ip_tables_names first avoids running (and module-loading) iptables-legacy.
     let legacy_rules = match runner.read_file("/proc/net/ip_tables_names") {
         Ok(names) if !names.trim().is_empty() => runner
             .capture("iptables-legacy-save", &[])
@@ -63,32 +66,6 @@ fn variant_of(version: &str) -> String {
         "legacy".to_string()
     } else {
         "nf_tables".to_string()
-    }
-}
-
-/// Read the back ends; each count says why when it could not be read.
-pub fn read() -> FirewallBackends {
-    let iptables_variant = capture("iptables", &["--version"])
-        .ok()
-        .map(|v| variant_of(&v));
-    // The legacy back end only has rules when it has tables loaded; reading
-    // /proc/net/ip_tables_names first avoids running (and module-loading) iptables-legacy.
-    let legacy_rules = match std::fs::read_to_string("/proc/net/ip_tables_names") {
-        Ok(names) if names.trim().is_empty() => Ok(0),
-        Err(_) => Ok(0),
-        Ok(_) => capture("iptables-legacy-save", &[]).map(|t| rule_count(&t)),
-    };
-    let nft_rules = capture("iptables-nft-save", &[]).map(|t| rule_count(&t));
-    let nft_tables = capture("nft", &["-j", "list", "tables"]).and_then(|j| parse_nft_tables(&j));
-    let libvirt_backend = std::fs::read_to_string("/etc/libvirt/network.conf")
-        .ok()
-        .and_then(|conf| config_value(&conf, "firewall_backend"));
-    FirewallBackends {
-        iptables_variant,
-        legacy_rules,
-        nft_rules,
-        nft_tables,
-        libvirt_backend,
     }
 }
 

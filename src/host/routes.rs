@@ -51,15 +51,11 @@ pub fn read_with(runner: &crate::host::runner::Runner) -> Result<Vec<HostRoute>>
 
 /// The device of the default route: where routed VM traffic leaves the host.
 pub fn default_route_device() -> Option<String> {
-    let json = crate::command::capture("ip", &["-j", "-4", "route", "show", "default"]).ok()?;
-    parse_default_device(&json)
+    default_route_device_on(&crate::host::runner::Runner::Local)
 }
 
 /// The same on `runner`'s host.
 pub fn default_route_device_on(runner: &crate::host::runner::Runner) -> Option<String> {
-    if runner.is_local() {
-        return default_route_device();
-    }
     parse_default_device(
         &runner
             .capture("ip", &["-j", "-4", "route", "show", "default"])

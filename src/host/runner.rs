@@ -102,8 +102,12 @@ impl Runner {
         matches!(self, Runner::Local)
     }
 
-    /// Run a command that must succeed; its output.
+    /// Run a command that must succeed; its output. Here as every reader of this machine
+    /// runs its tools (`command::capture`); on a remote host, over its SSH session.
     pub fn capture(&self, program: &str, args: &[&str]) -> Result<String> {
+        if self.is_local() {
+            return crate::command::capture(program, args);
+        }
         let ran = self.run(program, args)?;
         if ran.status != 0 {
             return Err(Error::failed(format!(
@@ -113,7 +117,7 @@ impl Runner {
                 ran.status,
                 ran.stderr.trim()
             ))
-            .with_hint("./scripts/setup installs the host tools strata needs on this machine; a remote host needs iproute2"));
+            .with_hint("that host needs the tool (iproute2, iptables, ...) installed"));
         }
         Ok(ran.stdout)
     }

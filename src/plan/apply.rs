@@ -249,7 +249,9 @@ pub(super) fn remove_plan_network(lv: &Libvirt, name: &str) -> Result<()> {
 fn converge_network(lv: &Libvirt, plan: &Plan, step: &Step) -> Outcome {
     let wanted = &plan.networks[&step.name];
     let create = || -> Result<()> {
-        let taken = network::subnets_in_use(&lv.conn(), &crate::host::runner::Runner::Local)?.0;
+        // Ranges taken on the network's host (a remote part's own routes and Docker).
+        let runner = crate::host::runner::Runner::for_uri(&lv.uri)?;
+        let taken = network::subnets_in_use(&lv.conn(), &runner)?.0;
         network::create(
             &lv.conn(),
             &wanted.name,
