@@ -331,24 +331,7 @@ fn bad_input_gets_one_clear_error() {
 fn imported_cloud_image_boots_with_a_nocloud_seed() {
     let lv = system();
     let paths = Paths::discover();
-    let search = format!("{}/tests/templates", env!("CARGO_MANIFEST_DIR"));
-    let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
-    command
-        .args(["template", "build", "debian-12-cloud"])
-        .env("STRATA_TEMPLATE_PATH", &search);
-    let build = run_bounded(
-        command,
-        "strata template build debian-12-cloud",
-        TEMPLATE_DEADLINE,
-    );
-    assert!(
-        build.status.success(),
-        "{}",
-        String::from_utf8_lossy(&build.stderr)
-    );
-    let built = strata::image::read_record(&paths.template_dir("debian-12-cloud"))
-        .unwrap()
-        .unwrap();
+    let built = build_cloud_template(&paths);
     let image = paths.pool_dir().join(&built.volume);
     let name = format!("cloudy-{}", std::process::id());
 

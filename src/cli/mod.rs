@@ -122,47 +122,6 @@ impl Env {
     }
 }
 
-/// Remote hosts are being built up command by command (issue 14): on a remote URI, a
-/// command that would still read or write this machine's files in place of that host's is
-/// refused before it starts, instead of making half a VM.
-fn refuse_on_remote_host(uri: &str, command: &Command) -> Result<()> {
-    let site = crate::host::remote::Site::of_uri(uri)?;
-    if site.is_local() {
-        return Ok(());
-    }
-    let ready = matches!(
-        command,
-        Command::Template(_)
-            | Command::Net(_)
-            | Command::Engine(_)
-            | Command::Check(_)
-            | Command::Up(_)
-            | Command::Ps(_)
-            | Command::Logs(_)
-            | Command::Down(_)
-            | Command::Context(_)
-            | Command::Plan(_)
-            | Command::Vm(
-                vm::VmCommand::List { .. }
-                    | vm::VmCommand::Create(_)
-                    | vm::VmCommand::Start { .. }
-                    | vm::VmCommand::Stop { .. }
-                    | vm::VmCommand::Destroy { .. }
-                    | vm::VmCommand::Ssh { .. }
-                    | vm::VmCommand::Forward { .. }
-            )
-    );
-    if ready {
-        return Ok(());
-    }
-    Err(Error::bad_input(format!(
-        "strata cannot do this on a remote host ({uri}) yet"
-    ))
-    .with_hint(
-        "on remote hosts strata does, so far: template build, remove and list, vm list, net create, list and destroy; run the rest on the host itself",
-    ))
-}
-
 /// strata's folders for the host of `uri`: a remote host's VMs keep their keys and pins in a
 /// folder of that host's own.
 fn paths_for(uri: &str) -> Result<Paths> {
@@ -199,7 +158,6 @@ where
 /// Run the parsed command; the Ok value is the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
     let uri = connect::resolve_uri(cli.connect.as_deref());
-    refuse_on_remote_host(&uri, &cli.command)?;
     let env = Env {
         paths: paths_for(&uri)?,
         finished: Default::default(),

@@ -49,27 +49,82 @@ pub struct ImportArgs {
     cmdline: Option<String>,
 }
 
+/// Import a cloud image as a template. For a remote host (`--connect qemu+ssh://…`) it is
+/// imported on this machine (or found imported here already from the same files) and sent to
+/// that host like a built template.
 pub fn import(env: &Env, args: ImportArgs) -> Result<i32> {
+    let request = image::ImportRequest {
+        name: args.name.clone(),
+        from: args.from,
+        kernel: args.kernel,
+        initrd: args.initrd,
+        cmdline: args.cmdline,
+    };
+    let site = Site::of_uri(&env.uri)?;
+    if site.is_local() {
+        let lv = env.libvirt()?;
+        let rec = image::import(&lv, &env.paths, &request)?;
+        outln!(
+            "imported template {}: volume {} ({}), sha256 {}",
+            args.name,
+            rec.volume,
+            format_size(rec.file_size),
+            rec.sha256
+        );
+        return Ok(0);
+    }
+    // A remote host without an SSH login is refused before anything is imported.
+    let login = site.login()?;
     let lv = env.libvirt()?;
-    let rec = image::import(
-        &lv,
-        &env.paths,
-        &image::ImportRequest {
-            name: args.name.clone(),
-            from: args.from,
-            kernel: args.kernel,
-            initrd: args.initrd,
-            cmdline: args.cmdline,
-        },
-    )?;
-    outln!(
-        "imported template {}: volume {} ({}), sha256 {}",
-        args.name,
-        rec.volume,
-        format_size(rec.file_size),
-        rec.sha256
-    );
+    let local = this_machine()?;
+    let (rec, imported_now) = image::import_or_same(&local, &env.paths, &request)?;
+    if imported_now {
+        outln!(
+            "imported template {} here: volume {} ({}), sha256 {}",
+            args.name,
+            rec.volume,
+            format_size(rec.file_size),
+            rec.sha256
+        );
+    } else {
+        outln!(
+            "template {} is imported here already from the same files (sha256 {})",
+            args.name,
+            rec.sha256
+        );
+    }
+    let progress = Progress::new(&format!("template {}", args.name));
+    let placed = template_upload::upload(&lv, login, &env.paths, &args.name, &rec, &progress)?;
+    progress.finish();
+    report_placed(login, &placed);
     Ok(0)
+}
+
+/// This machine's libvirt, where templates are built and imported whatever host their VMs
+/// run on.
+fn this_machine() -> Result<Libvirt> {
+    Libvirt::open(DEFAULT_URI)
+        .map_err(|e| e.context("templates are built on this machine, in its own strata pool"))
+}
+
+/// One line per file of a template sent to (or found on) a remote host.
+fn report_placed(login: &crate::host::remote::Login, placed: &[template_upload::Placed]) {
+    for file in placed {
+        if file.sent {
+            outln!(
+                "{}: uploaded {} ({}), sha256 verified there",
+                login.display(),
+                file.volume,
+                format_size(file.bytes)
+            );
+        } else {
+            outln!(
+                "{}: {} is already there (same sha256); not sent",
+                login.display(),
+                file.volume
+            );
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -95,9 +150,7 @@ pub fn run(env: &Env, cmd: TemplateCommand) -> Result<i32> {
             // Built here, in this machine's own pool, whatever host the VMs run on.
             let local = match remote_login {
                 None => None,
-                Some(_) => Some(Libvirt::open(DEFAULT_URI).map_err(|e| {
-                    e.context("templates are built on this machine, in its own strata pool")
-                })?),
+                Some(_) => Some(this_machine()?),
             };
             let builder = local.as_ref().unwrap_or(&lv);
             let progress = Progress::new(&format!("template {name}"));
@@ -135,22 +188,7 @@ pub fn run(env: &Env, cmd: TemplateCommand) -> Result<i32> {
                     template_upload::upload(&lv, login, &env.paths, &name, &record, &progress)?;
                 // The spinner ends before the report lines.
                 progress.finish();
-                for file in placed {
-                    if file.sent {
-                        outln!(
-                            "{}: uploaded {} ({}), sha256 verified there",
-                            login.display(),
-                            file.volume,
-                            format_size(file.bytes)
-                        );
-                    } else {
-                        outln!(
-                            "{}: {} is already there (same sha256); not sent",
-                            login.display(),
-                            file.volume
-                        );
-                    }
-                }
+                report_placed(login, &placed);
             }
             progress.finish();
             Ok(0)

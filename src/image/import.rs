@@ -123,6 +123,63 @@ pub fn import(lv: &Libvirt, paths: &Paths, req: &ImportRequest) -> Result<BuildR
     })
 }
 
+/// For a VM host elsewhere: template `req.name` imported on this machine, from this very
+/// image (and boot files, and command line) — the record of an earlier import of them, or a
+/// new import. The bool says whether it was imported now. The same name holding anything
+/// else is refused, as a local import is.
+pub fn import_or_same(
+    lv: &Libvirt,
+    paths: &Paths,
+    req: &ImportRequest,
+) -> Result<(BuildRecord, bool)> {
+    crate::names::check_object_name("template", &req.name)?;
+    let imported_dir = paths.state.join("imported").join(&req.name);
+    let record = crate::image::read_record(&paths.template_dir(&req.name))?;
+    match record {
+        Some(record) if imported_dir.exists() => {
+            if same_import(&imported_dir, &record, req)? {
+                Ok((record, false))
+            } else {
+                Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!(
+                        "a template named '{}' is imported on this machine already, from another image, kernel, initrd or command line",
+                        req.name
+                    ),
+                )
+                .with_hint("pick another name, or remove it here with `strata template remove NAME` (without --connect)"))
+            }
+        }
+        _ => Ok((import(lv, paths, req)?, true)),
+    }
+}
+
+/// Whether the import recorded in `imported_dir`/`record` was made from `req`'s files.
+fn same_import(imported_dir: &Path, record: &BuildRecord, req: &ImportRequest) -> Result<bool> {
+    if !req.from.is_file() {
+        return Err(Error::not_found(format!(
+            "--from {}: no such file",
+            req.from.display()
+        )));
+    }
+    if sha256_file(&req.from)? != record.sha256 {
+        return Ok(false);
+    }
+    for (given, kept) in [(&req.kernel, &record.kernel), (&req.initrd, &record.initrd)] {
+        match (given, kept) {
+            (None, None) => {}
+            (Some(given), Some(kept)) => {
+                if sha256_file(given)? != sha256_file(kept)? {
+                    return Ok(false);
+                }
+            }
+            _ => return Ok(false),
+        }
+    }
+    let manifest = template::Template::load(imported_dir)?.manifest;
+    Ok(manifest.boot.cmdline.trim() == cmdline_of(req, req.kernel.is_some()).trim())
+}
+
 /// What one import made, newest last: only these are taken back when it fails.
 #[derive(Default)]
 struct Made {
@@ -210,13 +267,7 @@ fn place(
 /// The imported template's template.toml: every value TOML-escaped (a path or command line
 /// with a quote or a newline stays one value).
 fn manifest_text(req: &ImportRequest, direct_kernel: bool, virtual_size: u64) -> Result<String> {
-    let cmdline = req.cmdline.clone().unwrap_or_else(|| {
-        if direct_kernel {
-            "root=/dev/vda rw console=ttyS0".into()
-        } else {
-            String::new()
-        }
-    });
+    let cmdline = cmdline_of(req, direct_kernel);
     crate::template::render_str(
         "template.toml.j2",
         TEMPLATE_TOML,
@@ -228,6 +279,17 @@ fn manifest_text(req: &ImportRequest, direct_kernel: bool, virtual_size: u64) ->
             "disk": format!("{}", virtual_size.max(8 << 30)),
         }),
     )
+}
+
+/// The kernel command line an import of `req` boots with.
+fn cmdline_of(req: &ImportRequest, direct_kernel: bool) -> String {
+    req.cmdline.clone().unwrap_or_else(|| {
+        if direct_kernel {
+            "root=/dev/vda rw console=ttyS0".into()
+        } else {
+            String::new()
+        }
+    })
 }
 
 /// Remove a template: its volume, kernel, record (and manifest, if imported). Refused while
@@ -264,6 +326,93 @@ fn remove_now(lv: &Libvirt, paths: &Paths, name: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An import recorded in a scratch folder, as `place` leaves it: the manifest, the
+    /// record's sha256 of the image, a copy of the kernel and initrd.
+    fn recorded(dir: &Path, req: &ImportRequest) -> BuildRecord {
+        std::fs::create_dir_all(dir).unwrap();
+        let copy = |from: &Option<PathBuf>, name: &str| {
+            from.as_ref().map(|f| {
+                let to = dir.join(name);
+                std::fs::copy(f, &to).unwrap();
+                to
+            })
+        };
+        let text = manifest_text(req, req.kernel.is_some(), 1 << 30).unwrap();
+        std::fs::write(dir.join("template.toml"), text).unwrap();
+        std::fs::write(dir.join("domain.xml.j2"), DOMAIN_XML).unwrap();
+        BuildRecord {
+            template: req.name.clone(),
+            recipe_hash: String::new(),
+            sha256: sha256_file(&req.from).unwrap(),
+            volume: String::new(),
+            virtual_size: 1 << 30,
+            file_size: 0,
+            kernel: copy(&req.kernel, "vmlinuz"),
+            initrd: copy(&req.initrd, "initrd.img"),
+            built: String::new(),
+            build_seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn an_import_is_the_same_only_from_the_same_image_boot_files_and_command_line() {
+        let dir = std::env::temp_dir().join(format!("strata-import-{}", std::process::id()));
+        let files = dir.join("files");
+        std::fs::create_dir_all(&files).unwrap();
+        let file = |name: &str, bytes: &str| {
+            let path = files.join(name);
+            std::fs::write(&path, bytes).unwrap();
+            path
+        };
+        let req = ImportRequest {
+            name: "cloud".into(),
+            from: file("image.qcow2", "an image"),
+            kernel: Some(file("vmlinuz", "a kernel")),
+            initrd: Some(file("initrd", "an initrd")),
+            cmdline: None,
+        };
+        let imported = dir.join("cloud");
+        let record = recorded(&imported, &req);
+        assert!(same_import(&imported, &record, &req).unwrap());
+        let other_image = ImportRequest {
+            from: file("other.qcow2", "another image"),
+            ..recorded_request(&req)
+        };
+        assert!(!same_import(&imported, &record, &other_image).unwrap());
+        let other_kernel = ImportRequest {
+            kernel: Some(file("vmlinuz2", "another kernel")),
+            ..recorded_request(&req)
+        };
+        assert!(!same_import(&imported, &record, &other_kernel).unwrap());
+        let firmware = ImportRequest {
+            kernel: None,
+            initrd: None,
+            ..recorded_request(&req)
+        };
+        assert!(!same_import(&imported, &record, &firmware).unwrap());
+        let other_cmdline = ImportRequest {
+            cmdline: Some("root=/dev/vda ro".into()),
+            ..recorded_request(&req)
+        };
+        assert!(!same_import(&imported, &record, &other_cmdline).unwrap());
+        let missing = ImportRequest {
+            from: files.join("gone.qcow2"),
+            ..recorded_request(&req)
+        };
+        assert!(same_import(&imported, &record, &missing).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn recorded_request(req: &ImportRequest) -> ImportRequest {
+        ImportRequest {
+            name: req.name.clone(),
+            from: req.from.clone(),
+            kernel: req.kernel.clone(),
+            initrd: req.initrd.clone(),
+            cmdline: req.cmdline.clone(),
+        }
+    }
 
     #[test]
     fn the_manifest_keeps_quotes_and_newlines_in_their_values() {

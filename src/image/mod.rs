@@ -10,5 +10,5 @@ pub mod seed;
 
 pub(crate) use build::host_mirror;
 pub use build::{build, BuildOutcome, RootfsStep};
-pub use import::{import, remove, ImportRequest};
+pub use import::{import, import_or_same, remove, ImportRequest};
 pub use record::{read_record, BuildRecord};

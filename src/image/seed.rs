@@ -2,7 +2,7 @@
 //! user-data and meta-data (mkfs.vfat + mcopy from dosfstools and mtools).
 
 use crate::command::run_logged;
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
 use crate::state::Paths;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -12,7 +12,23 @@ use std::process::Command;
 /// assembled in a private folder of strata's own, never in a shared /tmp.
 pub fn build_seed(paths: &Paths, path: &Path, user_data: &str, meta_data: &str) -> Result<()> {
     let work = paths.private_dir("seed")?;
-    let dir = work.path();
+    let result = assemble(work.path(), path, user_data, meta_data);
+    drop(work);
+    result
+}
+
+/// The bytes of a seed disk, assembled in a private folder that goes away with it: for a VM
+/// on a remote host, where the seed is sent into that host's pool.
+pub fn seed_bytes(paths: &Paths, user_data: &str, meta_data: &str) -> Result<Vec<u8>> {
+    let work = paths.private_dir("seed")?;
+    let disk = work.path().join("seed.img");
+    let result = assemble(work.path(), &disk, user_data, meta_data)
+        .and_then(|()| std::fs::read(&disk).context(format!("reading {}", disk.display())));
+    drop(work);
+    result
+}
+
+fn assemble(dir: &Path, path: &Path, user_data: &str, meta_data: &str) -> Result<()> {
     let result = (|| {
         let user = dir.join("user-data");
         let meta = dir.join("meta-data");
@@ -41,6 +57,5 @@ pub fn build_seed(paths: &Paths, path: &Path, user_data: &str, meta_data: &str) 
             "copying user-data and meta-data into the seed (mcopy)",
         )
     })();
-    drop(work);
     result.map_err(|e: Error| e.with_hint("./scripts/setup installs dosfstools and mtools"))
 }

@@ -27,7 +27,7 @@ pub(super) struct CreatePlan {
     pub(super) accel: Accel,
     pub(super) accel_reason: String,
     pub(super) volume: String,
-    /// cloud-init templates: the NoCloud seed disk in the pool directory.
+    /// cloud-init templates: the NoCloud seed disk in the pool folder of the VM's host.
     pub(super) seed: Option<PathBuf>,
     /// Where the serial console is logged, on the VM's host.
     pub(super) console_log: PathBuf,
@@ -160,18 +160,18 @@ pub(super) fn plan_create(lv: &Libvirt, paths: &Paths, req: &CreateRequest) -> R
         }
     }
     let cloud_init = template.manifest.guest.inject == InjectMethod::CloudInit;
-    if cloud_init && lv.is_remote() {
-        return Err(Error::bad_input(format!(
-            "template '{}' is a cloud image (cloud-init seed), which strata cannot give a VM on a remote host yet",
-            template.name()
-        ))
-        .with_hint("on remote hosts use strata's own templates (debian-12, debian-12-docker), or create this VM on its host"));
-    }
-    let seed = cloud_init.then(|| {
-        paths
-            .pool_dir()
-            .join(pool::vm_volume_name(&req.name, VolumeRole::Seed))
-    });
+    // The seed lives in the pool of the VM's host, beside its disk.
+    let seed = if cloud_init {
+        let seed_volume = pool::vm_volume_name(&req.name, VolumeRole::Seed);
+        let pool_dir = if lv.is_remote() {
+            pool::dir_of(&pool_handle)?
+        } else {
+            paths.pool_dir()
+        };
+        Some(pool_dir.join(seed_volume))
+    } else {
+        None
+    };
     Ok(CreatePlan {
         seed,
         console_log: super::first_boot::console_log_path(lv, paths, &req.name),

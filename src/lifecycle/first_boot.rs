@@ -219,8 +219,11 @@ fn kernel_cmdline(boot: &template::BootSpec, accel: Accel) -> String {
 }
 
 /// cloud-init NoCloud data: hostname, login key, the public host key, and the command that
-/// installs the private one from fw_cfg.
+/// installs the private one from fw_cfg. Written at `path` on the VM's host: here a file in
+/// the pool folder; on a remote host a volume of that name in its pool, assembled here in a
+/// private folder and sent through libvirt's stream (mode 0600 there too).
 pub(super) fn write_seed(
+    lv: &Libvirt,
     paths: &Paths,
     path: &Path,
     name: &str,
@@ -236,7 +239,38 @@ pub(super) fn write_seed(
     });
     let user_data = template::render_str("user-data.j2", USER_DATA, &context)?;
     let meta_data = template::render_str("meta-data.j2", META_DATA, &context)?;
-    crate::image::seed::build_seed(paths, path, &user_data, &meta_data)
+    if !lv.is_remote() {
+        return crate::image::seed::build_seed(paths, path, &user_data, &meta_data);
+    }
+    let bytes = crate::image::seed::seed_bytes(paths, &user_data, &meta_data)?;
+    let volume = seed_volume(path);
+    let pool_handle = pool::ensure_home(lv, paths)?;
+    // One a killed run of this create left (no domain of this name exists, the plan checked).
+    if let Some(old) = pool::find_volume(&pool_handle, &volume) {
+        old.delete(0)?;
+    }
+    upload::upload_bytes(&lv.conn(), &pool_handle, &volume, &bytes)?;
+    Ok(())
+}
+
+/// What a rollback removes for the seed at `path` on the VM's host.
+pub(super) fn seed_undo(lv: &Libvirt, path: &Path) -> Undo {
+    if lv.is_remote() {
+        Undo::Volume {
+            name: seed_volume(path),
+        }
+    } else {
+        Undo::File {
+            path: path.to_path_buf(),
+        }
+    }
+}
+
+/// The seed's volume name: its file name in the pool folder.
+fn seed_volume(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 const USER_DATA: &str = include_str!("../../libvirt-templates/cloud-init-user-data.j2");

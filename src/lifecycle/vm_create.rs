@@ -116,8 +116,8 @@ fn build_vm(
     if let Some(seed) = &plan.seed {
         progress.stage("cloud-init seed");
         interrupt::check()?;
-        journal.push(Undo::File { path: seed.clone() })?;
-        first_boot::write_seed(paths, seed, name, &uuid, &keys)
+        journal.push(first_boot::seed_undo(lv, seed))?;
+        first_boot::write_seed(lv, paths, seed, name, &uuid, &keys)
             .map_err(|e| explain_pool_full(lv, paths, e))?;
     }
     let record = VmRecord {

@@ -417,3 +417,22 @@ pub fn http_get(addr: std::net::SocketAddr) -> String {
     s.read_to_string(&mut body).unwrap();
     body
 }
+
+/// Build the test-only cloud-init template debian-12-cloud (tests/templates; cached), standing
+/// in for a distribution's cloud image; its build record.
+pub fn build_cloud_template(paths: &strata::state::Paths) -> strata::image::BuildRecord {
+    let search = format!("{}/tests/templates", env!("CARGO_MANIFEST_DIR"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
+    command
+        .args(["template", "build", "debian-12-cloud"])
+        .env("STRATA_TEMPLATE_PATH", &search);
+    let build = run_bounded(
+        command,
+        "strata template build debian-12-cloud",
+        TEMPLATE_DEADLINE,
+    );
+    assert_success("template build debian-12-cloud", &build);
+    strata::image::read_record(&paths.template_dir("debian-12-cloud"))
+        .unwrap()
+        .expect("debian-12-cloud is built")
+}
