@@ -244,19 +244,15 @@ pub fn scenario(tag: &str) -> (Libvirt, Paths, Cleanup, String, String) {
 /// Build the debian-12-docker template (cached) and create `vm` from it on `net`.
 pub fn create_baked_docker_vm(vm: &str, net: &str) {
     ok(&["template", "build", "debian-12-docker"]);
-    ok(&[
-        "vm",
-        "create",
-        vm,
-        "--template",
-        "debian-12-docker",
-        "--net",
-        net,
-        "--memory",
-        "768M",
-        "--ssh-timeout",
-        BOOT_UNDER_LOAD,
-    ]);
+    ok(&baked_create_args(vm, net));
+}
+
+/// `vm create NAME` from the template with Docker baked in on `net`, small (build it first).
+pub fn baked_create_args<'a>(vm: &'a str, net: &'a str) -> Vec<&'a str> {
+    let mut args = create_args(vm, net);
+    let template = args.iter().position(|a| *a == TEMPLATE).unwrap();
+    args[template] = "debian-12-docker";
+    args
 }
 
 /// `vm create NAME` from the test template on `net`, small.
