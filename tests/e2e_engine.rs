@@ -5,7 +5,7 @@
 //! a container prints what the test asks. The root layout gets Docker from the host's offline
 //! bundle into a plain clone (killed halfway through apt once: the next run converges); the
 //! data-disk layouts go onto clones of the template with Docker baked in, whose still-empty
-//! engine gives way to the disk (only the storage tools come from the bundle: under TCG a
+//! engine gives way to the disk (the storage tools are in the template already; under TCG a
 //! docker.io install per layout would cost minutes each). Bad input is refused before the
 //! guest changes.
 
