@@ -25,17 +25,19 @@ findmnt -n -o SOURCE,TARGET --target "$dir" | { read -r source target
     ext2/ext3) tune2fs -l "$source" 2>/dev/null | grep -qw filetype && echo ext_filetype=1 || echo ext_filetype=0 ;;
   esac
 }
-# The guest's own networks; Docker's bridges (docker0, br-*) are left out so that a re-run
-# does not see Docker's current ranges as taken and move them.
+# The guest's own networks; Docker's bridges (docker0, br-*, a swarm node's docker_gwbridge)
+# are left out so that a re-run does not see Docker's current ranges as taken and move them.
 ip -o -4 addr show scope global | while read -r _ dev _ net _; do
-  case "$dev" in docker0|br-*) continue ;; esac
+  case "$dev" in docker0|docker_gwbridge|br-*) continue ;; esac
   [ -n "${nic:-}" ] || { nic=$dev; echo "nic_mtu=$(cat /sys/class/net/$dev/mtu)"; }
   echo "guest_net=$net"
 done
 ip -4 route show | while read -r dst _ dev _; do
-  case "$dev" in docker0|br-*) continue ;; esac
+  case "$dev" in docker0|docker_gwbridge|br-*) continue ;; esac
   case "$dst" in */*) echo "guest_net=$dst" ;; esac
 done
+# A swarm node (its state is kept here until it leaves): Docker refuses live-restore there.
+[ -s /var/lib/docker/swarm/docker-state.json ] && echo swarm_member=1
 [ -f /etc/docker/daemon.json ] && echo "daemon_json_sha256=$(sha256sum /etc/docker/daemon.json | cut -d' ' -f1)"
 # strata's record of the engine, on one line (JSON strings hold no raw newlines).
 [ -f /etc/strata/engine.json ] && echo "record=$(tr -d '\n' < /etc/strata/engine.json)"
