@@ -63,6 +63,14 @@ pub struct EngineIntent {
     pub containerd_snapshotter_off: bool,
     /// "2" or "1": what `docker info` must report as CgroupVersion.
     pub cgroup_version: String,
+    /// Containers keep running while dockerd restarts: on, except on a swarm node (Docker
+    /// refuses swarm mode with it).
+    #[serde(default = "live_restore_default")]
+    pub live_restore: bool,
+}
+
+fn live_restore_default() -> bool {
+    true
 }
 
 impl EngineIntent {
@@ -97,6 +105,7 @@ impl EngineIntent {
             mtu,
             containerd_snapshotter_off: engine >= EngineVersion::new(29, 0, 0),
             cgroup_version: cgroup_version.to_string(),
+            live_restore: true,
         }
     }
 
@@ -119,6 +128,7 @@ impl EngineIntent {
                 "bip": self.ranges.bip,
                 "address_pools": pools,
                 "mtu": self.mtu,
+                "live_restore": self.live_restore,
             }),
         )?;
         Ok(text + "\n")
@@ -259,6 +269,19 @@ mod tests {
         assert_eq!(json["default-address-pools"][0]["size"], 24);
         assert_eq!(json["mtu"], 1450);
         assert_eq!(json["live-restore"], true);
+        // A swarm node's: live-restore off (Docker refuses swarm mode with it).
+        let mut swarm_node = EngineIntent::new(
+            &decision(Driver::Overlay2, Layout::RootFs),
+            EngineVersion::new(20, 10, 24),
+            LogDriver::Local,
+            crate::engine::addresses::choose(&[]).unwrap(),
+            1450,
+            "2",
+        );
+        swarm_node.live_restore = false;
+        let off: serde_json::Value =
+            serde_json::from_str(&swarm_node.daemon_json().unwrap()).unwrap();
+        assert_eq!(off["live-restore"], false);
         // Keys an engine of this version does not know would stop dockerd (CFG-1).
         assert!(json.get("features").is_none());
         assert!(json.get("storage-opts").is_none());

@@ -11,6 +11,7 @@ pub mod config;
 pub mod decision;
 pub mod info;
 pub mod install;
+pub mod live_restore;
 pub mod log_rotation;
 pub mod scripts;
 pub mod verify;

@@ -123,7 +123,7 @@ pub fn plan(
             .into_iter()
             .filter_map(|n| n.subnet),
     );
-    let intent = EngineIntent::new(
+    let mut intent = EngineIntent::new(
         &decided,
         engine,
         req.log_driver,
@@ -131,6 +131,8 @@ pub fn plan(
         guest.nic_mtu,
         &guest.cgroup_version,
     );
+    // A swarm node keeps live-restore off: Docker refuses swarm mode with it on.
+    intent.live_restore = !guest.swarm_member;
     let daemon_json = intent.daemon_json()?;
     Ok(InstallPlan {
         guest,

@@ -61,6 +61,8 @@ pub struct GuestFacts {
     pub engine_record: Option<serde_json::Value>,
     /// Which of the packages an install may need are installed.
     pub installed: Vec<String>,
+    /// The engine is a node of a swarm (Docker keeps its swarm state).
+    pub swarm_member: bool,
 }
 
 /// Run the facts script in the guest.
@@ -128,6 +130,7 @@ pub fn parse(text: &str) -> Result<GuestFacts> {
             .filter(|(k, _)| *k == "installed")
             .map(|(_, v)| v.to_string())
             .collect(),
+        swarm_member: get("swarm_member") == Some("1"),
     })
 }
 
@@ -151,6 +154,12 @@ mod tests {
         assert_eq!(f.nic_mtu, 1500);
         assert_eq!(f.installed.len(), 6);
         assert!(!f.installed.iter().any(|p| p == "docker.io"));
+        assert!(!f.swarm_member);
+        assert!(
+            parse(&format!("{FRESH}swarm_member=1\n"))
+                .unwrap()
+                .swarm_member
+        );
         // The address and its route are one network.
         assert_eq!(
             f.guest_networks,
