@@ -27,6 +27,7 @@ pub mod progress;
 pub mod ssh_exec;
 pub mod stack;
 pub mod state;
+pub mod swarm;
 pub mod template;
 pub mod units;
 pub mod vm;

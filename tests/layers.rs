@@ -27,6 +27,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("engine", 4),
     ("check", 4),
     ("stack", 4),
+    ("swarm", 4),
     ("lifecycle", 5),
     ("plan", 6),
     ("cli", 7),

@@ -71,6 +71,17 @@ impl Report {
     /// with its fix; warnings never stop a launch, nor does a failure about another bridge
     /// than `vm_bridge`, the VM's (all count when the VM's bridge is not known).
     pub fn refusal(&self, vm: &str, vm_bridge: Option<&str>) -> Option<Error> {
+        self.refusal_of(&format!("'{vm}'"), vm, vm_bridge)
+    }
+
+    /// The same for `what` (a VM, a swarm's VMs), whose fix is `strata check --host
+    /// CHECK_ARGS --fix`.
+    pub fn refusal_of(
+        &self,
+        what: &str,
+        check_args: &str,
+        vm_bridge: Option<&str>,
+    ) -> Option<Error> {
         let concerns_vm = |f: &Finding| match (f.bridge.as_deref(), vm_bridge) {
             (Some(about), Some(own)) => about == own,
             _ => true,
@@ -94,11 +105,11 @@ impl Report {
         }
         Some(
             Error::failed(format!(
-                "preflight checks for '{vm}' failed:\n  {}",
+                "preflight checks for {what} failed:\n  {}",
                 failures.join("\n  ")
             ))
             .with_hint(format!(
-                "`strata check --host {vm} --fix` applies the fixes strata can; --force launches anyway"
+                "`strata check --host {check_args} --fix` applies the fixes strata can; --force goes ahead anyway"
             )),
         )
     }

@@ -8,6 +8,7 @@ mod net;
 mod output;
 mod plan;
 mod stack;
+mod swarm;
 mod template;
 mod vm;
 
@@ -61,6 +62,9 @@ pub enum Command {
     /// A whole host in one file: show, apply, destroy, rebuild and list plans
     #[command(subcommand)]
     Plan(plan::PlanCommand),
+    /// Docker Swarm across VMs: create, list, join, leave, destroy
+    #[command(subcommand)]
+    Swarm(swarm::SwarmCommand),
 }
 
 /// Output format of list commands.
@@ -176,5 +180,6 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Down(args) => stack::down(&env, args),
         Command::Context(args) => stack::context(&env, args),
         Command::Plan(cmd) => plan::run(&env, cmd),
+        Command::Swarm(cmd) => swarm::run(&env, cmd),
     }
 }

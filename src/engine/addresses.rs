@@ -5,6 +5,7 @@
 //! overlap neither. Pure: the caller gathers what is taken.
 
 use crate::error::{Error, Result};
+use crate::vm::network::overlap;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
@@ -40,7 +41,7 @@ const POOL_PREFIX: u8 = 24;
 pub fn choose(taken: &[Ipv4Net]) -> Result<DockerRanges> {
     let free: Vec<Ipv4Net> = (17u8..=31)
         .map(|second| Ipv4Net::new(Ipv4Addr::new(172, second, 0, 0), 16).expect("valid /16"))
-        .filter(|block| !taken.iter().any(|t| overlaps(block, t)))
+        .filter(|block| !taken.iter().any(|t| overlap(*block, *t)))
         .take(2)
         .collect();
     let [bridge, pools] = free[..] else {
@@ -57,10 +58,6 @@ pub fn choose(taken: &[Ipv4Net]) -> Result<DockerRanges> {
             size: POOL_PREFIX,
         }],
     })
-}
-
-fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
-    a.contains(&b.network()) || b.contains(&a.network())
 }
 
 #[cfg(test)]

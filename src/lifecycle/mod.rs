@@ -2,7 +2,8 @@
 //! layers below offer, with the journal and rollback that make them safe to interrupt:
 //! `vm create` and `vm destroy` (vm + guest), `engine install` (engine on a guest's route),
 //! `template build` (image, with Docker baked in by engine; onto a remote host by upload),
-//! `up` (stack, with the preflight checks of check first), and `check` itself (check's verdicts, with engine's fix for a
+//! `up` (stack, with the preflight checks of check first), swarms across VMs (swarm, with
+//! vm's networks, host's routes and check's preflight), and `check` itself (check's verdicts, with engine's fix for a
 //! guest). Nothing below this layer calls a sibling; what combines siblings is here.
 
 pub mod checks;
@@ -11,6 +12,7 @@ pub mod engine_install;
 mod first_boot;
 mod journal;
 pub mod stack_up;
+pub mod swarm;
 pub mod template_build;
 pub mod template_upload;
 mod vm_create;

@@ -34,6 +34,8 @@ pub struct NetworkInfo {
     pub strata: bool,
     /// The plan that made it (`strata plan apply`); only that plan changes or removes it.
     pub plan: Option<String>,
+    /// The MTU libvirt gives its bridge (`<mtu size=.../>`; None: the default, 1500).
+    pub mtu: Option<u32>,
 }
 
 fn child<'a, 'i>(node: roxmltree::Node<'a, 'i>, tag: &str) -> Option<roxmltree::Node<'a, 'i>> {
@@ -81,6 +83,9 @@ pub fn parse_network_xml(text: &str) -> Result<NetworkInfo> {
         active: false,
         strata,
         plan,
+        mtu: child(root, "mtu")
+            .and_then(|m| m.attribute("size"))
+            .and_then(|size| size.parse().ok()),
     };
     let ipv4 = root.children().find(|c| {
         c.has_tag_name("ip") && c.attribute("family").map(|f| f == "ipv4").unwrap_or(true)
@@ -164,7 +169,8 @@ pub struct Taken {
     pub subnet: Ipv4Net,
 }
 
-fn overlap(a: Ipv4Net, b: Ipv4Net) -> bool {
+/// Whether two IPv4 ranges share an address (one holds the other's start).
+pub fn overlap(a: Ipv4Net, b: Ipv4Net) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
@@ -423,6 +429,9 @@ mod tests {
         assert_eq!(n.gateway, Some("192.168.122.1".parse().unwrap()));
         assert!(!n.strata);
         assert!(n.hosts.is_empty());
+        assert_eq!(n.mtu, None);
+        let jumbo = DEFAULT_NET.replace("<mac ", "<mtu size='9000'/>\n  <mac ");
+        assert_eq!(parse_network_xml(&jumbo).unwrap().mtu, Some(9000));
     }
 
     #[test]

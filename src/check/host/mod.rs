@@ -246,6 +246,7 @@ pub(crate) mod test_facts {
             active: true,
             strata: true,
             plan: None,
+            mtu: None,
         });
         facts
     }

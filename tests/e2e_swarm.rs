@@ -1,0 +1,235 @@
+//! End-to-end: Docker Swarm across three VMs cloned from the template with Docker baked in,
+//! through each guest's Docker API over its SSH tunnel. A swarm is made (one manager, one
+//! worker) with its address pool away from every network in use and its overlay MTU from the
+//! VMs' network, each node labelled with its VM and ready; a re-run changes nothing; a third
+//! VM joins; a VM of it is refused for another swarm; a worker leaves and the last manager may
+//! not; the swarm is destroyed and every engine is as it was before (no swarm, the same
+//! networks). Join tokens never appear in strata's output.
+
+mod common;
+
+use common::*;
+
+/// The names of the Docker networks in `vm`, sorted.
+fn networks(vm: &str) -> Vec<String> {
+    let listed = ok(&[
+        "vm",
+        "ssh",
+        vm,
+        "--",
+        "docker network ls --format '{{.Name}}'",
+    ]);
+    let mut names: Vec<String> = listed.lines().map(str::to_string).collect();
+    names.sort();
+    names
+}
+
+/// What the engine in `vm` says of its swarm: inactive, active...
+fn swarm_state(vm: &str) -> String {
+    ok(&[
+        "vm",
+        "ssh",
+        vm,
+        "--",
+        "docker info --format '{{.Swarm.LocalNodeState}}'",
+    ])
+    .trim()
+    .to_string()
+}
+
+/// A strata run that must succeed; its stdout, with neither stream holding a join token.
+fn ok_without_tokens(args: &[&str]) -> String {
+    let out = strata(args);
+    for stream in [&out.stdout, &out.stderr] {
+        assert!(
+            !String::from_utf8_lossy(stream).contains("SWMTKN"),
+            "a join token was printed by strata {args:?}"
+        );
+    }
+    assert_success(&format!("strata {args:?}"), &out)
+}
+
+#[test]
+fn a_swarm_of_three_vms_is_made_grown_shrunk_and_ended() {
+    let (_lv, _paths, mut cleanup, net, base) = scenario("swm");
+    let (manager, worker, third) = (
+        format!("{base}-m"),
+        format!("{base}-w"),
+        format!("{base}-x"),
+    );
+    cleanup.vms = vec![manager.clone(), worker.clone(), third.clone()];
+    ok(&["template", "build", "debian-12-docker"]);
+    let creates: Vec<_> = cleanup
+        .vms
+        .iter()
+        .map(|vm| Spawned::new(spawn_strata(&baked_create_args(vm, &net), &[])))
+        .collect();
+    for (vm, child) in cleanup.vms.clone().iter().zip(creates) {
+        assert_success(&format!("vm create {vm}"), &child.output());
+    }
+    let before: Vec<Vec<String>> = cleanup.vms.iter().map(|vm| networks(vm)).collect();
+    let swarm = format!("e2e-swarm-{}", std::process::id());
+
+    // Bad input: refused before anything changes.
+    let out = strata(&[
+        "swarm",
+        "create",
+        &swarm,
+        "--manager",
+        &manager,
+        "--worker",
+        &manager,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("named twice"),
+        "{}",
+        stderr_of(&out)
+    );
+    let out = strata(&["swarm", "create", "../x", "--manager", &manager]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert_eq!(swarm_state(&manager), "inactive");
+
+    // One manager, one worker.
+    let create = || -> serde_json::Value {
+        let said = ok_without_tokens(&[
+            "swarm",
+            "create",
+            &swarm,
+            "--manager",
+            &manager,
+            "--worker",
+            &worker,
+            "--output",
+            "json",
+        ]);
+        serde_json::from_str(&said).unwrap()
+    };
+    let made = create();
+    let actions: Vec<(&str, &str)> = made["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["role"].as_str().unwrap(), n["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        actions,
+        [("manager", "initialized"), ("worker", "joined")],
+        "{made}"
+    );
+    assert_eq!(made["overlay_mtu"], 1450, "{made}");
+    let pool: ipnet::Ipv4Net = made["pools"][0].as_str().unwrap().parse().unwrap();
+    assert_eq!(pool.prefix_len(), 16, "{made}");
+    assert!(
+        "10.0.0.0/8"
+            .parse::<ipnet::Ipv4Net>()
+            .unwrap()
+            .contains(&pool),
+        "{made}"
+    );
+    // Docker agrees, inside the manager: both nodes ready, each labelled with its VM, and the
+    // ingress network cut from strata's pool (not Docker's 10.0.0.0/24). One login: the
+    // docker CLI is slow to start in a TCG guest.
+    let seen = ok(&[
+        "vm",
+        "ssh",
+        &manager,
+        "--",
+        "docker node ls --format '{{.Hostname}} {{.Status}}'; \
+         docker node inspect --format 'label {{.Description.Hostname}} {{index .Spec.Labels \"strata.vm\"}}' $(docker node ls -q); \
+         docker network inspect ingress --format 'ingress {{(index .IPAM.Config 0).Subnet}}'",
+    ]);
+    for vm in [&manager, &worker] {
+        assert!(seen.contains(&format!("{vm} Ready")), "{seen}");
+        assert!(seen.contains(&format!("label {vm} {vm}")), "{seen}");
+    }
+    let ingress: ipnet::Ipv4Net = seen
+        .lines()
+        .find_map(|l| l.strip_prefix("ingress "))
+        .unwrap_or_else(|| panic!("no ingress network: {seen}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(pool.contains(&ingress), "ingress {ingress} outside {pool}");
+
+    // Again: nothing to do.
+    let again = create();
+    assert!(
+        again["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["action"] == "unchanged"),
+        "{again}"
+    );
+
+    // A third VM joins; the list shows all three.
+    let joined = ok_without_tokens(&["swarm", "join", &swarm, "--worker", &third]);
+    assert!(joined.contains("joined"), "{joined}");
+    let listed = ok_without_tokens(&["swarm", "list", "--output", "json"]);
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let ours = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == swarm.as_str())
+        .unwrap_or_else(|| panic!("{swarm} not listed: {listed}"));
+    assert_eq!(ours["nodes"].as_array().unwrap().len(), 3, "{ours}");
+    assert!(
+        ours["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["state"] == "ready"),
+        "{ours}"
+    );
+
+    // A VM of this swarm is refused for another, named so.
+    let out = strata(&[
+        "swarm",
+        "create",
+        &format!("{swarm}-b"),
+        "--manager",
+        &third,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("another swarm") && stderr_of(&out).contains("swarm leave"),
+        "{}",
+        stderr_of(&out)
+    );
+
+    // A worker leaves: its engine is as before; the last manager may not leave.
+    ok(&["swarm", "leave", &swarm, &third]);
+    assert_eq!(swarm_state(&third), "inactive");
+    assert_eq!(networks(&third), before[2]);
+    let out = strata(&["swarm", "leave", &swarm, &manager]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("last manager"),
+        "{}",
+        stderr_of(&out)
+    );
+
+    // Ended: every engine out of it, with the networks it had.
+    let destroyed = ok(&["swarm", "destroy", &swarm]);
+    assert!(destroyed.contains("destroyed"), "{destroyed}");
+    for (vm, networks_before) in [&manager, &worker].into_iter().zip(&before) {
+        assert_eq!(swarm_state(vm), "inactive", "{vm}");
+        assert_eq!(&networks(vm), networks_before, "{vm}");
+    }
+    let listed = ok(&["swarm", "list", "--output", "json"]);
+    assert!(!listed.contains(&swarm), "{listed}");
+    let out = strata(&["swarm", "destroy", &swarm]);
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("no swarm named"),
+        "{}",
+        stderr_of(&out)
+    );
+
+    for vm in cleanup.vms.clone() {
+        ok(&["vm", "destroy", &vm]);
+    }
+    cleanup.close();
+}
