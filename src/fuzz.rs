@@ -246,6 +246,8 @@ pub fn docker_info(data: &[u8]) {
     };
     let observed = crate::engine::verify::from_api(&info, None);
     let _ = crate::guest::facts::EngineVersion::parse(&observed.server_version);
+    // A guest's swarm membership, read from the same answer.
+    let _ = crate::swarm::member_of(&info);
 }
 
 /// A libvirt domain's XML, searched for NICs on host bridges.

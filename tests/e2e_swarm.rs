@@ -137,12 +137,15 @@ fn a_swarm_of_three_vms_is_made_grown_shrunk_and_ended() {
         "--",
         "docker node ls --format '{{.Hostname}} {{.Status}}'; \
          docker node inspect --format 'label {{.Description.Hostname}} {{index .Spec.Labels \"strata.vm\"}}' $(docker node ls -q); \
-         docker network inspect ingress --format 'ingress {{(index .IPAM.Config 0).Subnet}}'",
+         docker network inspect ingress --format 'ingress {{(index .IPAM.Config 0).Subnet}}'; \
+         test -s /var/lib/docker/swarm/docker-state.json && echo swarm-state-kept",
     ]);
     for vm in [&manager, &worker] {
         assert!(seen.contains(&format!("{vm} Ready")), "{seen}");
         assert!(seen.contains(&format!("label {vm} {vm}")), "{seen}");
     }
+    // What the engine's facts read to keep live-restore off on a swarm node.
+    assert!(seen.contains("swarm-state-kept"), "{seen}");
     let ingress: ipnet::Ipv4Net = seen
         .lines()
         .find_map(|l| l.strip_prefix("ingress "))
@@ -202,6 +205,18 @@ fn a_swarm_of_three_vms_is_made_grown_shrunk_and_ended() {
     // A worker leaves: its engine is as before; the last manager may not leave.
     ok(&["swarm", "leave", &swarm, &third]);
     assert_eq!(swarm_state(&third), "inactive");
+    // Its engine is no swarm node for `engine install` either (live-restore stays on).
+    let state = ok(&[
+        "vm",
+        "ssh",
+        &third,
+        "--",
+        "test -e /var/lib/docker/swarm/docker-state.json && echo kept || echo gone; docker info --format 'live-restore {{.LiveRestoreEnabled}}'",
+    ]);
+    assert!(
+        state.contains("gone") && state.contains("live-restore true"),
+        "{state}"
+    );
     assert_eq!(networks(&third), before[2]);
     let out = strata(&["swarm", "leave", &swarm, &manager]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));

@@ -256,6 +256,10 @@ fn converge(
             )));
         }
     }
+    // A VM joining a swarm of other VMs must reach them like the given ones reach each other.
+    if let Some((_, Home::Other(i))) = &existing {
+        refuse_mixed_pair(&others[*i], &guests[0])?;
+    }
     let in_swarm = |guest: &Guest| -> bool {
         existing
             .as_ref()
@@ -317,10 +321,18 @@ fn converge(
         let tokens = swarm::join_tokens(&home.docker)?;
         let mut rows = Vec::new();
         for (index, ((vm, manager), guest)) in wanted.iter().zip(&guests).enumerate() {
-            let role = if *manager { "manager" } else { "worker" };
+            let mut role = if *manager { "manager" } else { "worker" };
             let action = if made.initialized == Some(index) {
                 "initialized"
             } else if in_swarm(guest) {
+                // strata neither promotes nor demotes: the row says what the node is.
+                let is_manager = matches!(guest.member.membership, Membership::Manager { .. });
+                if is_manager != *manager {
+                    role = if is_manager { "manager" } else { "worker" };
+                    notes.push(format!(
+                        "VM '{vm}' is a {role} of the swarm already; strata does not change a node's role (`strata swarm leave`, then join it again)"
+                    ));
+                }
                 "unchanged"
             } else {
                 let token = if *manager {
@@ -464,24 +476,48 @@ fn restart_dockerd(guest: &Guest) -> Result<()> {
 /// networks are isolated from each other or behind NAT, so the VMs share one. And one engine
 /// version: managers and workers of different versions disagree on the swarm's features.
 fn refuse_mixed(guests: &[Guest]) -> Result<()> {
-    let first = &guests[0];
     for guest in &guests[1..] {
-        if guest.network != first.network {
-            return Err(Error::bad_input(format!(
-                "VM '{}' is on network '{}' and VM '{}' on '{}': a swarm's nodes reach each other directly (2377/tcp, 7946/tcp+udp, 4789/udp), which strata's networks allow only within one network (isolated, or NAT between them)",
-                first.vm, first.network, guest.vm, guest.network
-            ))
-            .with_hint("make the swarm of VMs on one network (`strata vm create ... --net NAME`)"));
+        refuse_mixed_pair(&guests[0], guest)?;
+    }
+    Ok(())
+}
+
+fn refuse_mixed_pair(first: &Guest, guest: &Guest) -> Result<()> {
+    refuse_mismatch(&first.peer(), &guest.peer())
+}
+
+/// What two nodes of one swarm must share.
+struct Peer<'a> {
+    vm: &'a str,
+    network: &'a str,
+    engine_version: &'a str,
+}
+
+impl Guest {
+    fn peer(&self) -> Peer<'_> {
+        Peer {
+            vm: &self.vm,
+            network: &self.network,
+            engine_version: &self.member.engine_version,
         }
-        if guest.member.engine_version != first.member.engine_version {
-            return Err(Error::bad_input(format!(
-                "VM '{}' runs Docker {} and VM '{}' Docker {}: a swarm's engines must match",
-                first.vm, first.member.engine_version, guest.vm, guest.member.engine_version
-            ))
-            .with_hint(
-                "install one version in every VM (`strata engine install VM --version V`)",
-            ));
-        }
+    }
+}
+
+/// The pure part of `refuse_mixed`.
+fn refuse_mismatch(first: &Peer, guest: &Peer) -> Result<()> {
+    if guest.network != first.network {
+        return Err(Error::bad_input(format!(
+            "VM '{}' is on network '{}' and VM '{}' on '{}': a swarm's nodes reach each other directly (2377/tcp, 7946/tcp+udp, 4789/udp), which strata's networks allow only within one network (isolated, or NAT between them)",
+            first.vm, first.network, guest.vm, guest.network
+        ))
+        .with_hint("make the swarm of VMs on one network (`strata vm create ... --net NAME`)"));
+    }
+    if guest.engine_version != first.engine_version {
+        return Err(Error::bad_input(format!(
+            "VM '{}' runs Docker {} and VM '{}' Docker {}: a swarm's engines must match",
+            first.vm, first.engine_version, guest.vm, guest.engine_version
+        ))
+        .with_hint("install one version in every VM (`strata engine install VM --version V`)"));
     }
     Ok(())
 }
@@ -489,8 +525,17 @@ fn refuse_mixed(guests: &[Guest]) -> Result<()> {
 /// A VM in another swarm (or joining, or locked) is refused: strata never moves an engine
 /// out of a swarm it was not asked to touch.
 fn refuse_other_swarm(guest: &Guest, in_this_one: bool, name: &str) -> Result<()> {
-    let vm = &guest.vm;
-    let elsewhere = match &guest.member.membership {
+    refuse_membership(&guest.vm, &guest.member.membership, in_this_one, name)
+}
+
+/// The pure part of `refuse_other_swarm`.
+fn refuse_membership(
+    vm: &str,
+    membership: &Membership,
+    in_this_one: bool,
+    name: &str,
+) -> Result<()> {
+    let elsewhere = match membership {
         Membership::Alone => return Ok(()),
         _ if in_this_one => return Ok(()),
         Membership::Manager {
@@ -696,4 +741,61 @@ pub struct Destroyed {
     pub left: Vec<String>,
     /// Where an engine could not be left quite as it was.
     pub notes: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer<'a>(vm: &'a str, network: &'a str, engine_version: &'a str) -> Peer<'a> {
+        Peer {
+            vm,
+            network,
+            engine_version,
+        }
+    }
+
+    #[test]
+    fn nodes_share_one_network_and_one_engine_version() {
+        let a = peer("a", "lab", "20.10.24+dfsg1");
+        assert!(refuse_mismatch(&a, &peer("b", "lab", "20.10.24+dfsg1")).is_ok());
+        let err = refuse_mismatch(&a, &peer("b", "office", "20.10.24+dfsg1")).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::BadInput);
+        assert!(
+            err.message().contains("'office'") && err.message().contains("4789/udp"),
+            "{err}"
+        );
+        let err = refuse_mismatch(&a, &peer("b", "lab", "24.0.7")).unwrap_err();
+        assert!(err.message().contains("Docker 24.0.7"), "{err}");
+    }
+
+    #[test]
+    fn a_vm_of_another_swarm_is_refused_with_how_to_take_it_out() {
+        assert!(refuse_membership("a", &Membership::Alone, false, "lab").is_ok());
+        let manager = Membership::Manager {
+            cluster: "c1".into(),
+            name: Some("lab".into()),
+        };
+        // In this swarm already: fine.
+        assert!(refuse_membership("a", &manager, true, "lab").is_ok());
+        let err = refuse_membership("a", &manager, false, "web").unwrap_err();
+        assert!(err.message().contains("manager of swarm 'lab'"), "{err}");
+        assert!(
+            err.hint()
+                .unwrap_or_default()
+                .contains("strata swarm leave"),
+            "{err}"
+        );
+        let foreign = Membership::Manager {
+            cluster: "c2".into(),
+            name: None,
+        };
+        let err = refuse_membership("a", &foreign, false, "web").unwrap_err();
+        assert!(err.message().contains("did not make"), "{err}");
+        let err = refuse_membership("a", &Membership::Worker, false, "web").unwrap_err();
+        assert!(err.message().contains("worker of another swarm"), "{err}");
+        let err = refuse_membership("a", &Membership::Unsettled("pending".into()), false, "web")
+            .unwrap_err();
+        assert!(err.message().contains("'pending'"), "{err}");
+    }
 }

@@ -42,7 +42,7 @@ pub fn read_member(docker: &GuestDocker) -> Result<Member> {
 }
 
 /// The membership `docker info` describes (pure).
-pub(crate) fn member_of(info: &SystemInfo) -> Member {
+pub fn member_of(info: &SystemInfo) -> Member {
     let swarm = info.swarm.clone().unwrap_or_default();
     let node_id = swarm.node_id.clone().unwrap_or_default();
     let membership = match swarm.local_node_state {

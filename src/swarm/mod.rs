@@ -16,7 +16,7 @@ pub use calls::{
     remove_gateway_bridge, remove_node, running_containers, service_count, stale_ingress,
     InitRequest, JoinTokens, SwarmFacts, SwarmNode,
 };
-pub use member::{read_member, Member, Membership};
+pub use member::{member_of, read_member, Member, Membership};
 
 /// The swarm label that holds strata's name for a swarm.
 pub const NAME_LABEL: &str = "strata.swarm";
