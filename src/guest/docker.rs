@@ -95,3 +95,18 @@ pub fn docker_error(e: bollard::errors::Error) -> Error {
         other => Error::failed(format!("Docker API: {other}")),
     }
 }
+
+/// What an inspect returned; None when Docker has no object of that name.
+pub fn found<T>(
+    inspected: std::result::Result<T, bollard::errors::Error>,
+    kind: &str,
+    name: &str,
+) -> Result<Option<T>> {
+    match inspected {
+        Ok(object) => Ok(Some(object)),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(None),
+        Err(e) => Err(docker_error(e).context(format!("looking at {kind} {name}"))),
+    }
+}

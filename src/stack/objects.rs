@@ -4,7 +4,7 @@
 //! so a rename in between cannot redirect it): a name alone does not make an object strata's.
 
 use crate::error::{Error, Result};
-use crate::guest::docker::{docker_error, GuestDocker};
+use crate::guest::docker::{docker_error, found, GuestDocker};
 use crate::stack::container::LABEL_SERVICE;
 use crate::stack::container::LABEL_STACK;
 use crate::stack::file::StackFile;
@@ -39,21 +39,6 @@ pub fn inspect(docker: &GuestDocker, name: &str) -> Result<Option<ContainerInspe
         "container",
         name,
     )
-}
-
-/// What an inspect returned; None when Docker has no object of that name.
-fn found<T>(
-    inspected: std::result::Result<T, bollard::errors::Error>,
-    kind: &str,
-    name: &str,
-) -> Result<Option<T>> {
-    match inspected {
-        Ok(object) => Ok(Some(object)),
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404, ..
-        }) => Ok(None),
-        Err(e) => Err(docker_error(e).context(format!("looking at {kind} {name}"))),
-    }
 }
 
 fn inspect_network(docker: &GuestDocker, name: &str) -> Result<Option<NetworkInspect>> {

@@ -3,7 +3,7 @@
 
 use super::{CONTROL_PORT, DATA_PATH_PORT, LIVE_RESTORE_LABEL, MTU_LABEL, NAME_LABEL, VM_LABEL};
 use crate::error::{Error, Result};
-use crate::guest::docker::{docker_error, GuestDocker};
+use crate::guest::docker::{docker_error, found, GuestDocker};
 use bollard::models::{NodeSpecRoleEnum, NodeState, SwarmInitRequest, SwarmJoinRequest, SwarmSpec};
 use bollard::query_parameters::{
     DeleteNodeOptions, LeaveSwarmOptions, ListNodesOptions, ListServicesOptions, UpdateNodeOptions,
@@ -225,16 +225,8 @@ pub fn service_count(docker: &GuestDocker) -> Result<usize> {
 /// on it (a leave takes the swarm's own networks but leaves this one). Whether it was removed.
 pub fn remove_gateway_bridge(docker: &GuestDocker) -> Result<bool> {
     const GATEWAY_BRIDGE: &str = "docker_gwbridge";
-    let found = docker.run(docker.docker.inspect_network(
-        GATEWAY_BRIDGE,
-        None::<bollard::query_parameters::InspectNetworkOptions>,
-    ));
-    let network = match found {
-        Ok(network) => network,
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404, ..
-        }) => return Ok(false),
-        Err(e) => return Err(docker_error(e).context("looking at docker_gwbridge")),
+    let Some(network) = inspect_network(docker, GATEWAY_BRIDGE)? else {
+        return Ok(false);
     };
     if network.containers.is_some_and(|c| !c.is_empty()) {
         return Ok(false);
@@ -243,6 +235,21 @@ pub fn remove_gateway_bridge(docker: &GuestDocker) -> Result<bool> {
         .run(docker.docker.remove_network(GATEWAY_BRIDGE))
         .map(|()| true)
         .map_err(|e| docker_error(e).context("removing docker_gwbridge"))
+}
+
+/// The guest's network `name`, if it has one.
+fn inspect_network(
+    docker: &GuestDocker,
+    name: &str,
+) -> Result<Option<bollard::models::NetworkInspect>> {
+    found(
+        docker.run(docker.docker.inspect_network(
+            name,
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )),
+        "network",
+        name,
+    )
 }
 
 /// What a manager says of its swarm.
@@ -290,16 +297,7 @@ pub fn network_subnets(docker: &GuestDocker) -> Result<Vec<Ipv4Net>> {
 /// After leaving: whether Docker still shows an ingress network (a stale copy Docker 20.10
 /// sometimes keeps, with its endpoint on docker_gwbridge, until dockerd restarts).
 pub fn stale_ingress(docker: &GuestDocker) -> Result<bool> {
-    match docker.run(docker.docker.inspect_network(
-        "ingress",
-        None::<bollard::query_parameters::InspectNetworkOptions>,
-    )) {
-        Ok(_) => Ok(true),
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404, ..
-        }) => Ok(false),
-        Err(e) => Err(docker_error(e).context("looking at the ingress network")),
-    }
+    Ok(inspect_network(docker, "ingress")?.is_some())
 }
 
 /// How many containers run in the guest.
