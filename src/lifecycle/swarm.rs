@@ -139,13 +139,16 @@ fn survey(lv: &Libvirt, paths: &Paths) -> Result<Vec<Guest>> {
         .collect())
 }
 
-/// The swarms strata made among `guests`, each described by its first manager there.
+/// The swarms strata made among `guests`, each described by its first manager there (its
+/// `docker info`, already read, and its node list).
 fn swarms_of(guests: &[Guest]) -> Result<Vec<(SwarmView, usize)>> {
     let mut views: Vec<(SwarmView, usize)> = Vec::new();
     for (index, guest) in guests.iter().enumerate() {
         let Membership::Manager {
             cluster,
             name: Some(name),
+            pools,
+            overlay_mtu,
         } = &guest.member.membership
         else {
             continue;
@@ -153,13 +156,12 @@ fn swarms_of(guests: &[Guest]) -> Result<Vec<(SwarmView, usize)>> {
         if views.iter().any(|(v, _)| &v.id == cluster) {
             continue;
         }
-        let facts = swarm::describe(&guest.docker)?;
         views.push((
             SwarmView {
                 name: name.clone(),
                 id: cluster.clone(),
-                pools: facts.pools,
-                overlay_mtu: facts.overlay_mtu,
+                pools: pools.clone(),
+                overlay_mtu: *overlay_mtu,
                 nodes: swarm::list_nodes(&guest.docker)?,
             },
             index,
@@ -775,6 +777,8 @@ mod tests {
         let manager = Membership::Manager {
             cluster: "c1".into(),
             name: Some("lab".into()),
+            pools: vec![],
+            overlay_mtu: None,
         };
         // In this swarm already: fine.
         assert!(refuse_membership("a", &manager, true, "lab").is_ok());
@@ -789,6 +793,8 @@ mod tests {
         let foreign = Membership::Manager {
             cluster: "c2".into(),
             name: None,
+            pools: vec![],
+            overlay_mtu: None,
         };
         let err = refuse_membership("a", &foreign, false, "web").unwrap_err();
         assert!(err.message().contains("did not make"), "{err}");

@@ -252,31 +252,6 @@ fn inspect_network(
     )
 }
 
-/// What a manager says of its swarm.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SwarmFacts {
-    pub id: String,
-    /// strata's name for it (None: a swarm strata did not make).
-    pub name: Option<String>,
-    /// The ranges its overlay networks are cut from.
-    pub pools: Vec<String>,
-    pub overlay_mtu: Option<u32>,
-}
-
-/// The swarm, from a manager.
-pub fn describe(docker: &GuestDocker) -> Result<SwarmFacts> {
-    let swarm = docker
-        .run(docker.docker.inspect_swarm())
-        .map_err(|e| docker_error(e).context("reading the swarm from a manager"))?;
-    let labels = swarm.spec.and_then(|s| s.labels).unwrap_or_default();
-    Ok(SwarmFacts {
-        id: swarm.id.unwrap_or_default(),
-        name: labels.get(NAME_LABEL).cloned(),
-        pools: swarm.default_addr_pool.unwrap_or_default(),
-        overlay_mtu: labels.get(MTU_LABEL).and_then(|m| m.parse().ok()),
-    })
-}
-
 /// The IPv4 ranges of the guest's own Docker networks.
 pub fn network_subnets(docker: &GuestDocker) -> Result<Vec<Ipv4Net>> {
     let networks = docker

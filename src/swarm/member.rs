@@ -9,10 +9,13 @@ use bollard::models::{LocalNodeState, SystemInfo};
 pub enum Membership {
     /// In no swarm.
     Alone,
-    /// A manager: the swarm's id and strata's name for it (None: a swarm strata did not make).
+    /// A manager: the swarm's id and strata's name for it (None: a swarm strata did not make),
+    /// the ranges its overlay networks are cut from and the MTU strata chose for them.
     Manager {
         cluster: String,
         name: Option<String>,
+        pools: Vec<String>,
+        overlay_mtu: Option<u32>,
     },
     /// A worker. A worker knows neither the swarm's id nor its labels: its managers' node
     /// lists say which swarm it is in.
@@ -49,12 +52,12 @@ pub fn member_of(info: &SystemInfo) -> Member {
         None | Some(LocalNodeState::INACTIVE) | Some(LocalNodeState::EMPTY) => Membership::Alone,
         Some(LocalNodeState::ACTIVE) if swarm.control_available == Some(true) => {
             let cluster = swarm.cluster.unwrap_or_default();
+            let labels = cluster.spec.and_then(|s| s.labels).unwrap_or_default();
             Membership::Manager {
                 cluster: cluster.id.unwrap_or_default(),
-                name: cluster
-                    .spec
-                    .and_then(|s| s.labels)
-                    .and_then(|labels| labels.get(super::NAME_LABEL).cloned()),
+                name: labels.get(super::NAME_LABEL).cloned(),
+                pools: cluster.default_addr_pool.unwrap_or_default(),
+                overlay_mtu: labels.get(super::MTU_LABEL).and_then(|m| m.parse().ok()),
             }
         }
         Some(LocalNodeState::ACTIVE) => Membership::Worker,
@@ -105,14 +108,17 @@ mod tests {
     fn a_manager_knows_its_swarm_and_strata_s_name_for_it() {
         let m = member_of(&info(serde_json::json!({
             "NodeID": "n1", "LocalNodeState": "active", "ControlAvailable": true,
-            "Cluster": {"ID": "c1", "Spec": {"Name": "default", "Labels": {"strata.swarm": "lab"}}}
+            "Cluster": {"ID": "c1", "Spec": {"Name": "default", "Labels": {"strata.swarm": "lab", "strata.overlay-mtu": "1450"}},
+                        "DefaultAddrPool": ["10.128.0.0/16"]}
         })));
         assert_eq!(m.node_id, "n1");
         assert_eq!(
             m.membership,
             Membership::Manager {
                 cluster: "c1".into(),
-                name: Some("lab".into())
+                name: Some("lab".into()),
+                pools: vec!["10.128.0.0/16".into()],
+                overlay_mtu: Some(1450),
             }
         );
         let foreign = member_of(&info(serde_json::json!({
@@ -123,7 +129,9 @@ mod tests {
             foreign.membership,
             Membership::Manager {
                 cluster: "c2".into(),
-                name: None
+                name: None,
+                pools: vec![],
+                overlay_mtu: None,
             }
         );
     }

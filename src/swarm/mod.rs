@@ -12,9 +12,9 @@ mod calls;
 mod member;
 
 pub use calls::{
-    demote, describe, init, join, join_tokens, label_node, leave, list_nodes, network_subnets,
+    demote, init, join, join_tokens, label_node, leave, list_nodes, network_subnets,
     remove_gateway_bridge, remove_node, running_containers, service_count, stale_ingress,
-    InitRequest, JoinTokens, SwarmFacts, SwarmNode,
+    InitRequest, JoinTokens, SwarmNode,
 };
 pub use member::{member_of, read_member, Member, Membership};
 
