@@ -260,7 +260,7 @@ fn converge(
     }
     // A VM joining a swarm of other VMs must reach them like the given ones reach each other.
     if let Some((_, Home::Other(i))) = &existing {
-        refuse_mixed_pair(&others[*i], &guests[0])?;
+        refuse_mismatch(&others[*i].peer(), &guests[0].peer())?;
     }
     let in_swarm = |guest: &Guest| -> bool {
         existing
@@ -479,13 +479,9 @@ fn restart_dockerd(guest: &Guest) -> Result<()> {
 /// version: managers and workers of different versions disagree on the swarm's features.
 fn refuse_mixed(guests: &[Guest]) -> Result<()> {
     for guest in &guests[1..] {
-        refuse_mixed_pair(&guests[0], guest)?;
+        refuse_mismatch(&guests[0].peer(), &guest.peer())?;
     }
     Ok(())
-}
-
-fn refuse_mixed_pair(first: &Guest, guest: &Guest) -> Result<()> {
-    refuse_mismatch(&first.peer(), &guest.peer())
 }
 
 /// What two nodes of one swarm must share.
