@@ -126,11 +126,11 @@ fn open_all(lv: &Libvirt, paths: &Paths, vms: &[String]) -> Vec<(String, Result<
 }
 
 /// Every running VM strata made whose Docker answers (the others cannot be in a swarm strata
-/// can reach).
-fn survey(lv: &Libvirt, paths: &Paths) -> Result<Vec<Guest>> {
+/// can reach), but those of `opened` (the caller has them already).
+fn survey(lv: &Libvirt, paths: &Paths, opened: &[String]) -> Result<Vec<Guest>> {
     let running: Vec<String> = domain::list(&lv.conn())?
         .into_iter()
-        .filter(|vm| vm.state == "running")
+        .filter(|vm| vm.state == "running" && !opened.contains(&vm.name))
         .map(|vm| vm.name)
         .collect();
     Ok(open_all(lv, paths, &running)
@@ -173,7 +173,7 @@ fn swarms_of(guests: &[Guest]) -> Result<Vec<(SwarmView, usize)>> {
 
 /// The swarms strata made on the VMs of `lv`'s host.
 pub fn list(lv: &Libvirt, paths: &Paths) -> Result<Vec<SwarmView>> {
-    let guests = survey(lv, paths)?;
+    let guests = survey(lv, paths, &[])?;
     Ok(swarms_of(&guests)?.into_iter().map(|(v, _)| v).collect())
 }
 
@@ -230,10 +230,7 @@ fn converge(
         .find(|(v, _)| v.name == req.name)
         .map(|(view, index)| (view, Home::Given(index)));
     if existing.is_none() {
-        others = survey(lv, paths)?
-            .into_iter()
-            .filter(|g| !names.contains(&g.vm))
-            .collect();
+        others = survey(lv, paths, &names)?;
         existing = swarms_of(&others)?
             .into_iter()
             .find(|(v, _)| v.name == req.name)
@@ -632,7 +629,7 @@ fn wait_ready(docker: &GuestDocker, vms: &[String]) -> Result<()> {
 pub fn leave(lv: &Libvirt, paths: &Paths, name: &str, vm: &str) -> Result<Option<String>> {
     crate::names::check_object_name("swarm", name)?;
     crate::names::check_object_name("VM", vm)?;
-    let guests = survey(lv, paths)?;
+    let guests = survey(lv, paths, &[])?;
     let (view, _) = swarms_of(&guests)?
         .into_iter()
         .find(|(v, _)| v.name == name)
@@ -688,7 +685,7 @@ pub fn leave(lv: &Libvirt, paths: &Paths, name: &str, vm: &str) -> Result<Option
 /// was before it joined. The VMs, in the order they left.
 pub fn destroy(lv: &Libvirt, paths: &Paths, name: &str) -> Result<Destroyed> {
     crate::names::check_object_name("swarm", name)?;
-    let guests = survey(lv, paths)?;
+    let guests = survey(lv, paths, &[])?;
     let (view, home) = swarms_of(&guests)?
         .into_iter()
         .find(|(v, _)| v.name == name)
