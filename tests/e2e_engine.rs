@@ -3,11 +3,11 @@
 //! an LVM thin pool), each verified through the Docker API over the SSH tunnel, then used: an
 //! image built on the host (FROM scratch + Debian's busybox-static) is loaded over the API and
 //! a container prints what the test asks. The root layout gets Docker from the host's offline
-//! bundle into a plain clone (killed halfway through apt once: the next run converges); the
-//! data-disk layouts go onto clones of the template with Docker baked in, whose still-empty
-//! engine gives way to the disk (the storage tools are in the template already; under TCG a
-//! docker.io install per layout would cost minutes each). Bad input is refused before the
-//! guest changes.
+//! bundle into a plain clone, through both faults of an install (the VM powered off while dpkg
+//! runs, then the next run killed mid-apt: the one after converges); the data-disk layouts go
+//! onto clones of the template with Docker baked in, whose still-empty engine gives way to the
+//! disk (the storage tools are in the template already; under TCG a docker.io install per
+//! layout would cost minutes each). Bad input is refused before the guest changes.
 
 mod common;
 
@@ -209,14 +209,41 @@ fn bundle_installs_on_every_storage_layout_and_containers_run() {
     assert_eq!(info["observed"]["backing_filesystem"], "extfs", "{info}");
     assert_eq!(info["mismatches"], serde_json::json!([]), "{info}");
 
-    // The root layout is interrupted while it installs packages (kill -9 drops its SSH
-    // connection mid-apt); the next run must converge.
-    let mut interrupted = spawn_install(&vms[0], &[]);
+    // The root layout meets both faults of an install, one after the other. First the VM is
+    // powered off while dpkg runs in it: a clear error; started again, the next run finishes
+    // what dpkg left (`dpkg --configure -a`). That run is killed (kill -9 drops its SSH
+    // connection mid-apt); the one after it must converge.
     let others: Vec<_> = layouts[1..]
         .iter()
         .zip(&vms[1..])
         .map(|((_, args), vm)| spawn_install(vm, args))
         .collect();
+    let powered_off = spawn_install(&vms[0], &[]);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !strata(&[
+        "vm",
+        "ssh",
+        &vms[0],
+        "--",
+        "ls /var/lib/dpkg/lock-frontend && pgrep -x dpkg",
+    ])
+    .status
+    .success()
+    {
+        assert!(Instant::now() < deadline, "the install never reached dpkg");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let dom = lv.conn().lookup_domain_by_name(&vms[0]).unwrap();
+    strata::vm::domain::force_off(&dom).unwrap();
+    let out = powered_off.output();
+    assert!(
+        !out.status.success(),
+        "an install whose VM went away succeeded"
+    );
+    assert!(stderr_of(&out).contains("hint:"), "{}", stderr_of(&out));
+    ok(&["vm", "start", &vms[0]]);
+
+    let mut interrupted = spawn_install(&vms[0], &[]);
     let started = Instant::now();
     let stderr = interrupted.child().stderr.take().unwrap();
     let mut seen = String::new();
@@ -240,7 +267,7 @@ fn bundle_installs_on_every_storage_layout_and_containers_run() {
     let _ = interrupted.child().wait();
     assert!(
         seen.contains("installing"),
-        "install ended before apt ran: {seen}"
+        "the install after the power-off did not install packages again: {seen}"
     );
     let rerun = ok(&["engine", "install", &vms[0]]);
     assert!(rerun.contains("verified: docker.io"), "{rerun}");
