@@ -136,17 +136,21 @@ impl EngineIntent {
 }
 
 /// An existing daemon.json with log rotation for json-file (max-size/max-file, the values
-/// strata installs with) and live-restore on; every other key stays as the user wrote it.
-/// Returns the JSON with live-restore only (what to reload first) and the full result.
+/// strata installs with) and, when `live_restore` (not on a swarm node), live-restore on;
+/// every other key stays as the user wrote it. Returns the JSON with live-restore only (what
+/// to reload first) and the full result.
 pub fn with_log_rotation(
     current: &serde_json::Value,
+    live_restore: bool,
 ) -> Result<(serde_json::Value, serde_json::Value)> {
     let mut staged = current.clone();
     let map = staged.as_object_mut().ok_or_else(|| {
         Error::failed(format!("{DAEMON_JSON_PATH} is not a JSON object"))
             .with_hint("fix it by hand, or let `strata engine install VM` rewrite it")
     })?;
-    map.insert("live-restore".into(), serde_json::Value::Bool(true));
+    if live_restore {
+        map.insert("live-restore".into(), serde_json::Value::Bool(true));
+    }
     let mut full = staged.clone();
     let driver = full
         .get("log-driver")
@@ -224,18 +228,30 @@ mod tests {
     #[test]
     fn log_rotation_keeps_the_users_keys() {
         let current = serde_json::json!({"log-driver": "json-file", "bip": "10.9.0.1/24", "log-opts": {"max-file": "2"}});
-        let (staged, full) = with_log_rotation(&current).unwrap();
+        let (staged, full) = with_log_rotation(&current, true).unwrap();
         assert_eq!(staged["live-restore"], true);
         assert!(staged.get("log-opts").unwrap().get("max-size").is_none());
         assert_eq!(full["bip"], "10.9.0.1/24");
         assert_eq!(full["log-opts"]["max-size"], "20m");
         assert_eq!(full["log-opts"]["max-file"], "2");
         // No log-driver key means json-file, Docker's default.
-        let (_, full) = with_log_rotation(&serde_json::json!({})).unwrap();
+        let (_, full) = with_log_rotation(&serde_json::json!({}), true).unwrap();
         assert_eq!(full["log-opts"]["max-size"], "20m");
-        let (_, full) = with_log_rotation(&serde_json::json!({"log-driver": "local"})).unwrap();
+        let (_, full) =
+            with_log_rotation(&serde_json::json!({"log-driver": "local"}), true).unwrap();
         assert!(full.get("log-opts").is_none());
-        assert!(with_log_rotation(&serde_json::json!([1])).is_err());
+        assert!(with_log_rotation(&serde_json::json!([1]), true).is_err());
+    }
+
+    /// On a swarm node live-restore stays as it is: Docker refuses it in swarm mode, and a
+    /// restart with it on would take the node out of its swarm.
+    #[test]
+    fn log_rotation_on_a_swarm_node_leaves_live_restore_alone() {
+        let current = serde_json::json!({"log-driver": "json-file", "live-restore": false});
+        let (staged, full) = with_log_rotation(&current, false).unwrap();
+        assert_eq!(staged, current);
+        assert_eq!(full["live-restore"], false);
+        assert_eq!(full["log-opts"]["max-size"], "20m");
     }
 
     /// daemon.json for an intent with Docker's default ranges, parsed back.

@@ -110,3 +110,34 @@ pub fn found<T>(
         Err(e) => Err(docker_error(e).context(format!("looking at {kind} {name}"))),
     }
 }
+
+/// The engine is in swarm mode, or on its way into or out of it (pending, locked, error):
+/// Docker refuses live-restore then, so a restart of such an engine stops its containers.
+pub fn in_swarm_mode(info: &bollard::models::SystemInfo) -> bool {
+    use bollard::models::LocalNodeState;
+    !matches!(
+        info.swarm
+            .as_ref()
+            .and_then(|s| s.local_node_state.as_ref()),
+        None | Some(LocalNodeState::INACTIVE) | Some(LocalNodeState::EMPTY)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info_in_state(state: &str) -> bollard::models::SystemInfo {
+        serde_json::from_value(serde_json::json!({"Swarm": {"LocalNodeState": state}})).unwrap()
+    }
+
+    #[test]
+    fn only_an_engine_in_no_swarm_is_out_of_swarm_mode() {
+        assert!(!in_swarm_mode(&bollard::models::SystemInfo::default()));
+        assert!(!in_swarm_mode(&info_in_state("inactive")));
+        assert!(!in_swarm_mode(&info_in_state("")));
+        for state in ["active", "pending", "locked", "error"] {
+            assert!(in_swarm_mode(&info_in_state(state)), "{state}");
+        }
+    }
+}

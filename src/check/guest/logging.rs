@@ -1,10 +1,13 @@
 //! guest.logging (LOG-1, the paper's log lesson): json-file without max-size keeps every
 //! line a container writes until the disk is full. The fix gives json-file rotation in
 //! daemon.json and turns live-restore on before restarting Docker so containers keep
-//! running; containers made before keep their old log settings until they are recreated.
+//! running (not on a swarm node: Docker refuses live-restore in swarm mode, and the fix says
+//! its containers restart); containers made before keep their old log settings until they
+//! are recreated.
 
 use crate::check::snapshot::guest::GuestDockerState;
 use crate::check::{Finding, Fix, FixAction, GuestCheck, GuestVerdict, GuestView, Verdict};
+use crate::guest::docker::in_swarm_mode;
 
 const ID: &str = "guest.logging";
 
@@ -72,10 +75,17 @@ fn verdict(view: &GuestView, state: &GuestDockerState) -> Vec<Finding> {
     )
     .evidence(evidence)
     .with_fix(Fix::automatic(
-        format!(
-            "set log-opts max-size=20m, max-file=5 and live-restore in /etc/docker/daemon.json, reload then restart Docker in {} (running containers keep running; they keep their old log settings until recreated)",
-            view.snapshot.vm
-        ),
+        if in_swarm_mode(&state.info) {
+            format!(
+                "set log-opts max-size=20m, max-file=5 in /etc/docker/daemon.json and restart Docker in {}: a swarm node, so live-restore stays off (Docker refuses it in swarm mode) and its containers stop and start again with Docker; they keep their old log settings until recreated",
+                view.snapshot.vm
+            )
+        } else {
+            format!(
+                "set log-opts max-size=20m, max-file=5 and live-restore in /etc/docker/daemon.json, reload then restart Docker in {} (running containers keep running; they keep their old log settings until recreated)",
+                view.snapshot.vm
+            )
+        },
         FixAction::GuestLogRotation { vm: view.snapshot.vm.clone() },
     ))]
 }
@@ -89,6 +99,37 @@ mod tests {
     #[test]
     fn local_driver_passes() {
         assert_eq!(judge(&CHECK, &guest_facts())[0].verdict, Verdict::Ok);
+    }
+
+    /// On a swarm node the fix does not promise that containers keep running: live-restore
+    /// cannot be turned on there.
+    #[test]
+    fn on_a_swarm_node_the_fix_says_containers_restart() {
+        let mut f = guest_facts();
+        let d = docker_mut(&mut f);
+        d.info.logging_driver = Some("json-file".into());
+        d.daemon_json = Some(Ok(serde_json::json!({"log-driver": "json-file"})));
+        let alone = judge(&CHECK, &f)[0].fix.clone().unwrap().description;
+        assert!(alone.contains("keep running"), "{alone}");
+        docker_mut(&mut f).info.swarm = Some(bollard::models::SwarmInfo {
+            local_node_state: Some(bollard::models::LocalNodeState::ACTIVE),
+            ..Default::default()
+        });
+        let node = judge(&CHECK, &f)[0].fix.clone().unwrap();
+        assert!(
+            node.description.contains("swarm node"),
+            "{}",
+            node.description
+        );
+        assert!(
+            !node.description.contains("keep running"),
+            "{}",
+            node.description
+        );
+        assert_eq!(
+            node.action,
+            Some(FixAction::GuestLogRotation { vm: "web1".into() })
+        );
     }
 
     #[test]
