@@ -53,6 +53,7 @@ pub const TARGETS: &[(&str, EntryPoint)] = &[
     ("os_release", os_release),
     ("engine_version", engine_version),
     ("kernel_version", kernel_version),
+    ("swarm_probe_output", swarm_probe_output),
 ];
 
 /// A file strata reads with `read_to_string`: not UTF-8 means an I/O error before any parser.
@@ -437,4 +438,26 @@ fn fixed_stack() -> &'static StackFile {
         StackFile::parse(Path::new("stacks/fuzz.toml"), text)
             .unwrap_or_else(|e| panic!("fuzz fixture: stack: {e}"))
     })
+}
+
+/// What the swarm.ports probes print inside a guest (the sender's and the listener's lines),
+/// read over SSH, and the probes assembled from them.
+pub fn swarm_probe_output(data: &[u8]) {
+    use crate::check::snapshot::reach::{assemble, parse_heard, parse_sent, SWARM_PORTS};
+    let text = output_text(data);
+    let sent = parse_sent(&text);
+    let heard = parse_heard(&text);
+    let peers: Vec<(String, std::net::Ipv4Addr)> = sent
+        .iter()
+        .map(|(_, address, _, _)| (address.to_string(), *address))
+        .chain(heard.heard.iter().map(|(_, _, a)| (a.to_string(), *a)))
+        .take(4)
+        .collect();
+    let sides = peers.len();
+    let _ = assemble(
+        &peers,
+        &SWARM_PORTS,
+        &vec![sent; sides],
+        &vec![heard; sides],
+    );
 }

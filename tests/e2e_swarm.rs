@@ -1,10 +1,12 @@
 //! End-to-end: Docker Swarm across three VMs cloned from the template with Docker baked in,
-//! through each guest's Docker API over its SSH tunnel. A swarm is made (one manager, one
-//! worker) with its address pool away from every network in use and its overlay MTU from the
-//! VMs' network, each node labelled with its VM and ready; a re-run changes nothing; a third
-//! VM joins; a VM of it is refused for another swarm; a worker leaves and the last manager may
-//! not; the swarm is destroyed and every engine is as it was before (no swarm, the same
-//! networks). Join tokens never appear in strata's output.
+//! through each guest's Docker API over its SSH tunnel. A host rule dropping VXLAN on the
+//! VMs' bridge is found by the probes between the guests (the create is refused, `check
+//! --fix` lets the traffic through). A swarm is made (one manager, one worker) with its
+//! address pool away from every network in use and its overlay MTU from the VMs' network,
+//! each node labelled with its VM and ready; a re-run changes nothing; a third VM joins; a VM
+//! of it is refused for another swarm; a worker leaves and the last manager may not; the
+//! swarm is destroyed and every engine is as it was before (no swarm, the same networks).
+//! Join tokens never appear in strata's output.
 
 mod common;
 
@@ -37,6 +39,40 @@ fn swarm_state(vm: &str) -> String {
     .to_string()
 }
 
+/// A rule in the host's DOCKER-USER chain, deleted when dropped (even after a failure).
+struct HostRule {
+    spec: Vec<String>,
+}
+
+impl HostRule {
+    /// Insert `spec` at the top of DOCKER-USER.
+    fn insert(spec: &[&str]) -> HostRule {
+        let done = std::process::Command::new("iptables")
+            .args(["-I", "DOCKER-USER"])
+            .args(spec)
+            .status()
+            .unwrap();
+        assert!(done.success(), "iptables -I DOCKER-USER {spec:?}");
+        HostRule::added(spec)
+    }
+
+    /// A rule something else added, to be deleted at the end.
+    fn added(spec: &[&str]) -> HostRule {
+        HostRule {
+            spec: spec.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+impl Drop for HostRule {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("iptables")
+            .args(["-D", "DOCKER-USER"])
+            .args(&self.spec)
+            .status();
+    }
+}
+
 /// A strata run that must succeed; its stdout, with neither stream holding a join token.
 fn ok_without_tokens(args: &[&str]) -> String {
     let out = strata(args);
@@ -51,7 +87,7 @@ fn ok_without_tokens(args: &[&str]) -> String {
 
 #[test]
 fn a_swarm_of_three_vms_is_made_grown_shrunk_and_ended() {
-    let (_lv, _paths, mut cleanup, net, base) = scenario("swm");
+    let (lv, _paths, mut cleanup, net, base) = scenario("swm");
     let (manager, worker, third) = (
         format!("{base}-m"),
         format!("{base}-w"),
@@ -90,19 +126,73 @@ fn a_swarm_of_three_vms_is_made_grown_shrunk_and_ended() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
     assert_eq!(swarm_state(&manager), "inactive");
 
-    // One manager, one worker.
-    let create = || -> serde_json::Value {
-        let said = ok_without_tokens(&[
-            "swarm",
-            "create",
-            &swarm,
-            "--manager",
+    // A rule of the site's own on the host drops VXLAN between the VMs (on this test's
+    // bridge only): the probes from inside the guests find it, the create is refused naming
+    // the port, and `check --fix` lets the VMs' traffic through above it.
+    let bridge = strata::vm::network::lookup(&lv.conn(), &net)
+        .unwrap()
+        .1
+        .bridge
+        .unwrap();
+    let site_rule = HostRule::insert(&[
+        "-i", &bridge, "-o", &bridge, "-p", "udp", "--dport", "4789", "-j", "DROP",
+    ]);
+    let create_pair = [
+        "swarm",
+        "create",
+        swarm.as_str(),
+        "--manager",
+        manager.as_str(),
+        "--worker",
+        worker.as_str(),
+    ];
+    let out = strata(&create_pair);
+    let said = stderr_of(&out);
+    assert!(
+        !out.status.success(),
+        "created through a VXLAN drop: {said}"
+    );
+    assert!(
+        said.contains("swarm.ports") && said.contains("4789/udp") && said.contains("--swarm-ports"),
+        "{said}"
+    );
+    assert_eq!(swarm_state(&manager), "inactive");
+    let probed = |fix: bool| -> serde_json::Value {
+        let mut args = vec![
+            "check",
+            "--swarm-ports",
             &manager,
-            "--worker",
             &worker,
             "--output",
             "json",
-        ]);
+        ];
+        if fix {
+            args.push("--fix");
+        }
+        serde_json::from_slice(&strata(&args).stdout).unwrap()
+    };
+    let verdicts = |report: &serde_json::Value| -> Vec<String> {
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["check"] == "swarm.ports")
+            .map(|f| f["verdict"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let report = probed(false);
+    assert_eq!(verdicts(&report), ["fail", "fail"], "{report}");
+    let fixed = probed(true);
+    assert_eq!(verdicts(&fixed), ["ok", "ok"], "{fixed}");
+    let fix_rule = strata::check::fix::within_bridge_rule(&bridge);
+    let _fix_rule = HostRule::added(&fix_rule.iter().map(String::as_str).collect::<Vec<_>>());
+    drop(site_rule);
+
+    // One manager, one worker.
+    let create = || -> serde_json::Value {
+        let mut args = create_pair.to_vec();
+        args.extend(["--output", "json"]);
+        let said = ok_without_tokens(&args);
         serde_json::from_str(&said).unwrap()
     };
     let made = create();

@@ -71,6 +71,7 @@ targets!(
     os_release,
     engine_version,
     kernel_version,
+    swarm_probe_output,
 );
 
 fn sorted(names: impl IntoIterator<Item = String>) -> Vec<String> {

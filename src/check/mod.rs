@@ -12,6 +12,7 @@ pub mod guest;
 pub mod host;
 pub mod report;
 pub mod snapshot;
+pub mod swarm_ports;
 
 use serde::Serialize;
 
@@ -233,6 +234,7 @@ pub fn catalogue() -> Vec<(&'static str, &'static str, &'static str)> {
         .iter()
         .map(|c| ("host", c.id, c.reads))
         .chain(guest::ALL.iter().map(|c| ("vm", c.id, c.reads)))
+        .chain([("vms", swarm_ports::ID, swarm_ports::READS)])
         .collect()
 }
 

@@ -1,9 +1,10 @@
-//! `strata check [--host] [VM...] [--fix] [--output json]`: the preflight checks.
+//! `strata check [--host] [VM...] [--swarm-ports] [--fix] [--output json]`: the preflight
+//! checks.
 
 use crate::check::report::render_table;
 use crate::cli::{Env, OutputFormat};
 use crate::error::Result;
-use crate::lifecycle::checks::{run as run_checks, CheckRequest};
+use crate::lifecycle::checks::{run as run_checks, CheckRequest, Reach};
 use crate::{errln, out, outln};
 use std::io::IsTerminal;
 
@@ -14,6 +15,11 @@ pub struct CheckArgs {
     /// Check the host
     #[arg(long)]
     host: bool,
+    /// Probe between the VMs given (two or more) on the ports Docker Swarm needs (2377/tcp,
+    /// 7946/tcp+udp, 4789/udp), from inside them; without it, only VMs already in swarm mode
+    /// probe each other
+    #[arg(long)]
+    swarm_ports: bool,
     /// Apply the fixes marked [--fix applies], then check again and show before and after
     #[arg(long)]
     fix: bool,
@@ -40,6 +46,12 @@ fn check(env: &Env, args: CheckArgs) -> Result<i32> {
             outln!("{id:<24} {scope:<5} reads {reads}");
         }
         return Ok(0);
+    }
+    if args.swarm_ports && args.vms.len() < 2 {
+        return Err(crate::error::Error::bad_input(
+            "--swarm-ports probes between VMs: name two or more",
+        )
+        .with_hint("e.g. `strata check --swarm-ports web-1 web-2 db`"));
     }
     let (libvirt, vms) = if args.vms.is_empty() {
         // The host checks still run without libvirt; they say what they could not read. A
@@ -69,6 +81,11 @@ fn check(env: &Env, args: CheckArgs) -> Result<i32> {
     };
     let request = CheckRequest {
         host: args.host || args.vms.is_empty(),
+        reach: if args.swarm_ports {
+            Reach::Among(vms.clone())
+        } else {
+            Reach::SwarmNodes
+        },
         vms,
         fix: args.fix,
     };

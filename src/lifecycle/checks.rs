@@ -1,5 +1,6 @@
 //! One check run, top-down: read the host's snapshot and each guest's (guests in parallel,
-//! one SSH login each, with the engine's storage expectation added), judge them, and with
+//! one SSH login each, with the engine's storage expectation added), probe between the VMs
+//! of a swarm (or of one about to form) on its ports, judge them, and with
 //! --fix apply the fixes strata can apply (the host's by check, a guest's log rotation by
 //! engine), then read and judge everything again so the report shows before and after. And
 //! the preflight a launch runs first.
@@ -7,10 +8,12 @@
 use crate::check::fix::{self, Applied};
 use crate::check::report::Report;
 use crate::check::snapshot::host::HostSnapshot;
+use crate::check::snapshot::reach::{self, Peer};
 use crate::check::{self, Finding, FixAction, GuestSnapshot, StorageExpectation, Verdict};
 use crate::engine::config::EngineRecord;
 use crate::engine::decision::{self, Driver, GuestStorageFacts, StoragePolicy, StorageRequest};
 use crate::error::{Error, ErrorKind, Result};
+use crate::guest::docker::in_swarm_mode;
 use crate::guest::facts::EngineVersion;
 use crate::guest::Route;
 use crate::host::runner::Runner;
@@ -23,6 +26,18 @@ pub struct CheckRequest {
     pub host: bool,
     pub vms: Vec<String>,
     pub fix: bool,
+    pub reach: Reach,
+}
+
+/// Which VMs probe each other on the swarm's ports (swarm.ports).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Reach {
+    #[default]
+    Nobody,
+    /// The checked VMs whose engine is in swarm mode, grouped by the network they are on.
+    SwarmNodes,
+    /// These VMs, as one group.
+    Among(Vec<String>),
 }
 
 /// Check, fix when asked, and report.
@@ -50,6 +65,7 @@ pub fn preflight(lv: &Libvirt, paths: &Paths, vm: &str, force: bool) -> Result<R
             host: true,
             vms: vec![vm.to_string()],
             fix: false,
+            reach: Reach::Nobody,
         },
     );
     match report.refusal(vm, bridge_of(lv, vm).as_deref()) {
@@ -88,6 +104,7 @@ fn apply(lv: Option<&Libvirt>, paths: &Paths, action: &FixAction) -> Result<Stri
 
 fn judge(lv: Option<&Libvirt>, paths: &Paths, request: &CheckRequest) -> Vec<Finding> {
     let mut findings = Vec::new();
+    let mut swarm_nodes = Vec::new();
     std::thread::scope(|scope| {
         let guests: Vec<_> = request
             .vms
@@ -107,7 +124,16 @@ fn judge(lv: Option<&Libvirt>, paths: &Paths, request: &CheckRequest) -> Vec<Fin
         }
         for g in guests {
             match g.join() {
-                Ok(snapshot) => findings.extend(check::judge_guest(&snapshot)),
+                Ok(snapshot) => {
+                    if snapshot
+                        .docker
+                        .as_ref()
+                        .is_ok_and(|d| in_swarm_mode(&d.info))
+                    {
+                        swarm_nodes.push(snapshot.vm.clone());
+                    }
+                    findings.extend(check::judge_guest(&snapshot))
+                }
                 Err(_) => findings.push(Finding::new(
                     "guest.facts",
                     check::Subject::Host,
@@ -117,7 +143,66 @@ fn judge(lv: Option<&Libvirt>, paths: &Paths, request: &CheckRequest) -> Vec<Fin
             }
         }
     });
+    if let Some(lv) = lv {
+        let groups = match &request.reach {
+            Reach::Nobody => Vec::new(),
+            Reach::SwarmNodes => by_network(lv, &swarm_nodes),
+            Reach::Among(vms) => vec![vms.clone()],
+        };
+        for group in groups {
+            findings.extend(reach_findings(lv, paths, &group));
+        }
+    }
     findings
+}
+
+/// `vms` grouped by the libvirt network they are on (groups of two or more).
+fn by_network(lv: &Libvirt, vms: &[String]) -> Vec<Vec<String>> {
+    let mut groups: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for vm in vms {
+        if let Ok((_, info)) = crate::vm::domain::lookup(&lv.conn(), vm) {
+            groups
+                .entry(info.record.network.clone())
+                .or_default()
+                .push(vm.clone());
+        }
+    }
+    groups.into_values().filter(|g| g.len() > 1).collect()
+}
+
+/// swarm.ports for one group: probes between its VMs, judged, with the host's fix for their
+/// bridge when strata can apply it (this machine's bridge, known).
+fn reach_findings(lv: &Libvirt, paths: &Paths, group: &[String]) -> Vec<Finding> {
+    let mut peers = Vec::new();
+    let mut unreachable = Vec::new();
+    for vm in group {
+        let peer = crate::vm::domain::lookup(&lv.conn(), vm).and_then(|(_, info)| {
+            Ok(Peer {
+                vm: vm.clone(),
+                address: info.record.ip,
+                route: Route::of_vm(lv, paths, vm)?,
+            })
+        });
+        match peer {
+            Ok(peer) => peers.push(peer),
+            Err(why) => unreachable.push((vm.clone(), why.to_string())),
+        }
+    }
+    let mut snapshot = reach::gather(&peers);
+    snapshot.unreadable.extend(unreachable);
+    let bridge = group.first().and_then(|vm| bridge_of(lv, vm));
+    let fix = match (&bridge, lv.is_remote()) {
+        (Some(bridge), false) => {
+            crate::host::iptables::read()
+                .ok()
+                .map(|table| FixAction::AcceptWithinBridge {
+                    chain: check::host::accept_chain(&table),
+                    bridge: bridge.clone(),
+                })
+        }
+        _ => None,
+    };
+    check::swarm_ports::verdict(&snapshot, bridge.as_deref(), fix)
 }
 
 /// The facts of the host the VMs run on: this machine's, or a remote host's read over SSH.

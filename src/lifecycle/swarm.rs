@@ -268,7 +268,13 @@ fn converge(
         refuse_other_swarm(guest, in_swarm(guest), &req.name)?;
     }
     if !req.force {
-        preflight(lv, paths, &req.name, &names, &guests[0].network)?;
+        // The VMs probe each other on the swarm's ports, and one of the swarm's own managers
+        // when they join a swarm of other VMs.
+        let mut probed = names.clone();
+        if let Some((_, Home::Other(i))) = &existing {
+            probed.push(others[*i].vm.clone());
+        }
+        preflight(lv, paths, &req.name, &names, &probed, &guests[0].network)?;
     }
 
     let mut notes = Vec::new();
@@ -550,9 +556,24 @@ fn refuse_membership(
     )))
 }
 
-/// The host's and the VMs' checks, as before a launch: failures on the VMs' bridge (or on
-/// none in particular) refuse the swarm.
-fn preflight(lv: &Libvirt, paths: &Paths, name: &str, vms: &[String], net: &str) -> Result<()> {
+/// The host's and the VMs' checks, as before a launch, and the probes between `probed` on
+/// the swarm's ports: failures on the VMs' bridge (or on none in particular) refuse the swarm.
+fn preflight(
+    lv: &Libvirt,
+    paths: &Paths,
+    name: &str,
+    vms: &[String],
+    probed: &[String],
+    net: &str,
+) -> Result<()> {
+    let (reach, check_args) = if probed.len() > 1 {
+        (
+            super::checks::Reach::Among(probed.to_vec()),
+            format!("--swarm-ports {}", probed.join(" ")),
+        )
+    } else {
+        (super::checks::Reach::Nobody, vms.join(" "))
+    };
     let report = super::checks::run(
         Some(lv),
         paths,
@@ -560,6 +581,7 @@ fn preflight(lv: &Libvirt, paths: &Paths, name: &str, vms: &[String], net: &str)
             host: true,
             vms: vms.to_vec(),
             fix: false,
+            reach,
         },
     );
     let bridge = network::lookup(&lv.conn(), net)
@@ -567,7 +589,7 @@ fn preflight(lv: &Libvirt, paths: &Paths, name: &str, vms: &[String], net: &str)
         .and_then(|(_, n)| n.bridge);
     match report.refusal_of(
         &format!("swarm '{name}' (VMs {})", vms.join(", ")),
-        &vms.join(" "),
+        &check_args,
         bridge.as_deref(),
     ) {
         Some(err) => Err(err),
