@@ -123,3 +123,17 @@ fn other_command_line_mistakes_keep_clap_messages() {
     assert!(stderr.contains("unexpected argument '--bogus'"), "{stderr}");
     assert!(scratch.contents().is_empty());
 }
+
+#[test]
+fn swarm_port_probes_need_two_vms() {
+    let scratch = Scratch::new("probes");
+    let out = scratch.strata(&["check", "--swarm-ports", "web-1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with("error: --swarm-ports") && stderr.contains("hint: "),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+    assert!(scratch.contents().is_empty(), "{:?}", scratch.contents());
+}
