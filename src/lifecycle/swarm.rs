@@ -267,7 +267,8 @@ fn converge(
     for guest in &guests {
         refuse_other_swarm(guest, in_swarm(guest), &req.name)?;
     }
-    if !req.force {
+    // Checks are for a change: a re-run with every VM in the swarm already changes nothing.
+    if !req.force && !guests.iter().all(in_swarm) {
         // The VMs probe each other on the swarm's ports, and one of the swarm's own managers
         // when they join a swarm of other VMs.
         let mut probed = names.clone();
