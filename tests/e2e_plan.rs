@@ -34,7 +34,6 @@ subnet = "{subnet}"
 [vms.{db}]
 template = "debian-12-docker"
 net = "{net}"
-cpus = 1
 memory = "{db_memory}"
 [vms.{db}.engine]
 storage = "overlay2"
@@ -43,7 +42,6 @@ data_disk = "2G"
 [vms.{web}]
 template = "debian-12-docker"
 net = "{net}"
-cpus = 1
 memory = "768M"
 
 [stacks.records]

@@ -255,10 +255,7 @@ pub fn baked_create_args<'a>(vm: &'a str, net: &'a str) -> Vec<&'a str> {
     args
 }
 
-/// `vm create NAME` from the test template on `net`, small: one vCPU, because the host has
-/// two cores and several TCG guests at once (three baked VMs booting together reached Docker
-/// in 155-162 s with one vCPU each, 178-193 s with two: the vCPU threads of a 2-vCPU guest
-/// spin on each other's locks while the host runs the other guests).
+/// `vm create NAME` from the test template on `net`, small.
 pub fn create_args<'a>(vm: &'a str, net: &'a str) -> Vec<&'a str> {
     vec![
         "vm",
@@ -268,8 +265,6 @@ pub fn create_args<'a>(vm: &'a str, net: &'a str) -> Vec<&'a str> {
         TEMPLATE,
         "--net",
         net,
-        "--cpus",
-        "1",
         "--memory",
         "768M",
         "--ssh-timeout",
