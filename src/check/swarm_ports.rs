@@ -93,19 +93,21 @@ pub fn verdict(
             )
             .evidence(evidence)
         };
-        findings.push(match bridge {
-            Some(b) => finding.about_bridge(b),
-            None => finding,
-        });
+        findings.push(on_bridge(finding, bridge));
     }
     for (vm, why) in &snapshot.unreadable {
         let finding = Finding::skipped(ID, Subject::Vm(vm.clone()), why);
-        findings.push(match bridge {
-            Some(b) => finding.about_bridge(b),
-            None => finding,
-        });
+        findings.push(on_bridge(finding, bridge));
     }
     findings
+}
+
+/// The finding tied to the VMs' bridge when it is known (the preflight refuses by bridge).
+fn on_bridge(finding: Finding, bridge: Option<&str>) -> Finding {
+    match bridge {
+        Some(b) => finding.about_bridge(b),
+        None => finding,
+    }
 }
 
 fn label(p: &Probe) -> String {
