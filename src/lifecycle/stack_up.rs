@@ -28,6 +28,7 @@ pub fn up(
     options: UpOptions,
     progress: &Progress,
 ) -> Result<StackUp> {
+    file.require_vm()?;
     let resolved = stack::resolve(file)?;
     let key = format!("stack {} in VM {}", file.name, file.vm);
     let waiting = || progress.println(&format!("strata: waiting for another `strata up` of {key}"));
@@ -54,6 +55,7 @@ pub fn up(
 /// Take `stack` down in its VM (its volumes kept unless `volumes`), under the same lock as
 /// `up`, so that a down never interleaves with an up of the same stack.
 pub fn down(lv: &Libvirt, paths: &Paths, file: &StackFile, volumes: bool) -> Result<DownReport> {
+    file.require_vm()?;
     let key = format!("stack {} in VM {}", file.name, file.vm);
     paths.with_named_lock(&key, &|| {}, || {
         let route = lv.resilient(|| Route::of_vm(lv, paths, &file.vm))?;

@@ -518,6 +518,7 @@ fn start_if_stopped(lv: &Libvirt, paths: &Paths, name: &str, progress: &Progress
 /// The stack file as the plan runs it: on `vm`, whatever VM the file names.
 pub fn stack_file(plan: &Plan, stack: &str, vm: &str) -> Result<StackFile> {
     let mut file = StackFile::load(&plan.stacks[stack].file)?;
+    file.require_vm()?;
     file.vm = vm.to_string();
     Ok(file)
 }
@@ -609,7 +610,7 @@ mod tests {
         )
         .unwrap();
         let mut plan = plan_in(&dir, "storage = \"overlay2\"");
-        plan.fill_stack_vms(&|path| StackFile::load(path).map(|stack| stack.vm))
+        plan.fill_stack_vms(&|path| StackFile::vm_of_file(path))
             .unwrap();
         let on = |vm: &str| -> Vec<String> {
             plan.stacks_on(vm).iter().map(|s| s.name.clone()).collect()

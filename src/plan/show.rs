@@ -51,7 +51,7 @@ pub fn show_part(lv: &Libvirt, paths: &Paths, file: &Path, host: Option<&str>) -
             }
         })
     };
-    let stack_vm = |path: &Path| StackFile::load(path).map(|stack| stack.vm);
+    let stack_vm = |path: &Path| StackFile::vm_of_file(path);
     whole.check_against(&Known {
         template: &kind,
         stack_vm: &stack_vm,

@@ -1,6 +1,8 @@
-//! The stack file (TOML): which VM the services run on, the stack's networks and volumes, and
-//! each service as a container-template with parameters, its networks and what it depends on.
-//! Parsing keeps each service's line so that every later error can name it.
+//! The stack file (TOML): where the services run — one VM (`vm = "NAME"`) or a swarm of
+//! strata's VMs (`swarm = "NAME"`, where services also take replicas, a mode and placement by
+//! VM) —, the stack's networks and volumes, and each service as a container-template with
+//! parameters, its networks and what it depends on. Parsing keeps each service's line so
+//! that every later error can name it.
 
 use crate::error::{Error, Result};
 use crate::names::{is_valid_name, NAME_RULE};
@@ -13,7 +15,8 @@ use std::path::{Path, PathBuf};
 #[serde(deny_unknown_fields)]
 struct RawStack {
     name: Option<String>,
-    vm: String,
+    vm: Option<String>,
+    swarm: Option<String>,
     #[serde(default)]
     networks: BTreeMap<String, NetworkDecl>,
     #[serde(default)]
@@ -50,6 +53,30 @@ pub struct ServiceDecl {
     /// Services that must be healthy (or running, without a health check) first.
     #[serde(default)]
     pub depends_on: Vec<String>,
+    /// On a swarm: how many tasks (default 1). Not with mode = "global".
+    pub replicas: Option<u32>,
+    /// On a swarm: "replicated" (the default) or "global" (one task on every allowed VM).
+    pub mode: Option<String>,
+    /// On a swarm: the VMs its tasks may run on (by the node label strata.vm); all when empty.
+    #[serde(default)]
+    pub placement: Vec<String>,
+}
+
+/// How a service's tasks are spread over a swarm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SwarmMode {
+    Replicated(u32),
+    Global,
+}
+
+impl ServiceDecl {
+    /// The service's mode on a swarm (checked when the file was parsed).
+    pub fn swarm_mode(&self) -> SwarmMode {
+        match self.mode.as_deref() {
+            Some("global") => SwarmMode::Global,
+            _ => SwarmMode::Replicated(self.replicas.unwrap_or(1)),
+        }
+    }
 }
 
 /// A parsed stack file.
@@ -57,7 +84,10 @@ pub struct ServiceDecl {
 pub struct StackFile {
     pub path: PathBuf,
     pub name: String,
+    /// The VM of a stack on one VM; empty for a stack on a swarm (see `require_vm`).
     pub vm: String,
+    /// The swarm of a stack on a swarm.
+    pub swarm: Option<String>,
     pub networks: BTreeMap<String, NetworkDecl>,
     pub volumes: BTreeMap<String, VolumeDecl>,
     pub services: BTreeMap<String, Service>,
@@ -70,6 +100,9 @@ pub struct Service {
     pub line: usize,
     pub decl: ServiceDecl,
 }
+
+/// More tasks of one service than this is a typo on the VMs strata makes.
+pub const MAX_REPLICAS: u32 = 100;
 
 /// The network a service joins when it names none.
 pub const DEFAULT_NETWORK: &str = "default";
@@ -101,6 +134,30 @@ impl StackFile {
         for volume in raw.volumes.keys() {
             check_name(path, "volume", volume)?;
         }
+        let (vm, swarm) = match (raw.vm, raw.swarm) {
+            (Some(vm), None) => {
+                check_name(path, "vm", &vm)?;
+                (vm, None)
+            }
+            (None, Some(swarm)) => {
+                check_name(path, "swarm", &swarm)?;
+                (String::new(), Some(swarm))
+            }
+            (vm, _) => {
+                return Err(Error::bad_input(format!(
+                    "{}: {}",
+                    path.display(),
+                    if vm.is_some() {
+                        "the stack names both a vm and a swarm"
+                    } else {
+                        "the stack names no vm and no swarm"
+                    }
+                ))
+                .with_hint(
+                    "give one: vm = \"NAME\" (one VM) or swarm = \"NAME\" (a swarm made by `strata swarm create`)",
+                ))
+            }
+        };
         let services: BTreeMap<String, Service> = raw
             .services
             .into_iter()
@@ -118,7 +175,8 @@ impl StackFile {
         let stack = StackFile {
             path: path.to_path_buf(),
             name,
-            vm: raw.vm,
+            vm,
+            swarm,
             networks: BTreeMap::new(),
             volumes: raw.volumes,
             services,
@@ -145,6 +203,7 @@ impl StackFile {
                     format!("name a folder of container-templates; {NAME_RULE}"),
                 ));
             }
+            stack.check_swarm_fields(service)?;
             if service.decl.networks.is_empty() {
                 networks.entry(DEFAULT_NETWORK.into()).or_default();
             }
@@ -168,6 +227,79 @@ impl StackFile {
             }
         }
         Ok(StackFile { networks, ..stack })
+    }
+
+    /// The VM named by the stack file at `path` (a plan places stacks on VMs only).
+    pub fn vm_of_file(path: &Path) -> Result<String> {
+        StackFile::load(path)?.require_vm().map(str::to_string)
+    }
+
+    /// The VM of a stack on one VM; a stack on a swarm is refused with where it belongs.
+    pub fn require_vm(&self) -> Result<&str> {
+        match &self.swarm {
+            None => Ok(&self.vm),
+            Some(swarm) => Err(Error::bad_input(format!(
+                "{}: the stack runs on swarm '{swarm}', not on one VM",
+                self.path.display()
+            ))
+            .with_hint("stacks on a swarm work with `strata up`, `ps` and `down`; plans place stacks on VMs only")),
+        }
+    }
+
+    /// replicas, mode and placement belong to a stack on a swarm, and agree with each other.
+    fn check_swarm_fields(&self, service: &Service) -> Result<()> {
+        let decl = &service.decl;
+        let swarm_only = [
+            ("replicas", decl.replicas.is_some()),
+            ("mode", decl.mode.is_some()),
+            ("placement", !decl.placement.is_empty()),
+        ];
+        if self.swarm.is_none() {
+            if let Some((field, _)) = swarm_only.iter().find(|(_, set)| *set) {
+                return Err(self.error_at(
+                    service,
+                    format!(
+                        "{field} is for a stack on a swarm; this stack runs on VM '{}'",
+                        self.vm
+                    ),
+                    "remove it, or put the stack on a swarm with swarm = \"NAME\" in place of vm",
+                ));
+            }
+            return Ok(());
+        }
+        match decl.mode.as_deref() {
+            None | Some("replicated") => {}
+            Some("global") if decl.replicas.is_some() => {
+                return Err(self.error_at(
+                    service,
+                    "replicas with mode = \"global\" (one task on every allowed VM)",
+                    "remove replicas, or the mode",
+                ))
+            }
+            Some("global") => {}
+            Some(other) => {
+                return Err(self.error_at(
+                    service,
+                    format!("mode '{other}' is not a swarm mode"),
+                    "use \"replicated\" (with replicas = N) or \"global\"",
+                ))
+            }
+        }
+        if decl.replicas == Some(0) || decl.replicas.is_some_and(|n| n > MAX_REPLICAS) {
+            return Err(self.error_at(
+                service,
+                format!("replicas {} is out of range", decl.replicas.unwrap_or(0)),
+                format!("give 1 to {MAX_REPLICAS}; `strata down` stops a stack"),
+            ));
+        }
+        if let Some(vm) = decl.placement.iter().find(|vm| !is_valid_name(vm)) {
+            return Err(self.error_at(
+                service,
+                format!("placement '{vm}' is not a VM name"),
+                NAME_RULE,
+            ));
+        }
+        Ok(())
     }
 
     /// An error about `service`, naming the stack file and the service's line.
@@ -315,6 +447,98 @@ params = { port = 8080 }
                 err.message().contains("is not a valid name"),
                 "{what}: {err}"
             );
+        }
+    }
+
+    const ON_SWARM: &str = r#"
+swarm = "lab"
+
+[networks.back]
+internal = true
+
+[services.web]
+template = "busybox-httpd"
+replicas = 3
+networks = ["back"]
+
+[services.agent]
+template = "busybox-poller"
+mode = "global"
+placement = ["n1", "n2"]
+networks = ["back"]
+params = { url = "http://web/" }
+"#;
+
+    #[test]
+    fn a_stack_on_a_swarm_has_modes_and_no_vm() {
+        let s = parse(ON_SWARM).unwrap();
+        assert_eq!(s.swarm.as_deref(), Some("lab"));
+        assert_eq!(
+            s.services["web"].decl.swarm_mode(),
+            SwarmMode::Replicated(3)
+        );
+        assert_eq!(s.services["agent"].decl.swarm_mode(), SwarmMode::Global);
+        let err = s.require_vm().unwrap_err();
+        assert!(err.message().contains("runs on swarm 'lab'"), "{err}");
+        let plain = parse(GOOD).unwrap();
+        assert_eq!(plain.require_vm().unwrap(), "demo");
+        assert_eq!(
+            plain.services["db"].decl.swarm_mode(),
+            SwarmMode::Replicated(1)
+        );
+    }
+
+    #[test]
+    fn where_a_stack_runs_is_one_vm_or_one_swarm() {
+        let both = format!("vm = \"demo\"\n{ON_SWARM}");
+        let err = parse(&both).unwrap_err();
+        assert!(err.message().contains("both a vm and a swarm"), "{err}");
+        let neither = ON_SWARM.replace("swarm = \"lab\"", "");
+        let err = parse(&neither).unwrap_err();
+        assert!(err.message().contains("no vm and no swarm"), "{err}");
+        assert!(err.hint().unwrap().contains("swarm = \"NAME\""), "{err:?}");
+        let err = parse(&ON_SWARM.replace("\"lab\"", "\"../lab\"")).unwrap_err();
+        assert!(
+            err.message().contains("swarm '../lab' is not a valid name"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn swarm_fields_are_checked_where_they_are_written() {
+        let cases = [
+            (
+                GOOD.replace("depends_on = [\"db\"]", "replicas = 2"),
+                "stacks/shop.toml:12: service 'web': replicas is for a stack on a swarm",
+            ),
+            (
+                ON_SWARM.replace("mode = \"global\"", "mode = \"global\"\nreplicas = 2"),
+                "service 'agent': replicas with mode = \"global\"",
+            ),
+            (
+                ON_SWARM.replace("mode = \"global\"", "mode = \"everywhere\""),
+                "mode 'everywhere' is not a swarm mode",
+            ),
+            (
+                ON_SWARM.replace("replicas = 3", "replicas = 0"),
+                "service 'web': replicas 0 is out of range",
+            ),
+            (
+                ON_SWARM.replace("replicas = 3", "replicas = 101"),
+                "replicas 101 is out of range",
+            ),
+            (
+                ON_SWARM.replace("\"n2\"", "\"n/2\""),
+                "placement 'n/2' is not a VM name",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = parse(&text).unwrap_err();
+            assert!(
+                err.message().contains(expected),
+                "expected {expected:?} in {err}"
+            );
+            assert!(err.hint().is_some(), "{err:?}");
         }
     }
 }
