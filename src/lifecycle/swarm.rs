@@ -82,6 +82,8 @@ struct Guest {
     route: Route,
     ip: Ipv4Addr,
     network: String,
+    /// The guest runs under TCG (emulated), not KVM.
+    emulated: bool,
     docker: GuestDocker,
     member: Member,
 }
@@ -101,6 +103,7 @@ fn open_guest(lv: &Libvirt, paths: &Paths, vm: &str) -> Result<Guest> {
         route,
         ip: info.record.ip,
         network: info.record.network,
+        emulated: info.record.accel == crate::host::accel::Accel::Tcg,
         docker,
         member,
     })
@@ -175,6 +178,47 @@ fn swarms_of(guests: &[Guest]) -> Result<Vec<(SwarmView, usize)>> {
 pub fn list(lv: &Libvirt, paths: &Paths) -> Result<Vec<SwarmView>> {
     let guests = survey(lv, paths, &[])?;
     Ok(swarms_of(&guests)?.into_iter().map(|(v, _)| v).collect())
+}
+
+/// A swarm strata made, found by name among the running VMs, with its ready nodes open.
+pub struct OpenSwarm {
+    pub view: SwarmView,
+    /// Each ready node's VM, node id and Docker (the nodes labelled with a VM).
+    pub nodes: Vec<(String, String, GuestDocker)>,
+    /// Which of `nodes` is the manager to ask.
+    pub manager: usize,
+}
+
+/// Find swarm `name` and open its ready nodes (one SSH login per running VM, as `list`).
+pub fn open_by_name(lv: &Libvirt, paths: &Paths, name: &str) -> Result<OpenSwarm> {
+    let guests = survey(lv, paths, &[])?;
+    let (view, manager_index) = swarms_of(&guests)?
+        .into_iter()
+        .find(|(v, _)| v.name == name)
+        .ok_or_else(|| not_found(name))?;
+    let manager_vm = guests[manager_index].vm.clone();
+    let ready: Vec<(String, String)> = view
+        .nodes
+        .iter()
+        .filter(|n| n.state == "ready")
+        .filter_map(|n| Some((n.vm.clone()?, n.id.clone())))
+        .collect();
+    let nodes: Vec<(String, String, GuestDocker)> = guests
+        .into_iter()
+        .filter_map(|g| {
+            let (_, id) = ready.iter().find(|(vm, _)| *vm == g.vm)?;
+            Some((g.vm, id.clone(), g.docker))
+        })
+        .collect();
+    let manager = nodes
+        .iter()
+        .position(|(vm, _, _)| *vm == manager_vm)
+        .ok_or_else(|| not_found(name))?;
+    Ok(OpenSwarm {
+        view,
+        nodes,
+        manager,
+    })
 }
 
 fn not_found(name: &str) -> Error {
@@ -310,6 +354,8 @@ fn converge(
                 let first = &guests[0];
                 let (pool, mtu) = swarm_ranges(lv, &guests)?;
                 live_restore_off(first, 0, &mut made)?;
+                let emulated = guests.iter().any(|g| g.emulated);
+                let heartbeat = addresses::heartbeat(emulated);
                 swarm::init(
                     &first.docker,
                     &swarm::InitRequest {
@@ -318,8 +364,16 @@ fn converge(
                         pool,
                         subnet_size: addresses::SUBNET_SIZE,
                         overlay_mtu: mtu,
+                        heartbeat,
                     },
                 )?;
+                if emulated {
+                    notes.push(format!(
+                        "the VMs run under TCG: the nodes report every {}s (Docker's default 5s), so a node that went away is noticed after about {}s",
+                        heartbeat.as_secs(),
+                        3 * heartbeat.as_secs()
+                    ));
+                }
                 made.initialized = Some(0);
                 (first, vec![pool.to_string()], Some(mtu))
             }
@@ -703,9 +757,10 @@ pub fn leave(lv: &Libvirt, paths: &Paths, name: &str, vm: &str) -> Result<Option
     settle_after_leave(leaving, node.restore_live_restore)
 }
 
-/// End swarm `name`: refused while it runs services; every node's VM must answer. Workers
-/// leave first, then the managers (the last one ends the swarm); each engine is left as it
-/// was before it joined. The VMs, in the order they left.
+/// End swarm `name`: refused while it runs services; every node's VM must answer, but a
+/// down worker whose VM no longer exists (destroyed: it can never leave) is taken off the
+/// list. Workers leave first, then the managers (the last one ends the swarm); each engine is
+/// left as it was before it joined. The VMs, in the order they left.
 pub fn destroy(lv: &Libvirt, paths: &Paths, name: &str) -> Result<Destroyed> {
     crate::names::check_object_name("swarm", name)?;
     let guests = survey(lv, paths, &[])?;
@@ -722,6 +777,7 @@ pub fn destroy(lv: &Libvirt, paths: &Paths, name: &str) -> Result<Destroyed> {
         );
     }
     let mut order: Vec<(&SwarmNode, &Guest)> = Vec::new();
+    let mut gone = Vec::new();
     for node in view
         .nodes
         .iter()
@@ -729,6 +785,10 @@ pub fn destroy(lv: &Libvirt, paths: &Paths, name: &str) -> Result<Destroyed> {
         .chain(view.nodes.iter().filter(|n| n.manager))
     {
         let vm = node.vm.clone().unwrap_or_else(|| node.hostname.clone());
+        if !node.manager && node.state == "down" && vm_is_gone(lv, &vm)? {
+            gone.push(node);
+            continue;
+        }
         let guest = guests.iter().find(|g| g.vm == vm).ok_or_else(|| {
             Error::new(
                 ErrorKind::Unreachable,
@@ -742,6 +802,13 @@ pub fn destroy(lv: &Libvirt, paths: &Paths, name: &str) -> Result<Destroyed> {
     }
     let mut left = Vec::new();
     let mut notes = Vec::new();
+    for node in gone {
+        swarm::remove_node(&guests[home].docker, &node.id)?;
+        notes.push(format!(
+            "VM '{}' no longer exists: its node was taken off the swarm's list",
+            node.vm.as_deref().unwrap_or(&node.hostname)
+        ));
+    }
     for (node, guest) in order {
         swarm::leave(&guest.docker, node.manager)
             .map_err(|e| e.context(format!("VM '{}'", guest.vm)))?;
@@ -751,6 +818,15 @@ pub fn destroy(lv: &Libvirt, paths: &Paths, name: &str) -> Result<Destroyed> {
         left.push(guest.vm.clone());
     }
     Ok(Destroyed { left, notes })
+}
+
+/// libvirt has no VM of that name any more (not merely stopped).
+fn vm_is_gone(lv: &Libvirt, vm: &str) -> Result<bool> {
+    match domain::lookup(&lv.conn(), vm) {
+        Ok(_) => Ok(false),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(e),
+    }
 }
 
 /// What a destroy did.

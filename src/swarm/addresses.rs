@@ -33,6 +33,17 @@ pub fn choose_pool(taken: &[Ipv4Net]) -> Result<Ipv4Net> {
         })
 }
 
+/// How often a swarm's nodes report to its managers. Docker's 5 s suits guests on KVM; a
+/// node that misses its beats for about three periods is marked down and its tasks go
+/// elsewhere, and a TCG guest (10-50x slower, its CPU shared with other guests) is slow to
+/// answer anything under load: in a three-VM swarm bringing a stack up, the guests' load
+/// stayed above 5 on two vCPUs, gossip between them timed out again and again and a task was
+/// moved off a busy worker. A precaution, not measured on its own: slower beats cost only a
+/// slower reaction to a node that is gone (about a minute).
+pub fn heartbeat(emulated: bool) -> std::time::Duration {
+    std::time::Duration::from_secs(if emulated { 20 } else { 5 })
+}
+
 /// The MTU of overlay networks across VMs whose network carries `network_mtu`.
 pub fn overlay_mtu(network_mtu: u32) -> Result<u32> {
     match network_mtu.checked_sub(VXLAN_OVERHEAD) {

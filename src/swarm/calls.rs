@@ -4,7 +4,9 @@
 use super::{CONTROL_PORT, DATA_PATH_PORT, LIVE_RESTORE_LABEL, MTU_LABEL, NAME_LABEL, VM_LABEL};
 use crate::error::{Error, Result};
 use crate::guest::docker::{docker_error, found, GuestDocker};
-use bollard::models::{NodeSpecRoleEnum, NodeState, SwarmInitRequest, SwarmJoinRequest, SwarmSpec};
+use bollard::models::{
+    NodeSpecRoleEnum, NodeState, SwarmInitRequest, SwarmJoinRequest, SwarmSpec, SwarmSpecDispatcher,
+};
 use bollard::query_parameters::{
     DeleteNodeOptions, LeaveSwarmOptions, ListNodesOptions, ListServicesOptions, UpdateNodeOptions,
 };
@@ -22,6 +24,8 @@ pub struct InitRequest<'a> {
     pub pool: Ipv4Net,
     pub subnet_size: u8,
     pub overlay_mtu: u32,
+    /// How often nodes report to the managers (addresses::heartbeat).
+    pub heartbeat: std::time::Duration,
 }
 
 /// Make a swarm with the guest behind `docker` as its first manager; its node id.
@@ -39,6 +43,9 @@ pub fn init(docker: &GuestDocker, req: &InitRequest) -> Result<String> {
         subnet_size: Some(u32::from(req.subnet_size)),
         spec: Some(SwarmSpec {
             labels: Some(labels),
+            dispatcher: Some(SwarmSpecDispatcher {
+                heartbeat_period: i64::try_from(req.heartbeat.as_nanos()).ok(),
+            }),
             ..Default::default()
         }),
         ..Default::default()
