@@ -362,14 +362,31 @@ pub fn kernel_version(data: &[u8]) {
     let _ = crate::guest::facts::KernelVersion::parse(&output_text(data));
 }
 
-/// Plan `spec` as a container of a fixed stack, as `up` does (memory size, restart policy,
-/// volumes, health durations), and compute how long `up` would wait for it.
+/// Plan `spec` as a container of a fixed stack and as a service of a fixed stack on a swarm,
+/// as `up` does (memory size, restart policy, volumes, health durations, ports, placement),
+/// and compute how long `up` would wait for it.
 fn plan(spec: &container::ServiceSpec) {
     let stack = fixed_stack();
     if let Some(service) = stack.services.get("web") {
         let _ = crate::stack::container::plan(stack, service, spec, "sha256:fuzz");
     }
+    let on_swarm = fixed_swarm_stack();
+    let nodes = ["n1".to_string(), "n2".to_string(), "n3".to_string()];
+    for service in on_swarm.services.values() {
+        let _ = crate::stack::service_spec::plan(on_swarm, service, spec, "sha256:fuzz", &nodes);
+    }
     let _ = crate::stack::container::health_deadline(spec);
+}
+
+fn fixed_swarm_stack() -> &'static StackFile {
+    static STACK: OnceLock<StackFile> = OnceLock::new();
+    STACK.get_or_init(|| {
+        let text = "swarm = \"fuzz\"\n[volumes.data]\n\
+                    [services.web]\ntemplate = \"busybox-httpd\"\nreplicas = 3\n\
+                    [services.all]\ntemplate = \"busybox-httpd\"\nmode = \"global\"\nplacement = [\"n1\", \"n3\"]\n";
+        StackFile::parse(Path::new("stacks/fuzz.toml"), text)
+            .unwrap_or_else(|e| panic!("fuzz fixture: stack on a swarm: {e}"))
+    })
 }
 
 fn render_context() -> RenderContext {

@@ -1,16 +1,22 @@
 //! End-to-end: Docker Swarm across three VMs cloned from the template with Docker baked in,
 //! through each guest's Docker API over its SSH tunnel. A host rule dropping VXLAN on the
 //! VMs' bridge is found by the probes between the guests (the create is refused, `check
-//! --fix` lets the traffic through). A swarm is made (one manager, one worker) with its
+//! --fix` finds it too and lets the traffic through). A swarm is made (one manager, one worker) with its
 //! address pool away from every network in use and its overlay MTU from the VMs' network,
 //! each node labelled with its VM and ready; a re-run changes nothing; a third VM joins; a VM
-//! of it is refused for another swarm; a worker leaves and the last manager may not; the
-//! swarm is destroyed and every engine is as it was before (no swarm, the same networks).
+//! of it is refused for another swarm. A stack runs on the swarm (a web service of three
+//! replicas and a backend on an internal overlay network): the replicas spread over the VMs,
+//! every VM answers on the published port through the routing mesh, a web task reaches the
+//! backend across VMs over the overlay, `up` again is unchanged, a destroyed worker's replicas
+//! run on the other VMs within a bounded time, and `down` leaves no service or network. A
+//! worker leaves and the last manager may not; the swarm is destroyed (the destroyed VM's node
+//! taken off its list) and every engine is as it was before (no swarm, the same networks).
 //! Join tokens never appear in strata's output.
 
 mod common;
 
 use common::*;
+use std::time::Duration;
 
 /// The names of the Docker networks in `vm`, sorted.
 fn networks(vm: &str) -> Vec<String> {
@@ -85,6 +91,179 @@ fn ok_without_tokens(args: &[&str]) -> String {
     assert_success(&format!("strata {args:?}"), &out)
 }
 
+fn stack_text(stack: &str, swarm: &str, backend_vm: &str) -> String {
+    format!(
+        r#"name = "{stack}"
+swarm = "{swarm}"
+
+[networks.back]
+internal = true
+
+[services.db]
+template = "busybox-httpd"
+networks = ["back"]
+placement = ["{backend_vm}"]
+params = {{ port = 0, content = "metadata-v1" }}
+
+[services.web]
+template = "busybox-httpd"
+replicas = 3
+networks = ["back"]
+depends_on = ["db"]
+# Three health checks at once time out in loaded TCG guests (each a runc exec of
+# seconds): the replicas go without; the backend's check is waited for before them.
+params = {{ port = 8080, content = "web-on-swarm", health = false }}
+"#
+    )
+}
+
+/// The body of `GET /` on `ip:port`, from this machine (the VMs' own isolated network).
+fn http_get(ip: std::net::Ipv4Addr, port: u16) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from((ip, port));
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
+    stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+    stream.write_all(b"GET / HTTP/1.0\r\nHost: strata\r\n\r\n")?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body)?;
+    Ok(body)
+}
+
+/// `strata ps` of a stack on a swarm: (service, vm, state) of each task.
+fn tasks(stack: &str) -> Vec<(String, String, String)> {
+    let rows: serde_json::Value =
+        serde_json::from_str(&ok(&["ps", stack, "--output", "json"])).unwrap();
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let field = |f: &str| r[f].as_str().unwrap().to_string();
+            (field("service"), field("vm"), field("state"))
+        })
+        .collect()
+}
+
+fn running_on(tasks: &[(String, String, String)], service: &str) -> Vec<String> {
+    tasks
+        .iter()
+        .filter(|(s, _, state)| s == service && state == "running")
+        .map(|(_, vm, _)| vm.clone())
+        .collect()
+}
+
+/// A stack on the swarm of `vms` (the manager first, then the workers), through its life, to
+/// the destruction of a worker that runs a replica: that worker's name. `lv` finds the VMs'
+/// addresses.
+fn a_stack_runs_on_the_swarm(lv: &strata::vm::Libvirt, swarm: &str, vms: [&str; 3]) -> String {
+    let manager = vms[0];
+    let dir = std::env::temp_dir().join(format!("strata-e2e-swarm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let name = format!("sws{}", std::process::id());
+    let file = dir.join("web.toml");
+    std::fs::write(&file, stack_text(&name, swarm, manager)).unwrap();
+    let stack = file.to_str().unwrap();
+
+    let up: serde_json::Value =
+        serde_json::from_str(&ok(&["up", stack, "--output", "json"])).unwrap();
+    let actions: Vec<&str> = up["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["created", "created"], "{up}");
+    let now = tasks(stack);
+    let mut web_vms = running_on(&now, "web");
+    assert_eq!(web_vms.len(), 3, "{now:?}");
+    web_vms.sort();
+    web_vms.dedup();
+    assert!(web_vms.len() >= 2, "the replicas did not spread: {now:?}");
+    assert_eq!(running_on(&now, "db"), [manager], "{now:?}");
+
+    // The routing mesh: every VM answers on the published port, whichever runs a replica.
+    for vm in vms {
+        let ip = strata::vm::domain::lookup(&lv.conn(), vm)
+            .unwrap()
+            .1
+            .record
+            .ip;
+        let body = http_get(ip, 8080).unwrap_or_else(|e| panic!("{vm} ({ip}):8080: {e}"));
+        assert!(body.contains("web-on-swarm"), "{vm}: {body}");
+    }
+    // The internal overlay: a web task on another VM than the backend's reaches it by name.
+    let away = web_vms.iter().find(|vm| *vm != manager).unwrap();
+    let fetched = ok(&[
+        "vm",
+        "ssh",
+        away,
+        "--",
+        &format!(
+            "docker exec $(docker ps -q -f label=com.docker.swarm.service.name={name}-web | head -n 1) \
+             /bin/busybox wget -q -O - http://db/"
+        ),
+    ]);
+    assert!(fetched.contains("metadata-v1"), "{fetched}");
+
+    let again: serde_json::Value =
+        serde_json::from_str(&ok(&["up", stack, "--output", "json"])).unwrap();
+    assert!(
+        again["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["action"] == "unchanged"),
+        "{again}"
+    );
+
+    // A worker that runs a replica destroyed: its replicas run on the other VMs within a
+    // bounded time.
+    let doomed = *vms[1..]
+        .iter()
+        .find(|vm| web_vms.iter().any(|w| w == *vm))
+        .unwrap_or_else(|| panic!("no worker runs a replica: {web_vms:?}"));
+    let kept: Vec<&str> = vms.iter().copied().filter(|vm| *vm != doomed).collect();
+    ok(&["vm", "destroy", doomed]);
+    let gone_at = std::time::Instant::now();
+    loop {
+        let now = tasks(stack);
+        let on = running_on(&now, "web");
+        if on.len() == 3 && on.iter().all(|vm| kept.contains(&vm.as_str())) {
+            eprintln!(
+                "[e2e] replicas rescheduled in {:.0}s",
+                gone_at.elapsed().as_secs_f64()
+            );
+            break;
+        }
+        assert!(
+            gone_at.elapsed() < Duration::from_secs(300),
+            "the replicas of a destroyed VM were not rescheduled: {now:?}"
+        );
+        // Each `ps` logs into every running VM to find the swarm: not too often.
+        std::thread::sleep(Duration::from_secs(10));
+    }
+
+    let down = ok(&["down", stack]);
+    assert!(
+        down.contains(&format!("removed service {name}-web")),
+        "{down}"
+    );
+    assert!(
+        down.contains(&format!("removed network {name}-back")),
+        "{down}"
+    );
+    let left = ok(&[
+        "vm",
+        "ssh",
+        manager,
+        "--",
+        "docker service ls -q | wc -l; docker network ls --format '{{.Name}}'",
+    ]);
+    assert!(left.starts_with('0'), "{left}");
+    assert!(!left.contains(&name), "{left}");
+    let _ = std::fs::remove_dir_all(&dir);
+    doomed.to_string()
+}
+
 #[test]
 fn a_swarm_of_three_vms_is_made_grown_shrunk_and_ended() {
     let (lv, _paths, mut cleanup, net, base) = scenario("swm");
@@ -157,33 +336,31 @@ fn a_swarm_of_three_vms_is_made_grown_shrunk_and_ended() {
         "{said}"
     );
     assert_eq!(swarm_state(&manager), "inactive");
-    let probed = |fix: bool| -> serde_json::Value {
-        let mut args = vec![
+    // One run with --fix: each VM's verdict before the fix (the drop found) and after it.
+    let fixed: serde_json::Value = serde_json::from_slice(
+        &strata(&[
             "check",
             "--swarm-ports",
             &manager,
             &worker,
             "--output",
             "json",
-        ];
-        if fix {
-            args.push("--fix");
-        }
-        serde_json::from_slice(&strata(&args).stdout).unwrap()
-    };
-    let verdicts = |report: &serde_json::Value| -> Vec<String> {
-        report["findings"]
+            "--fix",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    let verdicts = |when: &str| -> Vec<String> {
+        fixed["findings"]
             .as_array()
             .unwrap()
             .iter()
             .filter(|f| f["check"] == "swarm.ports")
-            .map(|f| f["verdict"].as_str().unwrap().to_string())
+            .map(|f| f[when].as_str().unwrap().to_string())
             .collect()
     };
-    let report = probed(false);
-    assert_eq!(verdicts(&report), ["fail", "fail"], "{report}");
-    let fixed = probed(true);
-    assert_eq!(verdicts(&fixed), ["ok", "ok"], "{fixed}");
+    assert_eq!(verdicts("before"), ["fail", "fail"], "{fixed}");
+    assert_eq!(verdicts("verdict"), ["ok", "ok"], "{fixed}");
     let fix_rule = strata::check::fix::within_bridge_rule(&bridge);
     let _fix_rule = HostRule::added(&fix_rule.iter().map(String::as_str).collect::<Vec<_>>());
     drop(site_rule);
@@ -277,13 +454,21 @@ fn a_swarm_of_three_vms_is_made_grown_shrunk_and_ended() {
         "{ours}"
     );
 
+    let gone = a_stack_runs_on_the_swarm(&lv, &swarm, [&manager, &worker, &third]);
+    // The worker still there, and the networks its engine had before the swarm.
+    let (worker, worker_before) = if gone == worker {
+        (third.clone(), &before[2])
+    } else {
+        (worker.clone(), &before[1])
+    };
+
     // A VM of this swarm is refused for another, named so.
     let out = strata(&[
         "swarm",
         "create",
         &format!("{swarm}-b"),
         "--manager",
-        &third,
+        &worker,
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
     assert!(
@@ -293,13 +478,13 @@ fn a_swarm_of_three_vms_is_made_grown_shrunk_and_ended() {
     );
 
     // A worker leaves: its engine is as before; the last manager may not leave.
-    ok(&["swarm", "leave", &swarm, &third]);
-    assert_eq!(swarm_state(&third), "inactive");
+    ok(&["swarm", "leave", &swarm, &worker]);
+    assert_eq!(swarm_state(&worker), "inactive");
     // Its engine is no swarm node for `engine install` either (live-restore stays on).
     let state = ok(&[
         "vm",
         "ssh",
-        &third,
+        &worker,
         "--",
         "test -e /var/lib/docker/swarm/docker-state.json && echo kept || echo gone; docker info --format 'live-restore {{.LiveRestoreEnabled}}'",
     ]);
@@ -307,7 +492,7 @@ fn a_swarm_of_three_vms_is_made_grown_shrunk_and_ended() {
         state.contains("gone") && state.contains("live-restore true"),
         "{state}"
     );
-    assert_eq!(networks(&third), before[2]);
+    assert_eq!(&networks(&worker), worker_before);
     let out = strata(&["swarm", "leave", &swarm, &manager]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
     assert!(
@@ -317,9 +502,15 @@ fn a_swarm_of_three_vms_is_made_grown_shrunk_and_ended() {
     );
 
     // Ended: every engine out of it, with the networks it had.
-    let destroyed = ok(&["swarm", "destroy", &swarm]);
+    let out = strata(&["swarm", "destroy", &swarm]);
+    let destroyed = assert_success("swarm destroy", &out);
     assert!(destroyed.contains("destroyed"), "{destroyed}");
-    for (vm, networks_before) in [&manager, &worker].into_iter().zip(&before) {
+    assert!(
+        stderr_of(&out).contains(&format!("VM '{gone}' no longer exists")),
+        "{}",
+        stderr_of(&out)
+    );
+    for (vm, networks_before) in [(&manager, &before[0]), (&worker, worker_before)] {
         assert_eq!(swarm_state(vm), "inactive", "{vm}");
         assert_eq!(&networks(vm), networks_before, "{vm}");
     }
@@ -333,8 +524,8 @@ fn a_swarm_of_three_vms_is_made_grown_shrunk_and_ended() {
         stderr_of(&out)
     );
 
-    for vm in cleanup.vms.clone() {
-        ok(&["vm", "destroy", &vm]);
+    for vm in [&manager, &worker] {
+        ok(&["vm", "destroy", vm]);
     }
     cleanup.close();
 }

@@ -60,6 +60,25 @@ pub struct ContextArgs {
     vm: String,
 }
 
+impl UpArgs {
+    fn options(&self) -> UpOptions {
+        UpOptions {
+            force: self.force,
+            keep_failed: self.keep_failed,
+        }
+    }
+}
+
+/// The images an `up` got and the services it removed, one line each.
+fn print_changes(images: &[String], removed: &[String]) {
+    for line in images {
+        outln!("image {line}");
+    }
+    for gone in removed {
+        outln!("removed {gone} (no longer in the stack file)");
+    }
+}
+
 fn print_rows(format: OutputFormat, rows: &[ServiceRow], with_action: bool) -> Result<()> {
     let mut header = vec!["service", "container"];
     if with_action {
@@ -87,27 +106,22 @@ pub fn up(env: &Env, args: UpArgs) -> Result<i32> {
     if args.validate {
         let order = stack::validate(&file)?;
         outln!(
-            "{}: stack '{}' for VM '{}' is valid; start order: {}",
+            "{}: stack '{}' for {} is valid; start order: {}",
             args.stack.display(),
             file.name,
-            file.vm,
+            where_(&file),
             order.join(", ")
         );
         return Ok(0);
     }
+    if let Some(swarm) = file.swarm.clone() {
+        return up_on_swarm(env, &args, &file, &swarm);
+    }
     let lv = env.libvirt()?;
     let started = std::time::Instant::now();
     let progress = Progress::new(&format!("up {}", file.name));
-    let StackUp { report, checks } = crate::lifecycle::stack_up::up(
-        &lv,
-        &env.paths,
-        &file,
-        UpOptions {
-            force: args.force,
-            keep_failed: args.keep_failed,
-        },
-        &progress,
-    )?;
+    let StackUp { report, checks } =
+        crate::lifecycle::stack_up::up(&lv, &env.paths, &file, args.options(), &progress)?;
     drop(progress);
     if args.output == OutputFormat::Json {
         outln!("{}", serde_json::to_string_pretty(&report)?);
@@ -127,12 +141,7 @@ pub fn up(env: &Env, args: UpArgs) -> Result<i32> {
             }
         );
     }
-    for line in &report.images {
-        outln!("image {line}");
-    }
-    for gone in &report.removed {
-        outln!("removed {gone} (no longer in the stack file)");
-    }
+    print_changes(&report.images, &report.removed);
     print_rows(OutputFormat::Table, &report.services, true)?;
     let all_unchanged = report.services.iter().all(|s| s.action == "unchanged");
     outln!(
@@ -145,14 +154,101 @@ pub fn up(env: &Env, args: UpArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// "VM 'web'" or "swarm 'lab'", for messages.
+fn where_(file: &StackFile) -> String {
+    match &file.swarm {
+        Some(swarm) => format!("swarm '{swarm}'"),
+        None => format!("VM '{}'", file.vm),
+    }
+}
+
+fn up_on_swarm(env: &Env, args: &UpArgs, file: &StackFile, swarm: &str) -> Result<i32> {
+    let lv = env.libvirt()?;
+    let started = std::time::Instant::now();
+    let progress = Progress::new(&format!("up {}", file.name));
+    let up =
+        crate::lifecycle::stack_swarm::up(&lv, &env.paths, file, swarm, args.options(), &progress)?;
+    drop(progress);
+    if args.output == OutputFormat::Json {
+        outln!("{}", serde_json::to_string_pretty(&up.report)?);
+        return Ok(0);
+    }
+    if let Some(checks) = &up.checks {
+        outln!(
+            "preflight checks for the host and swarm '{swarm}': {} ok, {} warn, {} fail{}",
+            checks.counts["ok"],
+            checks.counts["warn"],
+            checks.counts["fail"],
+            if args.force && checks.counts["fail"] > 0 {
+                " (--force)"
+            } else {
+                ""
+            }
+        );
+    }
+    print_changes(&up.report.images, &up.report.removed);
+    let rows = &up.report.services;
+    output::print(
+        OutputFormat::Table,
+        rows,
+        &[
+            "service",
+            "swarm service",
+            "action",
+            "tasks",
+            "where",
+            "ports",
+            "time",
+        ],
+        |r| {
+            vec![
+                r.service.clone(),
+                r.container.clone(),
+                r.action.clone(),
+                r.state.clone(),
+                r.health.clone(),
+                r.ports.clone(),
+                format!("{:.1}s", r.seconds),
+            ]
+        },
+    )?;
+    let all_unchanged = rows.iter().all(|s| s.action == "unchanged");
+    outln!(
+        "stack '{}' on swarm '{swarm}': {} in {:.1}s",
+        file.name,
+        if all_unchanged { "unchanged" } else { "up" },
+        started.elapsed().as_secs_f64()
+    );
+    Ok(0)
+}
+
 fn connect(env: &Env, file: &StackFile) -> Result<GuestDocker> {
     let lv = env.libvirt()?;
-    let target = crate::guest::Route::of_vm(&lv, &env.paths, &file.vm)?;
+    let target = crate::guest::Route::of_vm(&lv, &env.paths, file.require_vm()?)?;
     GuestDocker::connect(&target)
 }
 
 pub fn ps(env: &Env, args: PsArgs) -> Result<i32> {
     let file = StackFile::load(&args.stack)?;
+    if let Some(swarm) = &file.swarm {
+        let lv = env.libvirt()?;
+        let rows = crate::lifecycle::stack_swarm::ps(&lv, &env.paths, &file, swarm)?;
+        output::print(
+            args.output,
+            &rows,
+            &["service", "task", "vm", "state", "error"],
+            |r| {
+                vec![
+                    r.service.clone(),
+                    r.task.clone(),
+                    r.vm.clone(),
+                    r.state.clone(),
+                    r.error.clone(),
+                ]
+            },
+        )?;
+        return Ok(0);
+    }
     let docker = connect(env, &file)?;
     let rows = stack::ps(&docker, &file)?;
     print_rows(args.output, &rows, false)?;
@@ -169,6 +265,24 @@ pub fn logs(env: &Env, args: LogsArgs) -> Result<i32> {
 pub fn down(env: &Env, args: DownArgs) -> Result<i32> {
     let file = StackFile::load(&args.stack)?;
     let lv = env.libvirt()?;
+    if let Some(swarm) = &file.swarm {
+        let report =
+            crate::lifecycle::stack_swarm::down(&lv, &env.paths, &file, swarm, args.volumes)?;
+        for (what, list) in [
+            ("service", &report.services),
+            ("network", &report.networks),
+            ("volume", &report.volumes),
+        ] {
+            for name in list {
+                outln!("removed {what} {name}");
+            }
+        }
+        if !args.volumes {
+            outln!("volumes kept on each VM (remove them with --volumes)");
+        }
+        outln!("stack '{}' on swarm '{swarm}' is down", file.name);
+        return Ok(0);
+    }
     let report = crate::lifecycle::stack_down(&lv, &env.paths, &file, args.volumes)?;
     for (what, list) in [
         ("container", &report.containers),

@@ -58,17 +58,30 @@ pub fn run(lv: Option<&Libvirt>, paths: &Paths, request: &CheckRequest) -> Repor
 /// each failure and its fix) unless `force`. Warnings never stop a launch, nor does a
 /// failure about a bridge other than the VM's (reported all the same).
 pub fn preflight(lv: &Libvirt, paths: &Paths, vm: &str, force: bool) -> Result<Report> {
+    preflight_of(lv, paths, &format!("'{vm}'"), &[vm.to_string()], force)
+}
+
+/// The same for `what`, the VMs `vms` on one libvirt network (a swarm's): one run, the host
+/// checked once.
+pub fn preflight_of(
+    lv: &Libvirt,
+    paths: &Paths,
+    what: &str,
+    vms: &[String],
+    force: bool,
+) -> Result<Report> {
     let report = run(
         Some(lv),
         paths,
         &CheckRequest {
             host: true,
-            vms: vec![vm.to_string()],
+            vms: vms.to_vec(),
             fix: false,
             reach: Reach::Nobody,
         },
     );
-    match report.refusal(vm, bridge_of(lv, vm).as_deref()) {
+    let bridge = vms.first().and_then(|vm| bridge_of(lv, vm));
+    match report.refusal_of(what, &vms.join(" "), bridge.as_deref()) {
         Some(err) if !force => Err(err),
         _ => Ok(report),
     }

@@ -11,6 +11,7 @@ mod create_plan;
 pub mod engine_install;
 mod first_boot;
 mod journal;
+pub mod stack_swarm;
 pub mod stack_up;
 pub mod swarm;
 pub mod template_build;

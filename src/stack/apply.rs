@@ -11,8 +11,8 @@ use crate::stack::file::StackFile;
 use crate::stack::images::{self, Obtained};
 use crate::stack::launch::{create, start, step_for, wait_ready, Step};
 use crate::stack::objects::{
-    inspect, missing_networks, missing_volumes, refuse_foreign_network, refuse_foreign_volume,
-    remove_container, remove_network, remove_volume, row, ServiceRow,
+    describe_made, inspect, missing_networks, missing_volumes, refuse_foreign_network,
+    refuse_foreign_volume, remove_container, remove_network, remove_volume, row, ServiceRow,
 };
 use crate::stack::resolve::Resolved;
 use crate::stack::survey::Survey;
@@ -105,18 +105,11 @@ pub struct NewObjects {
 
 impl NewObjects {
     fn describe(&self) -> String {
-        let all: Vec<String> = self
-            .containers
-            .iter()
-            .map(|c| format!("container {c}"))
-            .chain(self.networks.iter().map(|n| format!("network {n}")))
-            .chain(self.volumes.iter().map(|v| format!("volume {v}")))
-            .collect();
-        if all.is_empty() {
-            "nothing".into()
-        } else {
-            all.join(", ")
-        }
+        describe_made(&[
+            ("container", &self.containers),
+            ("network", &self.networks),
+            ("volume", &self.volumes),
+        ])
     }
 
     /// Remove what this run made; each object is looked at first and left alone unless it

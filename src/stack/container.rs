@@ -6,7 +6,7 @@
 
 use crate::error::{Error, Result};
 use crate::stack::file::{Service, StackFile, DEFAULT_NETWORK};
-use crate::template::container::{HealthSpec, ServiceSpec};
+use crate::template::container::{HealthSpec, ServiceSpec, VolumeSpec};
 use bollard::models::{
     ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, HostConfigLogConfig,
     NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
@@ -41,38 +41,20 @@ pub fn plan(
     image_id: &str,
 ) -> Result<ContainerPlan> {
     let bad = |what: String, hint: &str| stack.error_at(service, what, hint.to_string());
-    let memory = crate::units::parse_size("memory", &spec.memory)
-        .map_err(|e| bad(e.message().to_string(), "give memory as a size, e.g. 64M"))?;
-    let memory = i64::try_from(memory).map_err(|_| {
-        bad(
-            format!("memory '{}' is too large", spec.memory),
-            "at most 1T",
-        )
-    })?;
+    let memory = memory_limit(stack, service, spec)?;
     let restart: RestartPolicyNameEnum = spec.restart.parse().map_err(|_| {
         bad(
             format!("restart '{}' is not a restart policy", spec.restart),
             "use no, always, unless-stopped or on-failure",
         )
     })?;
-    let mut binds = Vec::new();
-    for v in &spec.volumes {
-        let source = if v.source.starts_with('/') {
-            v.source.clone()
-        } else if stack.volumes.contains_key(&v.source) {
-            stack.scoped(&v.source)
-        } else {
-            return Err(bad(
-                format!("volume '{}' is not declared", v.source),
-                &format!(
-                    "add [volumes.{}] to the stack file, or use an absolute path in the VM",
-                    v.source
-                ),
-            ));
-        };
-        let mode = if v.read_only { ":ro" } else { "" };
-        binds.push(format!("{source}:{}{mode}", v.target));
-    }
+    let binds: Vec<String> = mount_sources(stack, service, spec)?
+        .into_iter()
+        .map(|(source, v)| {
+            let mode = if v.read_only { ":ro" } else { "" };
+            format!("{source}:{}{mode}", v.target)
+        })
+        .collect();
     let mut exposed = Vec::new();
     let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
     for p in &spec.ports {
@@ -93,16 +75,7 @@ pub fn plan(
         .map(health_config)
         .transpose()
         .map_err(|e| bad(e, "durations look like 1s, 500ms, 2m"))?;
-    let networks: Vec<String> = if service.decl.networks.is_empty() {
-        vec![stack.scoped(DEFAULT_NETWORK)]
-    } else {
-        service
-            .decl
-            .networks
-            .iter()
-            .map(|n| stack.scoped(n))
-            .collect()
-    };
+    let networks = network_names(stack, service);
     let endpoint = EndpointSettings {
         aliases: Some(vec![service.name.clone()]),
         ..Default::default()
@@ -166,6 +139,65 @@ pub fn plan(
     })
 }
 
+/// The service's memory limit in bytes, as Docker takes it.
+pub(crate) fn memory_limit(
+    stack: &StackFile,
+    service: &Service,
+    spec: &ServiceSpec,
+) -> Result<i64> {
+    let bad = |what: String, hint: &str| stack.error_at(service, what, hint.to_string());
+    let memory = crate::units::parse_size("memory", &spec.memory)
+        .map_err(|e| bad(e.message().to_string(), "give memory as a size, e.g. 64M"))?;
+    i64::try_from(memory).map_err(|_| {
+        bad(
+            format!("memory '{}' is too large", spec.memory),
+            "at most 1T",
+        )
+    })
+}
+
+/// Each volume of the service with its source: a path in the VM as written, or the stack's
+/// own volume by its scoped name (a volume the stack file does not declare is refused).
+pub(crate) fn mount_sources<'s>(
+    stack: &StackFile,
+    service: &Service,
+    spec: &'s ServiceSpec,
+) -> Result<Vec<(String, &'s VolumeSpec)>> {
+    spec.volumes
+        .iter()
+        .map(|v| {
+            if v.source.starts_with('/') {
+                Ok((v.source.clone(), v))
+            } else if stack.volumes.contains_key(&v.source) {
+                Ok((stack.scoped(&v.source), v))
+            } else {
+                Err(stack.error_at(
+                    service,
+                    format!("volume '{}' is not declared", v.source),
+                    format!(
+                        "add [volumes.{}] to the stack file, or use an absolute path in the VM",
+                        v.source
+                    ),
+                ))
+            }
+        })
+        .collect()
+}
+
+/// The networks the service joins, by their Docker names.
+pub(crate) fn network_names(stack: &StackFile, service: &Service) -> Vec<String> {
+    if service.decl.networks.is_empty() {
+        vec![stack.scoped(DEFAULT_NETWORK)]
+    } else {
+        service
+            .decl
+            .networks
+            .iter()
+            .map(|n| stack.scoped(n))
+            .collect()
+    }
+}
+
 /// A stable hash: serde_json's maps are sorted, so HashMap order does not leak into it.
 fn hash_of(body: &ContainerCreateBody, networks: &[String]) -> Result<String> {
     let value = serde_json::json!({ "body": body, "networks": networks });
@@ -174,7 +206,7 @@ fn hash_of(body: &ContainerCreateBody, networks: &[String]) -> Result<String> {
     Ok(crate::digest::sha256_bytes(text.as_bytes()))
 }
 
-fn health_config(h: &HealthSpec) -> std::result::Result<HealthConfig, String> {
+pub(crate) fn health_config(h: &HealthSpec) -> std::result::Result<HealthConfig, String> {
     // Docker takes nanoseconds as an int64 (about 292 years); a longer duration would wrap.
     let nanos = |field: &str, text: &str| {
         let d = humantime::parse_duration(text)

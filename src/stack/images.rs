@@ -64,22 +64,28 @@ pub fn present(
     template: &ContainerTemplate,
     source: &ImageSource,
 ) -> Option<String> {
-    let name = match (&source.reference, &source.build, &source.tarball) {
-        (Some(reference), None, None) => reference.clone(),
-        (None, Some(_), None) => {
-            let tar = context_tar(template, source).ok()?;
-            build_tag(template, source, &tar)
-        }
-        (None, None, Some(tarball)) => {
-            let (_, short_hash) = open_tarball(template, tarball).ok()?;
-            format!("{TARBALL_REPO}:{short_hash}")
-        }
-        _ => return None,
-    };
+    let name = image_name(template, source)?;
     known
         .get(&name)
         .cloned()
         .or_else(|| image_id(docker, &name))
+}
+
+/// The name the image of `source` has in a VM once there: the reference as written, or the tag
+/// strata gives what it builds or loads (by content). None when the source is unusable.
+pub fn image_name(template: &ContainerTemplate, source: &ImageSource) -> Option<String> {
+    match (&source.reference, &source.build, &source.tarball) {
+        (Some(reference), None, None) => Some(reference.clone()),
+        (None, Some(_), None) => {
+            let tar = context_tar(template, source).ok()?;
+            Some(build_tag(template, source, &tar))
+        }
+        (None, None, Some(tarball)) => {
+            let (_, short_hash) = open_tarball(template, tarball).ok()?;
+            Some(format!("{TARBALL_REPO}:{short_hash}"))
+        }
+        _ => None,
+    }
 }
 
 /// Images built from a context are tagged with the context's hash: same files, same tag,
@@ -299,30 +305,7 @@ fn loaded(
     let mut bytes = Vec::new();
     std::io::Read::read_to_end(&mut file, &mut bytes)
         .map_err(|e| format!("reading {tarball}: {e}"))?;
-    let outcome: std::result::Result<Vec<String>, bollard::errors::Error> = docker.run(async {
-        let mut load = docker.docker.import_image(
-            ImportImageOptions {
-                quiet: true,
-                ..Default::default()
-            },
-            bollard::body_full(bytes.into()),
-            None,
-        );
-        let mut said = Vec::new();
-        while let Some(step) = load.next().await {
-            let info = step?;
-            if let Some(e) = info.error_detail.and_then(|d| d.message) {
-                return Err(bollard::errors::Error::DockerResponseServerError {
-                    status_code: 500,
-                    message: e,
-                });
-            }
-            said.extend(info.stream);
-        }
-        Ok(said)
-    });
-    let said =
-        outcome.map_err(|e| format!("loading {}: {}", tarball, docker_error(e).message()))?;
+    let said = load(docker, bytes).map_err(|e| format!("loading {tarball}: {e}"))?;
     // "Loaded image: name:tag" or "Loaded image ID: sha256:..."
     let loaded = said
         .iter()
@@ -345,6 +328,64 @@ fn loaded(
         ))
         .map_err(|e| format!("tagging {loaded}: {}", docker_error(e).message()))?;
     Ok((id, Obtained::Loaded))
+}
+
+/// Load an image archive (`docker save` format) into the VM's Docker; what Docker said.
+fn load(docker: &GuestDocker, bytes: Vec<u8>) -> std::result::Result<Vec<String>, String> {
+    let outcome: std::result::Result<Vec<String>, bollard::errors::Error> = docker.run(async {
+        let mut load = docker.docker.import_image(
+            ImportImageOptions {
+                quiet: true,
+                ..Default::default()
+            },
+            bollard::body_full(bytes.into()),
+            None,
+        );
+        let mut said = Vec::new();
+        while let Some(step) = load.next().await {
+            let info = step?;
+            if let Some(e) = info.error_detail.and_then(|d| d.message) {
+                return Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 500,
+                    message: e,
+                });
+            }
+            said.extend(info.stream);
+        }
+        Ok(said)
+    });
+    outcome.map_err(|e| docker_error(e).message().to_string())
+}
+
+/// Put the image `name` (with its id `id`) of one VM's Docker into another's, as it is: the
+/// same layers, config and id (a build on each node would make other ids), through this
+/// machine. Nothing is done when the other VM has it already.
+pub fn copy_image(
+    from: &GuestDocker,
+    to: &GuestDocker,
+    name: &str,
+    id: &str,
+) -> std::result::Result<Obtained, String> {
+    if image_id(to, id).is_some() && image_id(to, name).as_deref() == Some(id) {
+        return Ok(Obtained::Present);
+    }
+    let saved: std::result::Result<Vec<u8>, bollard::errors::Error> = from.run(async {
+        let mut archive = Vec::new();
+        let mut stream = from.docker.export_image(name);
+        while let Some(chunk) = stream.next().await {
+            archive.extend_from_slice(&chunk?);
+        }
+        Ok(archive)
+    });
+    let archive = saved.map_err(|e| format!("saving {name}: {}", docker_error(e).message()))?;
+    load(to, archive).map_err(|e| format!("loading {name}: {e}"))?;
+    match image_id(to, name) {
+        Some(loaded) if loaded == id => Ok(Obtained::Loaded),
+        other => Err(format!(
+            "{name} loaded as {} where {id} was saved",
+            other.unwrap_or_else(|| "nothing".into())
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -11,8 +11,10 @@ pub mod file;
 pub mod images;
 pub mod launch;
 pub mod objects;
+pub mod on_swarm;
 pub mod order;
 pub mod resolve;
+pub mod service_spec;
 pub mod status;
 pub mod survey;
 

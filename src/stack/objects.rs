@@ -79,6 +79,19 @@ pub fn refuse_foreign_volume(docker: &GuestDocker, stack: &str, name: &str) -> R
     }
 }
 
+/// What a failed `up` made, for its error: "container a, network b" ("nothing" when empty).
+pub fn describe_made(groups: &[(&str, &Vec<String>)]) -> String {
+    let all: Vec<String> = groups
+        .iter()
+        .flat_map(|(kind, names)| names.iter().map(move |n| format!("{kind} {n}")))
+        .collect();
+    if all.is_empty() {
+        "nothing".into()
+    } else {
+        all.join(", ")
+    }
+}
+
 /// Objects carrying `labels` were made by strata for `stack`.
 pub fn made_by(labels: Option<&HashMap<String, String>>, stack: &str) -> bool {
     labels.and_then(|l| l.get(LABEL_STACK)).map(String::as_str) == Some(stack)
