@@ -41,7 +41,7 @@ pub fn inspect(docker: &GuestDocker, name: &str) -> Result<Option<ContainerInspe
     )
 }
 
-fn inspect_network(docker: &GuestDocker, name: &str) -> Result<Option<NetworkInspect>> {
+pub(crate) fn inspect_network(docker: &GuestDocker, name: &str) -> Result<Option<NetworkInspect>> {
     found(
         docker.run(
             docker

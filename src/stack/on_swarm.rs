@@ -12,7 +12,7 @@ use crate::guest::docker::{docker_error, found, GuestDocker};
 use crate::stack::container::{health_deadline, LABEL_CONFIG, LABEL_SERVICE, LABEL_STACK};
 use crate::stack::file::{StackFile, SwarmMode};
 use crate::stack::images::{self, Obtained};
-use crate::stack::objects::{describe_made, made_by, not_ours, ServiceRow};
+use crate::stack::objects::{describe_made, inspect_network, made_by, not_ours, ServiceRow};
 use crate::stack::resolve::Resolved;
 use crate::stack::service_spec::{self, ServicePlan};
 use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest, Task, TaskState};
@@ -410,14 +410,7 @@ fn make_networks(stack: &StackFile, target: &SwarmTarget, made: &mut Made) -> Re
     let docker = target.manager;
     for (declared, decl) in &stack.networks {
         let name = stack.scoped(declared);
-        let existing = found(
-            docker.run(docker.docker.inspect_network(
-                &name,
-                None::<bollard::query_parameters::InspectNetworkOptions>,
-            )),
-            "network",
-            &name,
-        )?;
+        let existing = inspect_network(docker, &name)?;
         if let Some(n) = existing {
             if !made_by(n.labels.as_ref(), &stack.name) {
                 return Err(not_ours("network", &name, &stack.name));
@@ -642,14 +635,7 @@ fn remove_networks(docker: &GuestDocker, stack: &str, names: &[String]) -> Resul
     let deadline = Instant::now() + Duration::from_secs(120);
     for name in names {
         loop {
-            let current = found(
-                docker.run(docker.docker.inspect_network(
-                    name,
-                    None::<bollard::query_parameters::InspectNetworkOptions>,
-                )),
-                "network",
-                name,
-            )?;
+            let current = inspect_network(docker, name)?;
             let Some(current) = current else { break };
             if !made_by(current.labels.as_ref(), stack) {
                 return Err(not_ours("network", name, stack));
