@@ -25,8 +25,11 @@ use std::time::{Duration, Instant};
 
 /// The network option that sets an overlay network's MTU.
 const MTU_OPTION: &str = "com.docker.network.driver.mtu";
-/// How long tasks get to be scheduled and start under TCG, beyond their health checks.
-const START_SLACK: Duration = Duration::from_secs(240);
+/// How long tasks get to be scheduled and start, beyond their health checks. Under TCG a
+/// node's first task on an overlay network with a published port took 3-4 minutes in
+/// `Starting` (measured: three 2-vCPU guests on 2 cores, no health check), and 250 s was too
+/// short on a slower machine.
+const START_SLACK: Duration = Duration::from_secs(600);
 
 /// One node of the swarm, ready, with its engine.
 pub struct Node<'a> {
@@ -415,6 +418,16 @@ fn make_networks(stack: &StackFile, target: &SwarmTarget, made: &mut Made) -> Re
             if !made_by(n.labels.as_ref(), &stack.name) {
                 return Err(not_ours("network", &name, &stack.name));
             }
+            // The same stack name used for a stack in the manager VM made a bridge network
+            // of this name: a service cannot use it across the swarm.
+            if n.driver.as_deref() != Some("overlay") {
+                return Err(Error::bad_input(format!(
+                    "network {name} in the manager VM is a {} network of a stack '{}' in that VM, not the swarm's",
+                    n.driver.as_deref().unwrap_or("local"),
+                    stack.name
+                ))
+                .with_hint("stacks in a VM and stacks on a swarm share Docker's names in the manager VM: rename one of the stacks, or `strata down` the one in the VM"));
+            }
             continue;
         }
         let options = target
@@ -472,14 +485,7 @@ fn apply_service(
     made: &mut Made,
 ) -> Result<&'static str> {
     let docker = target.manager;
-    let current = found(
-        docker.run(docker.docker.inspect_service(
-            &plan.name,
-            None::<bollard::query_parameters::InspectServiceOptions>,
-        )),
-        "service",
-        &plan.name,
-    )?;
+    let current = inspect_service(docker, &plan.name)?;
     let in_service = |e: bollard::errors::Error, what: &str| {
         let e = docker_error(e);
         stack.error_at(
@@ -535,10 +541,23 @@ fn wait_settled(
     let limit = health_deadline(&r.spec).unwrap_or(Duration::from_secs(60)) + START_SLACK;
     let deadline = Instant::now() + limit;
     let expected = expected_tasks(target, r);
+    let begun = Instant::now();
+    let mut said = String::new();
     loop {
         let tasks = live_tasks(target.manager, &plan.name)?;
         if settled(&tasks, &plan.config_hash, expected) {
             return Ok(tasks);
+        }
+        // A swarm can take minutes to start tasks (overlay and ingress set up on each node):
+        // say where they are whenever that changes, so a slow `up` is not a silent one.
+        let states = task_states(&tasks);
+        if states != said {
+            crate::errln!(
+                "strata: {}: {states} of {expected} ({}s)",
+                r.service.name,
+                begun.elapsed().as_secs()
+            );
+            said = states;
         }
         let failure = failed_task(target.manager, &plan.name, &plan.config_hash)?;
         if let Some((state, why)) = &failure {
@@ -558,8 +577,9 @@ fn wait_settled(
             return Err(stack.error_at(
                 r.service,
                 format!(
-                    "{running} of {expected} tasks running after {}s{}",
+                    "{running} of {expected} tasks running after {}s ({}){}",
                     limit.as_secs(),
+                    task_states(&tasks),
                     failure.map(|(_, why)| format!("; the last failed task: {why}")).unwrap_or_default()
                 ),
                 "`strata ps STACK` shows each task and its VM; a health check that never passes keeps a task from running",
@@ -568,6 +588,30 @@ fn wait_settled(
         // Each look is two API calls on the manager, through its SSH tunnel: not too often.
         std::thread::sleep(Duration::from_secs(5));
     }
+}
+
+/// How many of the tasks are in each state, e.g. "1 running, 2 preparing".
+fn task_states(tasks: &[Task]) -> String {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for task in tasks {
+        let state = task
+            .status
+            .as_ref()
+            .and_then(|s| s.state)
+            .map_or_else(|| "unknown".to_string(), |s| s.to_string());
+        match counts.iter_mut().find(|(s, _)| *s == state) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((state, 1)),
+        }
+    }
+    if counts.is_empty() {
+        return "no task yet".to_string();
+    }
+    counts
+        .iter()
+        .map(|(state, n)| format!("{n} {state}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The newest task of the service's current spec that failed or was rejected, with its error.
@@ -608,15 +652,20 @@ fn failed_task(
         .map(|(_, state, why)| (state, why)))
 }
 
-fn remove_service(docker: &GuestDocker, stack: &str, name: &str) -> Result<()> {
-    let current = found(
+/// The service `name` on the manager, or None when there is none.
+fn inspect_service(docker: &GuestDocker, name: &str) -> Result<Option<bollard::models::Service>> {
+    found(
         docker.run(docker.docker.inspect_service(
             name,
             None::<bollard::query_parameters::InspectServiceOptions>,
         )),
         "service",
         name,
-    )?;
+    )
+}
+
+fn remove_service(docker: &GuestDocker, stack: &str, name: &str) -> Result<()> {
+    let current = inspect_service(docker, name)?;
     let Some(current) = current else {
         return Ok(());
     };
@@ -765,5 +814,58 @@ fn remove_volume_when_free(docker: &GuestDocker, stack: &str, name: &str) -> Res
             Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_secs(2)),
             Err(e) => return Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard::models::TaskStatus;
+
+    fn task(state: Option<TaskState>) -> Task {
+        Task {
+            status: Some(TaskStatus {
+                state,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn task_states_count_each_state_in_the_order_first_seen() {
+        let tasks = [
+            task(Some(TaskState::STARTING)),
+            task(Some(TaskState::RUNNING)),
+            task(Some(TaskState::STARTING)),
+            task(None),
+        ];
+        assert_eq!(task_states(&tasks), "2 starting, 1 running, 1 unknown");
+        assert_eq!(task_states(&[]), "no task yet");
+    }
+
+    #[test]
+    fn settled_wants_every_task_running_the_current_spec() {
+        let mut labelled = task(Some(TaskState::RUNNING));
+        labelled.spec = Some(bollard::models::TaskSpec {
+            container_spec: Some(bollard::models::TaskSpecContainerSpec {
+                labels: Some(HashMap::from([(
+                    LABEL_CONFIG.to_string(),
+                    "h1".to_string(),
+                )])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let running = [labelled.clone(), labelled.clone()];
+        assert!(settled(&running, "h1", 2));
+        assert!(!settled(&running, "h2", 2), "an older spec");
+        assert!(!settled(&running, "h1", 3), "a task missing");
+        let mut starting = labelled;
+        starting.status = Some(TaskStatus {
+            state: Some(TaskState::STARTING),
+            ..Default::default()
+        });
+        assert!(!settled(&[running[0].clone(), starting], "h1", 2));
     }
 }
