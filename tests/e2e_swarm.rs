@@ -1,17 +1,23 @@
-//! End-to-end: Docker Swarm across three VMs cloned from the template with Docker baked in,
+//! End-to-end: Docker Swarm across two VMs cloned from the template with Docker baked in,
 //! through each guest's Docker API over its SSH tunnel. A host rule dropping VXLAN on the
 //! VMs' bridge is found by the probes between the guests (the create is refused, `check
-//! --fix` finds it too and lets the traffic through). A swarm is made (one manager, one worker) with its
-//! address pool away from every network in use and its overlay MTU from the VMs' network,
-//! each node labelled with its VM and ready; a re-run changes nothing; a third VM joins; a VM
-//! of it is refused for another swarm. A stack runs on the swarm (a web service of three
-//! replicas and a backend on an internal overlay network): the replicas spread over the VMs,
-//! every VM answers on the published port through the routing mesh, a web task reaches the
-//! backend across VMs over the overlay, `up` again is unchanged, a destroyed worker's replicas
-//! run on the other VMs within a bounded time, and `down` leaves no service or network. A
-//! worker leaves and the last manager may not; the swarm is destroyed (the destroyed VM's node
-//! taken off its list) and every engine is as it was before (no swarm, the same networks).
-//! Join tokens never appear in strata's output.
+//! --fix` finds it too and lets the traffic through). A swarm is made (one manager, one
+//! worker) with its address pool away from every network in use and its overlay MTU from the
+//! VMs' network, each node labelled with its VM and ready; a re-run changes nothing; the
+//! worker leaves (its engine as before) and joins again; a VM of the swarm is refused for
+//! another. A stack runs on the swarm (a web service of three replicas and a backend on an
+//! internal overlay network): the replicas spread over both VMs, each VM answers on the
+//! published port through the routing mesh, a web task reaches the backend across VMs over
+//! the overlay, `up` again is unchanged, the destroyed worker's replicas run on the manager
+//! within a bounded time, and `down` leaves no service or network. The last manager may not
+//! leave; the swarm is destroyed (the destroyed VM's node taken off its list) and the
+//! manager's engine is as it was before (no swarm, the same networks). Join tokens never
+//! appear in strata's output.
+//!
+//! Two VMs, not three: with three 2-vCPU TCG guests on 2 cores the stack's `up` took
+//! 420-600 s (each node's first task 3-4 minutes in `Starting`) and its wait ran out in a CI
+//! run; what the third VM tested (a join, a leave, replicas moved off a destroyed worker) is
+//! done here with the one worker.
 
 mod common;
 
@@ -151,11 +157,10 @@ fn running_on(tasks: &[(String, String, String)], service: &str) -> Vec<String> 
         .collect()
 }
 
-/// A stack on the swarm of `vms` (the manager first, then the workers), through its life, to
-/// the destruction of a worker that runs a replica: that worker's name. `lv` finds the VMs'
-/// addresses.
-fn a_stack_runs_on_the_swarm(lv: &strata::vm::Libvirt, swarm: &str, vms: [&str; 3]) -> String {
-    let manager = vms[0];
+/// A stack on the swarm of `vms` (the manager, then the worker), through its life, to the
+/// destruction of the worker (it runs a replica). `lv` finds the VMs' addresses.
+fn a_stack_runs_on_the_swarm(lv: &strata::vm::Libvirt, swarm: &str, vms: [&str; 2]) {
+    let [manager, worker] = vms;
     let dir = std::env::temp_dir().join(format!("strata-e2e-swarm-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let name = format!("sws{}", std::process::id());
@@ -177,10 +182,11 @@ fn a_stack_runs_on_the_swarm(lv: &strata::vm::Libvirt, swarm: &str, vms: [&str; 
     assert_eq!(web_vms.len(), 3, "{now:?}");
     web_vms.sort();
     web_vms.dedup();
-    assert!(web_vms.len() >= 2, "the replicas did not spread: {now:?}");
+    assert_eq!(web_vms, sorted(vms), "the replicas did not spread: {now:?}");
     assert_eq!(running_on(&now, "db"), [manager], "{now:?}");
 
-    // The routing mesh: every VM answers on the published port, whichever runs a replica.
+    // The routing mesh: every VM answers on the published port (the replica that answers
+    // may be on the other one).
     for vm in vms {
         let ip = strata::vm::domain::lookup(&lv.conn(), vm)
             .unwrap()
@@ -191,11 +197,10 @@ fn a_stack_runs_on_the_swarm(lv: &strata::vm::Libvirt, swarm: &str, vms: [&str; 
         assert!(body.contains("web-on-swarm"), "{vm}: {body}");
     }
     // The internal overlay: a web task on another VM than the backend's reaches it by name.
-    let away = web_vms.iter().find(|vm| *vm != manager).unwrap();
     let fetched = ok(&[
         "vm",
         "ssh",
-        away,
+        worker,
         "--",
         &format!(
             "docker exec $(docker ps -q -f label=com.docker.swarm.service.name={name}-web | head -n 1) \
@@ -215,19 +220,14 @@ fn a_stack_runs_on_the_swarm(lv: &strata::vm::Libvirt, swarm: &str, vms: [&str; 
         "{again}"
     );
 
-    // A worker that runs a replica destroyed: its replicas run on the other VMs within a
+    // The worker, which runs a replica, destroyed: its replicas run on the manager within a
     // bounded time.
-    let doomed = *vms[1..]
-        .iter()
-        .find(|vm| web_vms.iter().any(|w| w == *vm))
-        .unwrap_or_else(|| panic!("no worker runs a replica: {web_vms:?}"));
-    let kept: Vec<&str> = vms.iter().copied().filter(|vm| *vm != doomed).collect();
-    ok(&["vm", "destroy", doomed]);
+    ok(&["vm", "destroy", worker]);
     let gone_at = std::time::Instant::now();
     loop {
         let now = tasks(stack);
         let on = running_on(&now, "web");
-        if on.len() == 3 && on.iter().all(|vm| kept.contains(&vm.as_str())) {
+        if on.len() == 3 && on.iter().all(|vm| vm == manager) {
             eprintln!(
                 "[e2e] replicas rescheduled in {:.0}s",
                 gone_at.elapsed().as_secs_f64()
@@ -261,18 +261,19 @@ fn a_stack_runs_on_the_swarm(lv: &strata::vm::Libvirt, swarm: &str, vms: [&str; 
     assert!(left.starts_with('0'), "{left}");
     assert!(!left.contains(&name), "{left}");
     let _ = std::fs::remove_dir_all(&dir);
-    doomed.to_string()
+}
+
+fn sorted(vms: [&str; 2]) -> Vec<String> {
+    let mut all: Vec<String> = vms.iter().map(|vm| vm.to_string()).collect();
+    all.sort();
+    all
 }
 
 #[test]
-fn a_swarm_of_three_vms_is_made_grown_shrunk_and_ended() {
+fn a_swarm_of_two_vms_is_made_left_joined_runs_a_stack_and_ends() {
     let (lv, _paths, mut cleanup, net, base) = scenario("swm");
-    let (manager, worker, third) = (
-        format!("{base}-m"),
-        format!("{base}-w"),
-        format!("{base}-x"),
-    );
-    cleanup.vms = vec![manager.clone(), worker.clone(), third.clone()];
+    let (manager, worker) = (format!("{base}-m"), format!("{base}-w"));
+    cleanup.vms = vec![manager.clone(), worker.clone()];
     ok(&["template", "build", "debian-12-docker"]);
     let creates: Vec<_> = cleanup
         .vms
@@ -433,8 +434,24 @@ fn a_swarm_of_three_vms_is_made_grown_shrunk_and_ended() {
         "{again}"
     );
 
-    // A third VM joins; the list shows all three.
-    let joined = ok_without_tokens(&["swarm", "join", &swarm, "--worker", &third]);
+    // The worker leaves: its engine is as before, also for `engine install` (no swarm state,
+    // live-restore on again).
+    ok(&["swarm", "leave", &swarm, &worker]);
+    assert_eq!(swarm_state(&worker), "inactive");
+    let state = ok(&[
+        "vm",
+        "ssh",
+        &worker,
+        "--",
+        "test -e /var/lib/docker/swarm/docker-state.json && echo kept || echo gone; docker info --format 'live-restore {{.LiveRestoreEnabled}}'",
+    ]);
+    assert!(
+        state.contains("gone") && state.contains("live-restore true"),
+        "{state}"
+    );
+    assert_eq!(networks(&worker), before[1]);
+    // It joins again; the list shows both nodes ready.
+    let joined = ok_without_tokens(&["swarm", "join", &swarm, "--worker", &worker]);
     assert!(joined.contains("joined"), "{joined}");
     let listed = ok_without_tokens(&["swarm", "list", "--output", "json"]);
     let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
@@ -444,23 +461,9 @@ fn a_swarm_of_three_vms_is_made_grown_shrunk_and_ended() {
         .iter()
         .find(|s| s["name"] == swarm.as_str())
         .unwrap_or_else(|| panic!("{swarm} not listed: {listed}"));
-    assert_eq!(ours["nodes"].as_array().unwrap().len(), 3, "{ours}");
-    assert!(
-        ours["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|n| n["state"] == "ready"),
-        "{ours}"
-    );
-
-    let gone = a_stack_runs_on_the_swarm(&lv, &swarm, [&manager, &worker, &third]);
-    // The worker still there, and the networks its engine had before the swarm.
-    let (worker, worker_before) = if gone == worker {
-        (third.clone(), &before[2])
-    } else {
-        (worker.clone(), &before[1])
-    };
+    let nodes = ours["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 2, "{ours}");
+    assert!(nodes.iter().all(|n| n["state"] == "ready"), "{ours}");
 
     // A VM of this swarm is refused for another, named so.
     let out = strata(&[
@@ -477,22 +480,9 @@ fn a_swarm_of_three_vms_is_made_grown_shrunk_and_ended() {
         stderr_of(&out)
     );
 
-    // A worker leaves: its engine is as before; the last manager may not leave.
-    ok(&["swarm", "leave", &swarm, &worker]);
-    assert_eq!(swarm_state(&worker), "inactive");
-    // Its engine is no swarm node for `engine install` either (live-restore stays on).
-    let state = ok(&[
-        "vm",
-        "ssh",
-        &worker,
-        "--",
-        "test -e /var/lib/docker/swarm/docker-state.json && echo kept || echo gone; docker info --format 'live-restore {{.LiveRestoreEnabled}}'",
-    ]);
-    assert!(
-        state.contains("gone") && state.contains("live-restore true"),
-        "{state}"
-    );
-    assert_eq!(&networks(&worker), worker_before);
+    // The stack, to the worker's destruction.
+    a_stack_runs_on_the_swarm(&lv, &swarm, [&manager, &worker]);
+
     let out = strata(&["swarm", "leave", &swarm, &manager]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
     assert!(
@@ -501,19 +491,17 @@ fn a_swarm_of_three_vms_is_made_grown_shrunk_and_ended() {
         stderr_of(&out)
     );
 
-    // Ended: every engine out of it, with the networks it had.
+    // Ended: the manager's engine out of it, with the networks it had.
     let out = strata(&["swarm", "destroy", &swarm]);
     let destroyed = assert_success("swarm destroy", &out);
     assert!(destroyed.contains("destroyed"), "{destroyed}");
     assert!(
-        stderr_of(&out).contains(&format!("VM '{gone}' no longer exists")),
+        stderr_of(&out).contains(&format!("VM '{worker}' no longer exists")),
         "{}",
         stderr_of(&out)
     );
-    for (vm, networks_before) in [(&manager, &before[0]), (&worker, worker_before)] {
-        assert_eq!(swarm_state(vm), "inactive", "{vm}");
-        assert_eq!(&networks(vm), networks_before, "{vm}");
-    }
+    assert_eq!(swarm_state(&manager), "inactive");
+    assert_eq!(networks(&manager), before[0]);
     let listed = ok(&["swarm", "list", "--output", "json"]);
     assert!(!listed.contains(&swarm), "{listed}");
     let out = strata(&["swarm", "destroy", &swarm]);
@@ -524,8 +512,6 @@ fn a_swarm_of_three_vms_is_made_grown_shrunk_and_ended() {
         stderr_of(&out)
     );
 
-    for vm in [&manager, &worker] {
-        ok(&["vm", "destroy", vm]);
-    }
+    ok(&["vm", "destroy", &manager]);
     cleanup.close();
 }
