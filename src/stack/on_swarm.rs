@@ -539,9 +539,9 @@ fn wait_settled(
     plan: &ServicePlan,
 ) -> Result<Vec<Task>> {
     let limit = health_deadline(&r.spec).unwrap_or(Duration::from_secs(60)) + START_SLACK;
-    let deadline = Instant::now() + limit;
-    let expected = expected_tasks(target, r);
     let begun = Instant::now();
+    let deadline = begun + limit;
+    let expected = expected_tasks(target, r);
     let mut said = String::new();
     loop {
         let tasks = live_tasks(target.manager, &plan.name)?;
@@ -579,7 +579,7 @@ fn wait_settled(
                 format!(
                     "{running} of {expected} tasks running after {}s ({}){}",
                     limit.as_secs(),
-                    task_states(&tasks),
+                    said,
                     failure.map(|(_, why)| format!("; the last failed task: {why}")).unwrap_or_default()
                 ),
                 "`strata ps STACK` shows each task and its VM; a health check that never passes keeps a task from running",
