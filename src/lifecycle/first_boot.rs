@@ -202,6 +202,7 @@ pub(super) fn domain_spec(
         kernel: path_text(&plan.kernel),
         initrd: path_text(&plan.initrd),
         cmdline: kernel_cmdline(&plan.template.manifest.boot, plan.accel),
+        tcg_cpu: plan.template.manifest.boot.tcg_cpu.trim().to_string(),
         console_log: plan.console_log.display().to_string(),
         seed_path: path_text(&plan.seed),
         oem_strings,
@@ -312,6 +313,7 @@ mod tests {
             mode: template::BootMode::DirectKernel,
             cmdline: "root=/dev/vda rw".into(),
             tcg_cmdline: "mitigations=off".into(),
+            tcg_cpu: String::new(),
         };
         assert_eq!(
             kernel_cmdline(&boot, Accel::Tcg),

@@ -79,6 +79,10 @@ pub struct BootSpec {
     /// Extra kernel arguments when the VM runs under TCG (software emulation).
     #[serde(default)]
     pub tcg_cmdline: String,
+    /// The CPU model QEMU emulates under TCG (a libvirt model name, e.g. "Nehalem"); empty:
+    /// `maximum`, every feature TCG has. Under KVM the host's CPU is passed through.
+    #[serde(default)]
+    pub tcg_cpu: String,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
@@ -157,8 +161,27 @@ impl TemplateManifest {
                 "give the kernel command line, e.g. cmdline = \"root=/dev/vda rw console=ttyS0\"",
             ));
         }
+        if !is_cpu_model_name(&self.boot.tcg_cpu) {
+            return Err(Error::bad_input(format!(
+                "{}: boot.tcg_cpu '{}' is not a CPU model name",
+                path.display(),
+                self.boot.tcg_cpu
+            ))
+            .with_hint("a model libvirt knows (`virsh cpu-models x86_64`), e.g. tcg_cpu = \"Nehalem\", or empty for every feature TCG has"));
+        }
         Ok(())
     }
+}
+
+/// Empty, or a name as libvirt's CPU models are spelled (letters, digits, `-`, `_`, `.`):
+/// the name goes into the domain XML.
+fn is_cpu_model_name(name: &str) -> bool {
+    name.is_empty()
+        || (name.len() <= 64
+            && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
 }
 
 /// The manifest `path` (already parsed as `child`) laid over its sibling `parent`: tables
@@ -350,5 +373,29 @@ inject = "smbios"
         assert!(err.message().starts_with("x.toml:16:"), "{err}");
         let err = parse_toml::<TemplateManifest>(Path::new("x.toml"), &bad).unwrap_err();
         assert!(err.message().contains("`cpus = \"one\"`"), "{err}");
+    }
+
+    #[test]
+    fn the_tcg_cpu_is_a_model_name_or_empty() {
+        for good in [
+            "",
+            "Nehalem",
+            "qemu64",
+            "Skylake-Client-v4",
+            "EPYC_IBPB",
+            "a.b",
+        ] {
+            assert!(is_cpu_model_name(good), "{good}");
+        }
+        for bad in ["-x", "Nehalem'/><x", "a b", "../x", "<", &"x".repeat(65)] {
+            assert!(!is_cpu_model_name(bad), "{bad}");
+        }
+        let m: TemplateManifest = parse_toml(
+            Path::new("t.toml"),
+            &GOOD.replace("[vm]", "tcg_cpu = \"Nehalem'/>\"\n[vm]"),
+        )
+        .unwrap();
+        let err = m.validate(Path::new("t.toml")).unwrap_err();
+        assert!(err.message().contains("boot.tcg_cpu"), "{err}");
     }
 }

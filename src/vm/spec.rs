@@ -29,6 +29,8 @@ pub struct DomainSpec {
     pub kernel: String,
     pub initrd: String,
     pub cmdline: String,
+    /// The CPU model under TCG (a validated libvirt model name); empty: `maximum`.
+    pub tcg_cpu: String,
     /// Where the serial console is logged (kept when a boot fails).
     pub console_log: String,
     /// The cloud-init seed disk; empty for templates with their own first-boot unit.
@@ -105,6 +107,7 @@ mod tests {
             kernel: String::new(),
             initrd: String::new(),
             cmdline: String::new(),
+            tcg_cpu: String::new(),
             console_log: String::new(),
             seed_path: String::new(),
             oem_strings: vec![],
@@ -155,6 +158,41 @@ mod tests {
         ] {
             let err = render(tag, &body).unwrap_err();
             assert!(err.message().contains("exactly once"), "{tag}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_cpu_follows_the_accelerator_and_the_templates_tcg_model() {
+        let shipped = |name: &str| Path::new(env!("CARGO_MANIFEST_DIR")).join(name);
+        for template in [
+            shipped("vm-templates/debian-12/domain.xml.j2"),
+            shipped("libvirt-templates/imported-domain.xml.j2"),
+        ] {
+            let mut spec = spec();
+            let cpu = |spec: &DomainSpec| {
+                let xml = spec.render(&template).unwrap();
+                let doc = roxmltree::Document::parse(&xml).unwrap();
+                let cpu = doc.descendants().find(|n| n.has_tag_name("cpu")).unwrap();
+                let model = cpu
+                    .children()
+                    .find(|n| n.has_tag_name("model"))
+                    .and_then(|m| m.text())
+                    .map(str::to_string);
+                (cpu.attribute("mode").unwrap().to_string(), model)
+            };
+            assert_eq!(cpu(&spec), ("maximum".into(), None), "{template:?}");
+            spec.tcg_cpu = "Nehalem".into();
+            assert_eq!(
+                cpu(&spec),
+                ("custom".into(), Some("Nehalem".into())),
+                "{template:?}"
+            );
+            spec.accel = "kvm";
+            assert_eq!(
+                cpu(&spec),
+                ("host-passthrough".into(), None),
+                "{template:?}"
+            );
         }
     }
 }
