@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use ssh2::Session;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::Duration;
 
 /// Commands run with no timeout (package installs take minutes and print nothing), so a guest
@@ -30,18 +31,40 @@ pub struct Output {
     pub stderr: Vec<u8>,
 }
 
-/// Run `command` on the far side. With `stream`, output goes to our stdout/stderr as it comes
-/// (and is not kept); otherwise it is collected.
+/// Run `command` on the far side, its stdin closed (a command that reads it sees the end at
+/// once, as with `ssh -n`). With `stream`, output goes to our stdout/stderr as it comes (and
+/// is not kept); otherwise it is collected.
 pub fn exec(session: &Session, command: &str, stream: bool) -> Result<Output> {
+    exec_with_input(session, command, stream, None)
+}
+
+/// `exec`, with what arrives on `input` sent to the command's stdin and its end (the sender
+/// dropped) passed on as the end of that stdin, as `ssh HOST CMD < FILE` does.
+pub fn exec_with_input(
+    session: &Session,
+    command: &str,
+    stream: bool,
+    input: Option<Receiver<Vec<u8>>>,
+) -> Result<Output> {
     let mut channel = session.channel_session()?;
     channel.exec(command)?;
+    let mut stdin = match input {
+        Some(chunks) => StdinFeed::Open {
+            chunks,
+            pending: Vec::new(),
+        },
+        None => {
+            channel.send_eof()?;
+            StdinFeed::Closed
+        }
+    };
     let mut out = Output::default();
     // Read both streams without blocking on one while the other fills its window.
     session.set_blocking(false);
     let mut buf = [0u8; 32 * 1024];
     let result = (|| -> Result<()> {
         loop {
-            let mut progressed = false;
+            let mut progressed = stdin.feed(&mut channel);
             for is_stderr in [false, true] {
                 let read = if is_stderr {
                     channel.stderr().read(&mut buf)
@@ -85,6 +108,73 @@ pub fn exec(session: &Session, command: &str, stream: bool) -> Result<Output> {
     channel.wait_close()?;
     out.status = channel.exit_status()?;
     Ok(out)
+}
+
+/// The command's stdin: chunks still to send, then its end, sent once.
+enum StdinFeed {
+    Open {
+        chunks: Receiver<Vec<u8>>,
+        pending: Vec<u8>,
+    },
+    /// Every chunk sent; the end still to pass on (the channel's window was full).
+    Ending,
+    Closed,
+}
+
+impl StdinFeed {
+    /// Send what the channel takes now without blocking; whether anything moved.
+    fn feed(&mut self, channel: &mut ssh2::Channel) -> bool {
+        let mut moved = false;
+        if let StdinFeed::Open { chunks, pending } = self {
+            if pending.is_empty() {
+                match chunks.try_recv() {
+                    Ok(chunk) => *pending = chunk,
+                    Err(TryRecvError::Empty) => {}
+                    Err(TryRecvError::Disconnected) => *self = StdinFeed::Ending,
+                }
+            }
+        }
+        if let StdinFeed::Open { pending, .. } = self {
+            match channel.write(pending) {
+                Ok(n) => {
+                    pending.drain(..n);
+                    moved = n > 0;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                // The far side closed its stdin (the command ended or does not read it): the
+                // rest has nowhere to go, as with ssh.
+                Err(_) => *self = StdinFeed::Closed,
+            }
+        }
+        if let StdinFeed::Ending = self {
+            match channel.send_eof() {
+                Ok(()) => {
+                    *self = StdinFeed::Closed;
+                    moved = true;
+                }
+                // libssh2's EAGAIN: the window is full, try again on the next turn.
+                Err(e) if e.code() == ssh2::ErrorCode::Session(-37) => {}
+                Err(_) => *self = StdinFeed::Closed,
+            }
+        }
+        moved
+    }
+}
+
+/// Our own stdin as chunks for `exec_with_input`, read on a thread of its own (a read blocks;
+/// the thread ends at the end of stdin, or with the process).
+pub fn stdin_chunks() -> Receiver<Vec<u8>> {
+    let (send, chunks) = std::sync::mpsc::sync_channel(4);
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        let mut buf = vec![0u8; 32 * 1024];
+        while let Ok(n) = stdin.read(&mut buf) {
+            if n == 0 || send.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    chunks
 }
 
 /// Run a command that must succeed; its stderr becomes the error.

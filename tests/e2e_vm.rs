@@ -138,6 +138,25 @@ fn two_vms_boot_talk_and_leave_nothing_behind() {
     assert_eq!(ok(&["vm", "ssh", &a, "--", "hostname"]).trim(), a);
     let status = strata(&["vm", "ssh", &a, "--", "sh", "-c", "exit 7"]).status;
     assert_eq!(status.code(), Some(7));
+    // Our stdin reaches the command, and so does its end (as with `ssh VM CMD < FILE`).
+    let mut counted = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["vm", "ssh", &a, "--", "cat > /tmp/in && wc -c < /tmp/in"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = counted.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        std::io::Write::write_all(&mut input, &vec![b'x'; 300_000]).unwrap();
+    });
+    let out = finish_bounded(
+        counted,
+        "vm ssh with stdin",
+        std::time::Duration::from_secs(120),
+    );
+    writer.join().unwrap();
+    assert_eq!(assert_success("vm ssh with stdin", &out).trim(), "300000");
     // The root filesystem grew to the requested disk (default 8G) on first boot.
     let df = ok(&["vm", "ssh", &b, "--", "df", "--output=size", "-B1G", "/"]);
     let size: u64 = df.lines().last().unwrap().trim().parse().unwrap();

@@ -20,7 +20,7 @@ pub enum VmCommand {
         #[arg(long, value_enum, default_value = "table")]
         output: OutputFormat,
     },
-    /// Log in (no command) or run a command; the exit code is passed through
+    /// Log in (no command) or run a command; stdin goes to it, its exit code is passed through
     Ssh {
         name: String,
         #[arg(last = true)]
@@ -96,7 +96,9 @@ pub fn run(env: &Env, cmd: VmCommand) -> Result<i32> {
                 interactive(env, &name, &route)
             } else {
                 let session = ssh::connect(&route, Duration::from_secs(15))?;
-                Ok(ssh::exec(&session, &shell_join(&command), true)?.status)
+                // Our stdin goes to the command, as with `ssh VM CMD < FILE`.
+                let stdin = Some(ssh::stdin_chunks());
+                Ok(ssh::exec_with_input(&session, &shell_join(&command), true, stdin)?.status)
             }
         }
         VmCommand::Forward { name, ports, to } => {

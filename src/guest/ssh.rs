@@ -7,7 +7,9 @@ use crate::error::{Context, Error, ErrorKind, Result};
 use crate::guest::keys;
 use crate::guest::Route;
 use crate::ssh_exec::detect_dead_peer;
-pub use crate::ssh_exec::{exec, run_checked, sh_c, sh_quote, Output};
+pub use crate::ssh_exec::{
+    exec, exec_with_input, run_checked, sh_c, sh_quote, stdin_chunks, Output,
+};
 use ssh2::Session;
 use std::net::TcpStream;
 use std::time::Duration;
