@@ -420,16 +420,18 @@ params = {{ port = 8080, content = "web" }}
 }
 
 /// Wait until a container of stack "flt" exists in `vm` (the `up` is under way); an `up`
-/// that ends before making one fails the test at once, with what it said. It asks Docker's
-/// API over one SSH connection: a `docker ps` per look (a Go program started in the TCG
-/// guest, seconds of CPU each) would slow the `up` it waits for.
+/// that ends before making one fails the test at once, with what it said.
 fn wait_for_first_container(vm: &str, up: &mut Spawned) {
     let deadline = Instant::now() + Duration::from_secs(300);
-    let route = strata::guest::Route::of_vm(&system(), &Paths::discover(), vm).unwrap();
-    let docker = strata::guest::docker::GuestDocker::connect(&route).unwrap();
     loop {
-        let listed = strata::stack::objects::list_stack_containers(&docker, Some("flt"));
-        if listed.is_ok_and(|containers| !containers.is_empty()) {
+        let out = strata(&[
+            "vm",
+            "ssh",
+            vm,
+            "--",
+            "docker ps -aq --filter label=strata.stack=flt",
+        ]);
+        if out.status.success() && !String::from_utf8_lossy(&out.stdout).trim().is_empty() {
             return;
         }
         if let Ok(Some(status)) = up.child().try_wait() {
