@@ -202,7 +202,7 @@ pub(super) fn domain_spec(
         kernel: path_text(&plan.kernel),
         initrd: path_text(&plan.initrd),
         cmdline: kernel_cmdline(&plan.template.manifest.boot, plan.accel),
-        tcg_cpu: plan.template.manifest.boot.tcg_cpu.trim().to_string(),
+        tcg_cpu: plan.template.manifest.boot.tcg_cpu.clone(),
         console_log: plan.console_log.display().to_string(),
         seed_path: path_text(&plan.seed),
         oem_strings,
