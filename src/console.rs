@@ -16,6 +16,20 @@ pub fn write_ignoring_errors(mut sink: impl Write, text: fmt::Arguments) {
     let _ = sink.flush();
 }
 
+/// Write raw `bytes` (a container's log, not always UTF-8) to stdout or stderr, dropping any
+/// error as above.
+pub fn bytes(to_stderr: bool, bytes: &[u8]) {
+    fn put(mut sink: impl Write, bytes: &[u8]) {
+        let _ = sink.write_all(bytes);
+        let _ = sink.flush();
+    }
+    if to_stderr {
+        put(std::io::stderr().lock(), bytes);
+    } else {
+        put(std::io::stdout().lock(), bytes);
+    }
+}
+
 #[doc(hidden)]
 pub fn stdout(text: fmt::Arguments) {
     write_ignoring_errors(std::io::stdout().lock(), text);

@@ -3,7 +3,7 @@
 //! back network, a TCP ambassador to it, a poller that reaches the database only through the
 //! ambassador and keeps what it got in a volume, and a web service published on the VM's
 //! loopback. Asserts: start order follows health, the ambassador carries TCP, memory limits
-//! and log options are in effect, the host reaches the web service through an SSH port
+//! and log options are in effect, `logs` prints a service's log, the host reaches the web service through an SSH port
 //! forward, the docker CLI reaches the VM through `strata context`, `up` again is unchanged,
 //! one changed parameter recreates one service, a port conflict rolls back, a health check
 //! that never passes fails (kept with --keep-failed), the Docker tunnel heals after its SSH
@@ -193,6 +193,9 @@ fn a_four_service_stack_comes_up_in_health_order_and_converges() {
     assert_eq!(log.typ.as_deref(), Some("local"));
     assert_eq!(log.config.unwrap()["max-size"], "5m");
     assert_eq!(host.readonly_rootfs, Some(true));
+    // ... and its log is read as written (no prefix: one container).
+    let logged = ok(&["logs", file.to_str().unwrap(), "web", "--tail", "5"]);
+    assert_eq!(logged.trim(), "httpd: serving /www on port 80", "{logged}");
 
     // From the host, through an SSH port forward to the VM's loopback.
     let forward = strata::guest::forward::Forward::open(&target, 0, "127.0.0.1", 8080).unwrap();

@@ -8,11 +8,11 @@
 //! another. A stack runs on the swarm (a web service of three replicas and a backend on an
 //! internal overlay network): the replicas spread over both VMs, each VM answers on the
 //! published port through the routing mesh, a web task reaches the backend across VMs over
-//! the overlay, `up` again is unchanged, the destroyed worker's replicas run on the manager
-//! within a bounded time, and `down` leaves no service or network. The last manager may not
-//! leave; the swarm is destroyed (the destroyed VM's node taken off its list) and the
-//! manager's engine is as it was before (no swarm, the same networks). Join tokens never
-//! appear in strata's output.
+//! the overlay, `logs` shows each replica's lines after its task and VM, `up` again is
+//! unchanged, the destroyed worker's replicas run on the manager within a bounded time, and
+//! `down` leaves no service or network. The last manager may not leave; the swarm is
+//! destroyed (the destroyed VM's node taken off its list) and the manager's engine is as it
+//! was before (no swarm, the same networks). Join tokens never appear in strata's output.
 //!
 //! Two VMs, not three: with three 2-vCPU TCG guests on 2 cores the stack's `up` took
 //! 420-600 s (each node's first task 3-4 minutes in `Starting`) and its wait ran out in a CI
@@ -208,6 +208,18 @@ fn a_stack_runs_on_the_swarm(lv: &strata::vm::Libvirt, swarm: &str, vms: [&str; 
         ),
     ]);
     assert!(fetched.contains("metadata-v1"), "{fetched}");
+    // Each replica's log, every line after its task and VM.
+    let logged = ok(&["logs", stack, "web", "--tail", "5"]);
+    let mut logged_on: Vec<String> = logged
+        .lines()
+        .filter_map(|l| l.strip_suffix(" | httpd: serving /www on port 80"))
+        .filter_map(|task| task.strip_prefix(&format!("{name}-web.")))
+        .map(|slot_at_vm| slot_at_vm.split_once('@').unwrap().1.to_string())
+        .collect();
+    assert_eq!(logged_on.len(), 3, "{logged}");
+    logged_on.sort();
+    logged_on.dedup();
+    assert_eq!(logged_on, sorted(vms), "{logged}");
 
     let again: serde_json::Value =
         serde_json::from_str(&ok(&["up", stack, "--output", "json"])).unwrap();

@@ -257,6 +257,19 @@ pub fn ps(env: &Env, args: PsArgs) -> Result<i32> {
 
 pub fn logs(env: &Env, args: LogsArgs) -> Result<i32> {
     let file = StackFile::load(&args.stack)?;
+    if let Some(swarm) = &file.swarm {
+        let lv = env.libvirt()?;
+        crate::lifecycle::stack_swarm::logs(
+            &lv,
+            &env.paths,
+            &file,
+            swarm,
+            &args.service,
+            args.follow,
+            args.tail,
+        )?;
+        return Ok(0);
+    }
     let docker = connect(env, &file)?;
     stack::logs(&docker, &file, &args.service, args.follow, args.tail)?;
     Ok(0)

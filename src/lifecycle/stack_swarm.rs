@@ -1,4 +1,4 @@
-//! `strata up|ps|down` of a stack on a swarm, top-down: render the stack, find the swarm among
+//! `strata up|ps|logs|down` of a stack on a swarm, top-down: render the stack, find the swarm among
 //! the running VMs and open its ready nodes, and when anything must change run the preflight
 //! checks for the host and the swarm's VMs first, then converge through a manager (stack rolls
 //! back what it made if that fails). One `up` of a stack at a time, as on a VM.
@@ -90,6 +90,20 @@ pub fn up(
 pub fn ps(lv: &Libvirt, paths: &Paths, file: &StackFile, swarm: &str) -> Result<Vec<TaskRow>> {
     let open = open_by_name(lv, paths, swarm)?;
     on_swarm::ps(file, &target(&open))
+}
+
+/// Print the log of each task of `service` (see on_swarm::logs).
+pub fn logs(
+    lv: &Libvirt,
+    paths: &Paths,
+    file: &StackFile,
+    swarm: &str,
+    service: &str,
+    follow: bool,
+    tail: Option<usize>,
+) -> Result<()> {
+    let open = open_by_name(lv, paths, swarm)?;
+    on_swarm::logs(file, &target(&open), service, follow, tail)
 }
 
 /// Take the stack down (its volumes on every node only with `volumes`), under `up`'s lock.

@@ -737,6 +737,74 @@ pub fn ps(stack: &StackFile, target: &SwarmTarget) -> Result<Vec<TaskRow>> {
     Ok(rows)
 }
 
+/// The log of each task `ps` shows for `service` (the tasks the swarm wants running), each
+/// line after its task and VM ("stack-web.2@vm-b | "), as `docker service logs` prints them.
+/// Without `follow` the tasks' logs come one after another, in slot order; with it, lines of
+/// all of them as they come (a task started later, e.g. a replacement, is not followed). A
+/// task whose node does not answer is named on stderr and skipped.
+pub fn logs(
+    stack: &StackFile,
+    target: &SwarmTarget,
+    service: &str,
+    follow: bool,
+    tail: Option<usize>,
+) -> Result<()> {
+    use futures_util::stream::{self, BoxStream, StreamExt};
+    crate::stack::status::require_declared(stack, service)?;
+    let name = stack.scoped(service);
+    if !stack_services(target.manager, &stack.name)?.contains_key(service) {
+        return Err(Error::not_found(format!(
+            "service '{service}' of stack '{}' does not run on the swarm",
+            stack.name
+        ))
+        .with_hint("`strata up STACK` starts it"));
+    }
+    let mut tasks = live_tasks(target.manager, &name)?;
+    tasks.sort_by_key(|t| t.slot.unwrap_or_default());
+    let mut readable = Vec::new();
+    for task in &tasks {
+        let (Some(id), Some(node)) = (task.id.clone(), task.node_id.as_deref()) else {
+            continue; // not scheduled yet: no log
+        };
+        let vm = target.vm_of(node);
+        let label = match task.slot {
+            Some(slot) => format!("{name}.{slot}@{vm}"),
+            None => format!("{name}@{vm}"),
+        };
+        if target.nodes.iter().any(|n| n.id == node) {
+            readable.push((label, id));
+        } else {
+            crate::errln!("strata: {label}: its node is not ready, its log is not read");
+        }
+    }
+    let docker = target.manager;
+    docker.run(async {
+        let per_task = readable.iter().enumerate().map(|(i, (_, id))| {
+            docker
+                .docker
+                .task_logs(id, Some(crate::stack::status::log_options(follow, tail)))
+                .map(move |chunk| (i, chunk))
+                .boxed()
+        });
+        let mut merged: BoxStream<_> = if follow {
+            stream::select_all(per_task).boxed()
+        } else {
+            stream::iter(per_task).flatten().boxed()
+        };
+        let mut printers: Vec<_> = readable
+            .iter()
+            .map(|(label, _)| crate::stack::status::LogPrinter::new(format!("{label} | ")))
+            .collect();
+        while let Some((i, chunk)) = merged.next().await {
+            let chunk = chunk.map_err(|e| {
+                docker_error(e).context(format!("reading the log of {}", readable[i].0))
+            })?;
+            printers[i].write(chunk);
+        }
+        Ok(())
+    })
+}
+
 /// What `down` removed from the swarm.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct SwarmDownReport {

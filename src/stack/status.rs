@@ -26,6 +26,69 @@ pub fn ps(docker: &GuestDocker, stack: &StackFile) -> Result<Vec<ServiceRow>> {
         .collect()
 }
 
+/// Refuse a service the stack file does not declare.
+pub(crate) fn require_declared(stack: &StackFile, service: &str) -> Result<()> {
+    if stack.services.contains_key(service) {
+        return Ok(());
+    }
+    Err(
+        Error::not_found(format!("stack '{}' has no service '{service}'", stack.name))
+            .with_hint(format!("services: {}", stack.service_names())),
+    )
+}
+
+/// The options of one log read: all of it or the last `tail` lines, followed when asked.
+pub(crate) fn log_options(follow: bool, tail: Option<usize>) -> LogsOptions {
+    LogsOptions {
+        follow,
+        stdout: true,
+        stderr: true,
+        tail: tail.map(|n| n.to_string()).unwrap_or_else(|| "all".into()),
+        ..Default::default()
+    }
+}
+
+/// Writes a container's log to our stdout and stderr as it comes, each line after `prefix`
+/// (none for a lone container; "web.2@vm | " for one task of several).
+pub(crate) struct LogPrinter {
+    prefix: String,
+    /// Whether the next byte on stdout, and on stderr, begins a line.
+    at_line_start: [bool; 2],
+}
+
+impl LogPrinter {
+    pub(crate) fn new(prefix: String) -> LogPrinter {
+        LogPrinter {
+            prefix,
+            at_line_start: [true, true],
+        }
+    }
+
+    pub(crate) fn write(&mut self, chunk: bollard::container::LogOutput) {
+        let (bytes, to_stderr) = match chunk {
+            bollard::container::LogOutput::StdErr { message } => (message, true),
+            other => (other.into_bytes(), false),
+        };
+        let at_start = &mut self.at_line_start[usize::from(to_stderr)];
+        crate::console::bytes(to_stderr, &prefix_lines(&self.prefix, at_start, &bytes));
+    }
+}
+
+/// `bytes` with `prefix` before each line that begins in them; `at_start` says whether the
+/// first byte begins a line (a message may end without its newline), and is left saying it
+/// for the next bytes.
+fn prefix_lines(prefix: &str, at_start: &mut bool, bytes: &[u8]) -> Vec<u8> {
+    let mut text = Vec::with_capacity(bytes.len() + prefix.len());
+    for line in bytes.split_inclusive(|b| *b == b'\n') {
+        if *at_start {
+            text.extend_from_slice(prefix.as_bytes());
+        }
+        text.extend_from_slice(line);
+        *at_start = line.ends_with(b"\n");
+    }
+    text
+}
+
 /// Print a service's log to stdout (and stderr), following it when asked.
 pub fn logs(
     docker: &GuestDocker,
@@ -34,37 +97,15 @@ pub fn logs(
     follow: bool,
     tail: Option<usize>,
 ) -> Result<()> {
-    if !stack.services.contains_key(service) {
-        return Err(
-            Error::not_found(format!("stack '{}' has no service '{service}'", stack.name))
-                .with_hint(format!("services: {}", stack.service_names())),
-        );
-    }
+    require_declared(stack, service)?;
     let name = stack.scoped(service);
     docker.run(async {
-        use std::io::Write;
-        let mut stream = docker.docker.logs(
-            &name,
-            Some(LogsOptions {
-                follow,
-                stdout: true,
-                stderr: true,
-                tail: tail.map(|n| n.to_string()).unwrap_or_else(|| "all".into()),
-                ..Default::default()
-            }),
-        );
+        let mut stream = docker.docker.logs(&name, Some(log_options(follow, tail)));
+        let mut printer = LogPrinter::new(String::new());
         while let Some(chunk) = stream.next().await {
-            let chunk =
-                chunk.map_err(|e| docker_error(e).context(format!("reading the log of {name}")))?;
-            match chunk {
-                bollard::container::LogOutput::StdErr { message } => {
-                    let _ = std::io::stderr().write_all(&message);
-                }
-                other => {
-                    let _ = std::io::stdout().write_all(&other.into_bytes());
-                    let _ = std::io::stdout().flush();
-                }
-            }
+            printer.write(
+                chunk.map_err(|e| docker_error(e).context(format!("reading the log of {name}")))?,
+            );
         }
         Ok(())
     })
@@ -101,4 +142,28 @@ pub fn down(docker: &GuestDocker, stack: &StackFile, volumes: bool) -> Result<Do
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_lines;
+
+    #[test]
+    fn each_line_gets_the_prefix_once_even_across_chunks() {
+        let mut at_start = true;
+        let mut out = prefix_lines("w.1@a | ", &mut at_start, b"one\ntw");
+        assert!(!at_start);
+        out.extend(prefix_lines("w.1@a | ", &mut at_start, b"o\nthree\n"));
+        assert!(at_start);
+        assert_eq!(out, b"w.1@a | one\nw.1@a | two\nw.1@a | three\n");
+    }
+
+    #[test]
+    fn without_a_prefix_the_bytes_are_unchanged() {
+        let mut at_start = true;
+        let raw = b"\xff\xfe not utf-8\n\nlast".to_vec();
+        assert_eq!(prefix_lines("", &mut at_start, &raw), raw);
+        assert_eq!(prefix_lines("p ", &mut at_start, b""), b"");
+        assert!(!at_start);
+    }
 }
