@@ -3,11 +3,12 @@
 //! back network, a TCP ambassador to it, a poller that reaches the database only through the
 //! ambassador and keeps what it got in a volume, and a web service published on the VM's
 //! loopback. Asserts: start order follows health, the ambassador carries TCP, memory limits
-//! and log options are in effect, `logs` prints a service's log, the host reaches the web service through an SSH port
-//! forward, the docker CLI reaches the VM through `strata context`, `up` again is unchanged,
-//! one changed parameter recreates one service, a port conflict rolls back, a health check
-//! that never passes fails (kept with --keep-failed), the Docker tunnel heals after its SSH
-//! connection is killed, and `down` keeps volumes.
+//! and log options are in effect, `logs` prints a service's log, the host reaches the web
+//! service through an SSH port forward, the docker CLI reaches the VM through `strata
+//! context` (its files removed with the VM), `up` again is unchanged, one changed parameter
+//! recreates one service, a port conflict rolls back, a health check that never passes fails
+//! (kept with --keep-failed), the Docker tunnel heals after its SSH connection is killed, and
+//! `down` keeps volumes.
 
 mod common;
 
@@ -204,7 +205,7 @@ fn a_four_service_stack_comes_up_in_health_order_and_converges() {
     assert!(page.contains("200 OK") && page.contains("web-v1"), "{page}");
 
     // The user's docker CLI reaches the same Docker through `strata context` (ssh://, the
-    // pinned host key); the files it wrote are removed afterwards.
+    // pinned host key); the files it wrote go with the VM (checked at the end).
     let written = ok(&["context", &vm]);
     let printed = |label: &str| -> PathBuf {
         let line = written
@@ -231,8 +232,6 @@ fn a_four_service_stack_comes_up_in_health_order_and_converges() {
         "docker --context strata-VM ps",
         std::time::Duration::from_secs(120),
     );
-    std::fs::remove_file(&snippet).unwrap();
-    std::fs::remove_dir_all(meta.parent().unwrap()).unwrap();
     let names = assert_success("docker --context strata-VM ps", &cli);
     assert!(names.lines().any(|n| n == "stk-web"), "{names}");
 
@@ -342,5 +341,11 @@ fn a_four_service_stack_comes_up_in_health_order_and_converges() {
     std::fs::remove_dir_all(&dir).unwrap();
     ok(&["vm", "destroy", &vm]);
     assert_gone(&lv, &paths, &vm, &net);
+    assert!(!snippet.exists(), "{} outlived its VM", snippet.display());
+    assert!(
+        !meta.parent().unwrap().exists(),
+        "{} outlived its VM",
+        meta.display()
+    );
     cleanup.close();
 }

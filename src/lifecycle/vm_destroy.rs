@@ -1,7 +1,8 @@
 //! `vm destroy`: remove a VM and everything strata made for it — its domain, the volumes its
-//! record lists, its DHCP reservation, its keys — and never the template. The whole list is
-//! journaled before the first removal, so a destroy that stops halfway (an error, a lost
-//! libvirtd, a kill) is finished by the next `vm destroy NAME` or any later strata run.
+//! record lists, its DHCP reservation, its keys, the docker context `strata context` wrote for
+//! it — and never the template. The whole list is journaled before the first removal, so a
+//! destroy that stops halfway (an error, a lost libvirtd, a kill) is finished by the next
+//! `vm destroy NAME` or any later strata run.
 
 use super::journal::{self, Action, Journal, Undo};
 use crate::error::{Error, Result};
@@ -88,7 +89,7 @@ pub fn destroy_with(lv: &Libvirt, paths: &Paths, name: &str, data: DataDisk) -> 
     let journal = Journal::begin_with(lv, paths, name, Action::Destroy, steps)?;
     let problems = journal.rollback(lv, paths);
     if problems.is_empty() {
-        Ok(())
+        forget_docker_context(paths, name)
     } else {
         Err(Error::failed(format!(
             "destroying '{name}' stopped halfway: {}",
@@ -98,6 +99,19 @@ pub fn destroy_with(lv: &Libvirt, paths: &Paths, name: &str, data: DataDisk) -> 
             "run `strata vm destroy {name}` again to finish (any strata command also retries it)"
         )))
     }
+}
+
+/// The docker context and SSH settings `strata context NAME` wrote for the user running
+/// strata reach a VM that is gone: removed when they are strata's for this VM.
+fn forget_docker_context(paths: &Paths, name: &str) -> Result<()> {
+    let homes = crate::stack::context::Homes::of_current_user()?;
+    crate::stack::context::remove(name, &paths.vm_known_hosts(name), &homes)
+        .map(drop)
+        .map_err(|e| {
+            e.context(format!(
+                "VM '{name}' is destroyed; removing its docker context"
+            ))
+        })
 }
 
 /// VMs made before volumes were recorded by role list only their root disk: their data disk

@@ -2,7 +2,8 @@
 //! over ssh:// with strata's key and the pinned host key. The SSH settings go into a snippet
 //! strata owns (~/.ssh/strata/VM.conf, included from ~/.ssh/config), the context into
 //! ~/.docker/contexts the way `docker context create` stores it. Docker's socket stays
-//! unexposed: the CLI runs `docker system dial-stdio` in the VM over that SSH login.
+//! unexposed: the CLI runs `docker system dial-stdio` in the VM over that SSH login. Both are
+//! removed with the VM (`remove`).
 
 use crate::atomic_write;
 use crate::error::{Context, Error, Result};
@@ -140,6 +141,51 @@ pub fn write(vm: &str, target: &Route, known_hosts: &Path, homes: &Homes) -> Res
     })
 }
 
+/// Remove what `write` wrote for `vm`, when it is strata's for this very VM: the snippet only
+/// if it is strata's (its first line) and pins `known_hosts` (a VM of the same name on another
+/// host pins its own, and keeps its snippet), and the docker context only with that snippet and
+/// only if it is strata's context reaching ssh://strata-VM. The Include line in ~/.ssh/config
+/// stays: it serves the other VMs. The files removed.
+pub fn remove(vm: &str, known_hosts: &Path, homes: &Homes) -> Result<Vec<PathBuf>> {
+    let snippet = homes.ssh_dir.join("strata").join(format!("{vm}.conf"));
+    let text = match std::fs::read_to_string(&snippet) {
+        Ok(text) => text,
+        // None, or not text strata wrote.
+        Err(_) => return Ok(Vec::new()),
+    };
+    if !is_snippet_of(&text, vm, known_hosts) {
+        return Ok(Vec::new());
+    }
+    let mut removed = Vec::new();
+    std::fs::remove_file(&snippet).context(format!("removing {}", snippet.display()))?;
+    removed.push(snippet);
+    let meta_dir = homes
+        .docker_config
+        .join("contexts/meta")
+        .join(crate::digest::sha256_bytes(
+            format!("strata-{vm}").as_bytes(),
+        ));
+    let meta = meta_dir.join("meta.json");
+    let ours = std::fs::read(&meta)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .is_some_and(|found| found == docker_meta(vm));
+    if ours {
+        std::fs::remove_file(&meta).context(format!("removing {}", meta.display()))?;
+        // Only when empty: anything else in it is not strata's.
+        let _ = std::fs::remove_dir(&meta_dir);
+        removed.push(meta);
+    }
+    Ok(removed)
+}
+
+/// Whether `text` is the snippet strata wrote for `vm` pinning `known_hosts` (pure).
+fn is_snippet_of(text: &str, vm: &str, known_hosts: &Path) -> bool {
+    let pins = format!("UserKnownHostsFile {}", known_hosts.display());
+    text.starts_with(&format!("# Written by `strata context {vm}`;"))
+        && text.lines().any(|line| line.trim() == pins)
+}
+
 /// The new text of ~/.ssh/config, or None when it already includes strata's snippets. A
 /// missing file is empty; one strata cannot read as text is an error, so that it is never
 /// mistaken for an empty one and overwritten.
@@ -242,6 +288,12 @@ mod tests {
         fn config(&self) -> PathBuf {
             self.dir.join(".ssh/config")
         }
+        fn homes(&self) -> Homes {
+            Homes {
+                ssh_dir: self.dir.join(".ssh"),
+                docker_config: self.dir.join(".docker"),
+            }
+        }
         fn write(&self) -> Result<ContextFiles> {
             let target = Route {
                 addr: "10.78.0.5:22".parse().unwrap(),
@@ -250,11 +302,12 @@ mod tests {
                 pinned_host_key: "ssh-ed25519 AAAA".into(),
                 via: None,
             };
-            let homes = Homes {
-                ssh_dir: self.dir.join(".ssh"),
-                docker_config: self.dir.join(".docker"),
-            };
-            write("demo", &target, &self.dir.join("known_hosts"), &homes)
+            write(
+                "demo",
+                &target,
+                &self.dir.join("known_hosts"),
+                &self.homes(),
+            )
         }
         /// Nothing but what the test set up: no snippet, no docker context.
         fn assert_nothing_written(&self) {
@@ -346,6 +399,60 @@ mod tests {
         std::fs::write(home.config(), &original).unwrap();
         assert!(!home.write().unwrap().include_added);
         assert_eq!(std::fs::read(home.config()).unwrap(), original);
+    }
+
+    #[test]
+    fn the_vms_own_context_is_removed_with_it_and_nothing_else() {
+        let home = FakeHome::new("remove");
+        let files = home.write().unwrap();
+        let config = std::fs::read_to_string(home.config()).unwrap();
+        // A VM of the same name on another host pins another key file: kept.
+        let elsewhere = home.dir.join("hosts/hv2/known_hosts");
+        assert_eq!(
+            remove("demo", &elsewhere, &home.homes()).unwrap(),
+            [] as [PathBuf; 0]
+        );
+        assert!(files.ssh_snippet.exists() && files.docker_meta.exists());
+        // A docker context of that name that is not strata's: the snippet goes, it stays.
+        std::fs::write(
+            &files.docker_meta,
+            r#"{"Name":"strata-demo","Endpoints":{}}"#,
+        )
+        .unwrap();
+        let known_hosts = home.dir.join("known_hosts");
+        let removed = remove("demo", &known_hosts, &home.homes()).unwrap();
+        assert_eq!(removed, std::slice::from_ref(&files.ssh_snippet));
+        assert!(files.docker_meta.exists());
+        // strata's own: both go, the meta folder too; the Include line stays for the others.
+        home.write().unwrap();
+        let removed = remove("demo", &known_hosts, &home.homes()).unwrap();
+        assert_eq!(
+            removed,
+            [files.ssh_snippet.clone(), files.docker_meta.clone()]
+        );
+        assert!(!files.docker_meta.parent().unwrap().exists());
+        assert_eq!(std::fs::read_to_string(home.config()).unwrap(), config);
+        // Nothing left: nothing to do.
+        assert!(remove("demo", &known_hosts, &home.homes())
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn a_snippet_is_ours_only_with_our_first_line_and_pin() {
+        let k = Path::new("/var/lib/strata/vms/demo/known_hosts");
+        let target = Route {
+            addr: "10.78.0.5:22".parse().unwrap(),
+            user: "root".into(),
+            key: "/k".into(),
+            pinned_host_key: "x".into(),
+            via: None,
+        };
+        let ours = ssh_snippet("demo", &target, k);
+        assert!(is_snippet_of(&ours, "demo", k));
+        assert!(!is_snippet_of(&ours, "dem", k));
+        assert!(!is_snippet_of(&ours, "demo", Path::new("/other")));
+        assert!(!is_snippet_of(&format!("# mine\n{ours}"), "demo", k));
     }
 
     #[test]
