@@ -231,15 +231,20 @@ mod tests {
     use super::*;
     use crate::host::remote::Site;
 
-    #[test]
-    fn snippet_pins_key_and_host_key() {
-        let target = Route {
+    /// The route to VM `demo` of the tests.
+    fn demo_route() -> Route {
+        Route {
             addr: "10.78.0.5:22".parse().unwrap(),
             user: "root".into(),
             key: "/var/lib/strata/vms/demo/id_ed25519".into(),
             pinned_host_key: "ssh-ed25519 AAAA".into(),
             via: None,
-        };
+        }
+    }
+
+    #[test]
+    fn snippet_pins_key_and_host_key() {
+        let target = demo_route();
         let text = ssh_snippet(
             "demo",
             &target,
@@ -295,16 +300,9 @@ mod tests {
             }
         }
         fn write(&self) -> Result<ContextFiles> {
-            let target = Route {
-                addr: "10.78.0.5:22".parse().unwrap(),
-                user: "root".into(),
-                key: "/var/lib/strata/vms/demo/id_ed25519".into(),
-                pinned_host_key: "ssh-ed25519 AAAA".into(),
-                via: None,
-            };
             write(
                 "demo",
-                &target,
+                &demo_route(),
                 &self.dir.join("known_hosts"),
                 &self.homes(),
             )
@@ -441,14 +439,7 @@ mod tests {
     #[test]
     fn a_snippet_is_ours_only_with_our_first_line_and_pin() {
         let k = Path::new("/var/lib/strata/vms/demo/known_hosts");
-        let target = Route {
-            addr: "10.78.0.5:22".parse().unwrap(),
-            user: "root".into(),
-            key: "/k".into(),
-            pinned_host_key: "x".into(),
-            via: None,
-        };
-        let ours = ssh_snippet("demo", &target, k);
+        let ours = ssh_snippet("demo", &demo_route(), k);
         assert!(is_snippet_of(&ours, "demo", k));
         assert!(!is_snippet_of(&ours, "dem", k));
         assert!(!is_snippet_of(&ours, "demo", Path::new("/other")));
