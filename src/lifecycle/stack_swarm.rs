@@ -28,6 +28,11 @@ fn target(open: &OpenSwarm) -> SwarmTarget<'_> {
             .map(|(vm, id, docker)| Node {
                 vm: vm.clone(),
                 id: id.clone(),
+                active: open
+                    .view
+                    .nodes
+                    .iter()
+                    .any(|n| n.id == *id && n.availability == "active"),
                 docker,
             })
             .collect(),

@@ -35,6 +35,8 @@ const START_SLACK: Duration = Duration::from_secs(600);
 pub struct Node<'a> {
     pub vm: String,
     pub id: String,
+    /// Whether it takes new tasks (availability active; a paused or drained node takes none).
+    pub active: bool,
     pub docker: &'a GuestDocker,
 }
 
@@ -63,8 +65,15 @@ impl SwarmTarget<'_> {
     fn allowed<'s>(&'s self, placement: &'s [String]) -> impl Iterator<Item = &'s Node<'s>> {
         self.nodes
             .iter()
-            .filter(move |n| placement.is_empty() || placement.contains(&n.vm))
+            .filter(move |n| may_run(&n.vm, n.active, placement))
     }
+}
+
+/// Whether a ready node on VM `vm` may run a service placed on `placement` (empty: anywhere):
+/// only if it takes new tasks. A drained node counted for a global service would be waited
+/// for in vain.
+fn may_run(vm: &str, active: bool, placement: &[String]) -> bool {
+    active && (placement.is_empty() || placement.iter().any(|p| p == vm))
 }
 
 /// What `up` did on a swarm.
@@ -377,8 +386,8 @@ fn put_images(
         let first = allowed.next().ok_or_else(|| {
             stack.error_at(
                 r.service,
-                "no ready node of the swarm may run it",
-                "see `strata swarm list`: its placement names VMs whose nodes are not ready",
+                "no ready, active node of the swarm may run it",
+                "see `strata swarm list`: its placement names VMs whose nodes are not ready, or paused or drained (`docker node update --availability active` on a manager)",
             )
         })?;
         let (id, how) = images::ensure(first.docker, &r.template, &r.spec.image)
@@ -898,6 +907,16 @@ mod tests {
             }),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn only_active_nodes_in_the_placement_may_run_a_service() {
+        let on_b = ["b".to_string()];
+        assert!(may_run("a", true, &[]));
+        assert!(!may_run("a", false, &[]), "a drained node");
+        assert!(may_run("b", true, &on_b));
+        assert!(!may_run("a", true, &on_b));
+        assert!(!may_run("b", false, &on_b));
     }
 
     #[test]

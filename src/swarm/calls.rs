@@ -5,7 +5,8 @@ use super::{CONTROL_PORT, DATA_PATH_PORT, LIVE_RESTORE_LABEL, MTU_LABEL, NAME_LA
 use crate::error::{Error, Result};
 use crate::guest::docker::{docker_error, found, GuestDocker};
 use bollard::models::{
-    NodeSpecRoleEnum, NodeState, SwarmInitRequest, SwarmJoinRequest, SwarmSpec, SwarmSpecDispatcher,
+    NodeSpecAvailabilityEnum, NodeSpecRoleEnum, NodeState, SwarmInitRequest, SwarmJoinRequest,
+    SwarmSpec, SwarmSpecDispatcher,
 };
 use bollard::query_parameters::{
     DeleteNodeOptions, LeaveSwarmOptions, ListNodesOptions, ListServicesOptions, UpdateNodeOptions,
@@ -110,6 +111,8 @@ pub struct SwarmNode {
     pub leader: bool,
     /// ready, down, unknown or disconnected.
     pub state: String,
+    /// active, pause or drain: only an active node takes new tasks.
+    pub availability: String,
     /// strata turned the engine's live-restore off when it joined: on again when it leaves.
     #[serde(skip)]
     pub restore_live_restore: bool,
@@ -132,6 +135,12 @@ pub fn list_nodes(docker: &GuestDocker) -> Result<Vec<SwarmNode>> {
                 vm: label(VM_LABEL),
                 manager: spec.role == Some(NodeSpecRoleEnum::MANAGER),
                 leader: n.manager_status.and_then(|m| m.leader).unwrap_or(false),
+                availability: match spec.availability {
+                    Some(NodeSpecAvailabilityEnum::PAUSE) => "pause",
+                    Some(NodeSpecAvailabilityEnum::DRAIN) => "drain",
+                    _ => "active",
+                }
+                .to_string(),
                 state: match n.status.and_then(|s| s.state) {
                     Some(NodeState::READY) => "ready",
                     Some(NodeState::DOWN) => "down",
