@@ -48,8 +48,9 @@ pub fn read_member(docker: &GuestDocker) -> Result<Member> {
 pub fn member_of(info: &SystemInfo) -> Member {
     let swarm = info.swarm.clone().unwrap_or_default();
     let node_id = swarm.node_id.clone().unwrap_or_default();
+    // One rule for "in no swarm", shared with the engine's own checks.
     let membership = match swarm.local_node_state {
-        None | Some(LocalNodeState::INACTIVE) | Some(LocalNodeState::EMPTY) => Membership::Alone,
+        _ if !crate::guest::docker::in_swarm_mode(info) => Membership::Alone,
         Some(LocalNodeState::ACTIVE) if swarm.control_available == Some(true) => {
             let cluster = swarm.cluster.unwrap_or_default();
             let labels = cluster.spec.and_then(|s| s.labels).unwrap_or_default();
@@ -61,7 +62,7 @@ pub fn member_of(info: &SystemInfo) -> Member {
             }
         }
         Some(LocalNodeState::ACTIVE) => Membership::Worker,
-        Some(other) => Membership::Unsettled(format!(
+        other => Membership::Unsettled(format!(
             "{}{}",
             serde_json::to_value(other)
                 .ok()
