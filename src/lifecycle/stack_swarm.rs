@@ -1,7 +1,7 @@
-//! `strata up|ps|logs|down` of a stack on a swarm, top-down: render the stack, find the swarm among
-//! the running VMs and open its ready nodes, and when anything must change run the preflight
-//! checks for the host and the swarm's VMs first, then converge through a manager (stack rolls
-//! back what it made if that fails). One `up` of a stack at a time, as on a VM.
+//! `strata up|ps|logs|down` of a stack on a swarm, top-down: render the stack, find the swarm
+//! among the running VMs and open its ready nodes, and when anything must change run the
+//! preflight checks for the host and the swarm's VMs first, then converge through a manager
+//! (stack rolls back what it made if that fails). One `up` of a stack at a time, as on a VM.
 
 use super::checks;
 use super::swarm::{open_by_name, OpenSwarm};
