@@ -242,7 +242,7 @@ impl StackFile {
                 "{}: the stack runs on swarm '{swarm}', not on one VM",
                 self.path.display()
             ))
-            .with_hint("stacks on a swarm work with `strata up`, `ps` and `down`; plans place stacks on VMs only")),
+            .with_hint("stacks on a swarm work with `strata up`, `ps`, `logs` and `down`; plans place stacks on VMs only")),
         }
     }
 
