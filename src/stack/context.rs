@@ -104,9 +104,8 @@ pub fn write(vm: &str, target: &Route, known_hosts: &Path, homes: &Homes) -> Res
     let ssh_dir = &homes.ssh_dir;
     let config_path = ssh_dir.join("config");
     let config_update = config_with_include(&config_path)?;
-    let snippet_dir = ssh_dir.join("strata");
-    create_private_dir(&snippet_dir)?;
-    let snippet = snippet_dir.join(format!("{vm}.conf"));
+    let snippet = snippet_path(homes, vm);
+    create_private_dir(snippet.parent().expect("a snippet is inside ~/.ssh/strata"))?;
     atomic_write::replace(
         &snippet,
         ssh_snippet(vm, target, known_hosts).as_bytes(),
@@ -120,10 +119,7 @@ pub fn write(vm: &str, target: &Route, known_hosts: &Path, homes: &Homes) -> Res
         None => false,
     };
     let name = format!("strata-{vm}");
-    let meta_dir = homes
-        .docker_config
-        .join("contexts/meta")
-        .join(crate::digest::sha256_bytes(name.as_bytes()));
+    let meta_dir = meta_dir(homes, vm);
     std::fs::create_dir_all(&meta_dir).context(format!("creating {}", meta_dir.display()))?;
     let meta = meta_dir.join("meta.json");
     // The mode the docker CLI gives the meta.json files it writes itself.
@@ -147,7 +143,7 @@ pub fn write(vm: &str, target: &Route, known_hosts: &Path, homes: &Homes) -> Res
 /// only if it is strata's context reaching ssh://strata-VM. The Include line in ~/.ssh/config
 /// stays: it serves the other VMs. The files removed.
 pub fn remove(vm: &str, known_hosts: &Path, homes: &Homes) -> Result<Vec<PathBuf>> {
-    let snippet = homes.ssh_dir.join("strata").join(format!("{vm}.conf"));
+    let snippet = snippet_path(homes, vm);
     let text = match std::fs::read_to_string(&snippet) {
         Ok(text) => text,
         // None, or not text strata wrote.
@@ -159,12 +155,7 @@ pub fn remove(vm: &str, known_hosts: &Path, homes: &Homes) -> Result<Vec<PathBuf
     let mut removed = Vec::new();
     std::fs::remove_file(&snippet).context(format!("removing {}", snippet.display()))?;
     removed.push(snippet);
-    let meta_dir = homes
-        .docker_config
-        .join("contexts/meta")
-        .join(crate::digest::sha256_bytes(
-            format!("strata-{vm}").as_bytes(),
-        ));
+    let meta_dir = meta_dir(homes, vm);
     let meta = meta_dir.join("meta.json");
     let ours = std::fs::read(&meta)
         .ok()
@@ -177,6 +168,21 @@ pub fn remove(vm: &str, known_hosts: &Path, homes: &Homes) -> Result<Vec<PathBuf
         removed.push(meta);
     }
     Ok(removed)
+}
+
+/// Where `write` puts the SSH settings for `vm`, and `remove` looks for them.
+fn snippet_path(homes: &Homes, vm: &str) -> PathBuf {
+    homes.ssh_dir.join("strata").join(format!("{vm}.conf"))
+}
+
+/// The docker CLI's folder for context `strata-VM` (named by the sha256 of the context's name).
+fn meta_dir(homes: &Homes, vm: &str) -> PathBuf {
+    homes
+        .docker_config
+        .join("contexts/meta")
+        .join(crate::digest::sha256_bytes(
+            format!("strata-{vm}").as_bytes(),
+        ))
 }
 
 /// Whether `text` is the snippet strata wrote for `vm` pinning `known_hosts` (pure).

@@ -716,6 +716,14 @@ fn remove_networks(docker: &GuestDocker, stack: &str, names: &[String]) -> Resul
     Ok(())
 }
 
+/// A task as `ps` and `logs` name it: "stack-web.2" (a global service's task has no slot).
+fn task_name(service: &str, slot: Option<i64>) -> String {
+    match slot {
+        Some(slot) => format!("{service}.{slot}"),
+        None => service.to_string(),
+    }
+}
+
 /// Every task the swarm wants running for the stack's services, with its VM.
 pub fn ps(stack: &StackFile, target: &SwarmTarget) -> Result<Vec<TaskRow>> {
     let mut rows = Vec::new();
@@ -729,10 +737,7 @@ pub fn ps(stack: &StackFile, target: &SwarmTarget) -> Result<Vec<TaskRow>> {
             let status = t.status.clone().unwrap_or_default();
             rows.push(TaskRow {
                 service: service.clone(),
-                task: match t.slot {
-                    Some(slot) => format!("{}.{slot}", stack.scoped(service)),
-                    None => stack.scoped(service),
-                },
+                task: task_name(&stack.scoped(service), t.slot),
                 vm: t
                     .node_id
                     .as_deref()
@@ -775,11 +780,7 @@ pub fn logs(
         let (Some(id), Some(node)) = (task.id.clone(), task.node_id.as_deref()) else {
             continue; // not scheduled yet: no log
         };
-        let vm = target.vm_of(node);
-        let label = match task.slot {
-            Some(slot) => format!("{name}.{slot}@{vm}"),
-            None => format!("{name}@{vm}"),
-        };
+        let label = format!("{}@{}", task_name(&name, task.slot), target.vm_of(node));
         if target.nodes.iter().any(|n| n.id == node) {
             readable.push((label, id));
         } else {
