@@ -74,9 +74,29 @@ pub fn stack_file(data: &[u8]) {
 }
 
 /// A plan file (plans/*.toml), parsed as `strata plan` does before it asks the host anything.
+/// A plan that parses keeps its swarms' promises: each VM of a swarm is the plan's, in one
+/// swarm once, all of a swarm on one network; a stack placed on a swarm names one of them.
 pub fn plan_file(data: &[u8]) {
-    if let Some(text) = file_text(data) {
-        let _ = crate::plan::Plan::parse(Path::new("plans/fuzz.toml"), text);
+    let Some(text) = file_text(data) else { return };
+    let Ok(plan) = crate::plan::Plan::parse(Path::new("plans/fuzz.toml"), text) else {
+        return;
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for swarm in plan.swarms.values() {
+        assert!(!swarm.managers.is_empty(), "a swarm without a manager");
+        let nets: std::collections::BTreeSet<&str> = swarm
+            .members()
+            .map(|vm| plan.vms[vm].net.as_str())
+            .collect();
+        assert_eq!(nets.len(), 1, "swarm {} spans networks", swarm.name);
+        for vm in swarm.members() {
+            assert!(seen.insert(vm.clone()), "VM {vm} in two swarms");
+        }
+    }
+    for stack in plan.stacks.values() {
+        if let Some(swarm) = &stack.swarm {
+            assert!(plan.swarms.contains_key(swarm) && stack.vm.is_none());
+        }
     }
 }
 

@@ -105,7 +105,7 @@ pub fn run(env: &Env, cmd: PlanCommand) -> Result<i32> {
         } => {
             let mut plan = Plan::load(&file)?;
             // A stack file that cannot be read any more only costs its `down`: its VM goes.
-            let _ = plan.fill_stack_vms(&|path| StackFile::vm_of_file(path));
+            let _ = plan.fill_stack_targets(&|path| StackFile::placement_of_file(path));
             let mut rows = Vec::new();
             for part in parts(env, &plan)? {
                 let lv = part.env.libvirt()?;

@@ -194,6 +194,50 @@ pub fn apply(
             });
         }
     });
+    // Swarms once all their VMs are up, then the stacks on them.
+    for step in shown.steps.iter().filter(|s| s.kind == ObjectKind::Swarm) {
+        let failed_vm = if crate::interrupt::requested() {
+            Some("interrupted before it started".to_string())
+        } else {
+            let rows = rows.lock().map(|r| r.clone()).unwrap_or_default();
+            // The VM's own row or its engine's (both carry the VM's name).
+            plan.swarms[&step.name].members().find_map(|vm| {
+                rows.iter()
+                    .find(|r| r.name == *vm && r.result.is_failure())
+                    .map(|r| {
+                        format!(
+                            "{} '{vm}' failed",
+                            if r.kind == "vm" {
+                                "VM"
+                            } else {
+                                "the engine in VM"
+                            }
+                        )
+                    })
+            })
+        };
+        // A rebuilt VM comes back with a fresh engine (or its data disk's): converged again.
+        let rebuilt = mode == Mode::Rebuild
+            && plan.swarms[&step.name]
+                .members()
+                .any(|vm| selected(only, vm));
+        let step = match (&step.action, rebuilt) {
+            (Action::Unchanged, true) => &Step {
+                action: Action::Update {
+                    changes: vec!["a VM of it was rebuilt".to_string()],
+                    restart: false,
+                },
+                ..step.clone()
+            },
+            _ => step,
+        };
+        let progress = group.line(&format!("swarm {}", step.name));
+        let done = converge_swarm(lv, paths, plan, step, failed_vm, &progress);
+        progress.finish();
+        if let Ok(mut rows) = rows.lock() {
+            rows.extend(done);
+        }
+    }
     // Networks the plan no longer has go last, once their VMs are gone.
     if mode == Mode::Converge {
         for step in shown.steps.iter().filter(|s| s.kind == ObjectKind::Network) {
@@ -365,27 +409,143 @@ fn converge_vm(
         progress.stage(&format!("stack {}", stack.name));
         let result = stack_file(plan, &stack.name, &wanted.name).and_then(|file| {
             lifecycle::stack_up::up(lv, paths, &file, UpOptions::default(), progress)
+                .map(|up| (up.checks.is_some(), up.report.services.len()))
         });
-        let outcome = match result {
-            Ok(up) if up.checks.is_none() => Outcome::Unchanged,
-            Ok(up) => Outcome::Done {
-                what: format!("up ({} services)", up.report.services.len()),
-            },
-            Err(e) => {
-                all_ok = false;
-                Outcome::failed(&e)
-            }
-        };
+        let outcome = up_outcome(result);
+        all_ok &= !outcome.is_failure();
         let name = stack_object_name(&stack.name, &wanted.name);
         rows.push(Row::new("stack", &name, outcome, started));
     }
+    // A swarm's VM records it once its swarm and the swarm's stacks are up too.
+    if all_ok && plan.swarm_of(&wanted.name).is_none() {
+        record_or_say(lv, &wanted.name, &digest, progress);
+    }
+    rows
+}
+
+/// The row of one stack's `up`, given whether it changed anything (the preflight checks run
+/// only then) and how many services the stack has.
+fn up_outcome(result: Result<(bool, usize)>) -> Outcome {
+    match result {
+        Ok((false, _)) => Outcome::Unchanged,
+        Ok((true, services)) => Outcome::Done {
+            what: format!("up ({services} services)"),
+        },
+        Err(e) => Outcome::failed(&e),
+    }
+}
+
+fn record_or_say(lv: &Libvirt, vm: &str, digest: &str, progress: &Progress) {
+    if let Err(e) = record_digest(lv, vm, digest) {
+        progress.println(&format!(
+            "strata: {vm}: could not record what was applied ({}); the next apply checks the guest again",
+            e.message()
+        ));
+    }
+}
+
+/// One swarm of the plan (`swarm create` of its VMs: it adds what is missing and changes
+/// nothing else), then its stacks; each row as it ends. `failed_vm` says why it cannot be
+/// tried: one of its VMs failed, or the run was interrupted.
+fn converge_swarm(
+    lv: &Libvirt,
+    paths: &Paths,
+    plan: &Plan,
+    step: &Step,
+    failed_vm: Option<String>,
+    progress: &Progress,
+) -> Vec<Row> {
+    let swarm = &plan.swarms[&step.name];
+    let stacks = plan.stacks_on_swarm(&swarm.name);
+    let stack_rows = |outcome: Outcome| -> Vec<Row> {
+        stacks
+            .iter()
+            .map(|stack| {
+                let name = stack_object_name(&stack.name, &swarm.name);
+                Row::new("stack", &name, outcome.clone(), Instant::now())
+            })
+            .collect()
+    };
+    let mut rows = Vec::new();
+    let started = Instant::now();
+    let skip = |why: &str| Outcome::Skipped {
+        why: why.to_string(),
+    };
+    match (&step.action, failed_vm) {
+        (Action::Unchanged, _) => {
+            rows.push(Row::new("swarm", &swarm.name, Outcome::Unchanged, started));
+            rows.extend(stack_rows(Outcome::Unchanged));
+            return rows;
+        }
+        (Action::Refused { why }, _) => {
+            rows.push(Row::new("swarm", &swarm.name, refused(why), started));
+            rows.extend(stack_rows(skip(&format!("swarm '{}' refused", swarm.name))));
+            return rows;
+        }
+        (_, Some(why)) => {
+            rows.push(Row::new("swarm", &swarm.name, skip(&why), started));
+            rows.extend(stack_rows(skip(&why)));
+            return rows;
+        }
+        _ => {}
+    }
+    progress.stage("swarm create (checks first)");
+    let request = lifecycle::swarm::SwarmRequest {
+        name: swarm.name.clone(),
+        managers: swarm.managers.clone(),
+        workers: swarm.workers.clone(),
+        force: false,
+    };
+    match lifecycle::swarm::create(lv, paths, &request) {
+        Ok(report) => {
+            let changed: Vec<String> = report
+                .nodes
+                .iter()
+                .filter(|n| n.action != "unchanged")
+                .map(|n| format!("{} {}", n.vm, n.action))
+                .collect();
+            let outcome = if changed.is_empty() {
+                Outcome::Unchanged
+            } else {
+                Outcome::Done {
+                    what: changed.join(", "),
+                }
+            };
+            rows.push(Row::new("swarm", &swarm.name, outcome, started));
+        }
+        Err(e) => {
+            rows.push(Row::new("swarm", &swarm.name, Outcome::failed(&e), started));
+            let why = format!("swarm '{}' failed", swarm.name);
+            rows.extend(stack_rows(skip(&why)));
+            return rows;
+        }
+    }
+    let mut all_ok = true;
+    for stack in &stacks {
+        let started = Instant::now();
+        progress.stage(&format!("stack {}", stack.name));
+        let result = swarm_stack_file(plan, &stack.name, &swarm.name).and_then(|file| {
+            lifecycle::stack_swarm::up(
+                lv,
+                paths,
+                &file,
+                &swarm.name,
+                UpOptions::default(),
+                progress,
+            )
+            .map(|up| (up.checks.is_some(), up.report.services.len()))
+        });
+        let outcome = up_outcome(result);
+        all_ok &= !outcome.is_failure();
+        let name = stack_object_name(&stack.name, &swarm.name);
+        rows.push(Row::new("stack", &name, outcome, started));
+    }
     if all_ok {
-        if let Err(e) = record_digest(lv, &wanted.name, &digest) {
-            progress.println(&format!(
-                "strata: {}: could not record what was applied ({}); the next apply checks the guest again",
-                wanted.name,
-                e.message()
-            ));
+        for vm in swarm.members() {
+            match applied_digest(plan, &plan.vms[vm]) {
+                Ok(digest) => record_or_say(lv, vm, &digest, progress),
+                Err(e) => progress.println(&format!("strata: {vm}: {}", e.message())),
+            }
         }
     }
     rows
@@ -523,6 +683,13 @@ pub fn stack_file(plan: &Plan, stack: &str, vm: &str) -> Result<StackFile> {
     Ok(file)
 }
 
+/// The stack file as the plan runs it: on swarm `swarm`, whatever placement the file says.
+pub fn swarm_stack_file(plan: &Plan, stack: &str, swarm: &str) -> Result<StackFile> {
+    let mut file = StackFile::load(&plan.stacks[stack].file)?;
+    file.swarm = Some(swarm.to_string());
+    Ok(file)
+}
+
 fn dependent_names(plan: &Plan, vm: &PlanVm) -> Vec<(&'static str, String)> {
     let mut names = Vec::new();
     if vm.engine.is_some() {
@@ -545,11 +712,20 @@ fn dependents(plan: &Plan, vm: &PlanVm, why: &str) -> Vec<Row> {
 }
 
 /// What the plan brings up in the VM, as one sha256: the engine section and, for each stack,
-/// its name and the stack file's bytes.
+/// its name and the stack file's bytes; for a VM in a swarm, the swarm's members and the
+/// stacks on it too.
 pub fn applied_digest(plan: &Plan, vm: &PlanVm) -> Result<String> {
     let mut text = format!("engine {:?}\n", vm.engine);
+    let mut stacks = plan.stacks_on(&vm.name);
+    if let Some(swarm) = plan.swarm_of(&vm.name) {
+        text.push_str(&format!(
+            "swarm {} managers {:?} workers {:?}\n",
+            swarm.name, swarm.managers, swarm.workers
+        ));
+        stacks.extend(plan.stacks_on_swarm(&swarm.name));
+    }
     let mut files: BTreeMap<&str, Vec<u8>> = BTreeMap::new();
-    for stack in plan.stacks_on(&vm.name) {
+    for stack in stacks {
         let bytes = std::fs::read(&stack.file).map_err(|e| {
             Error::from(e).context(format!("reading stack file {}", stack.file.display()))
         })?;
@@ -610,7 +786,7 @@ mod tests {
         )
         .unwrap();
         let mut plan = plan_in(&dir, "storage = \"overlay2\"");
-        plan.fill_stack_vms(&|path| StackFile::vm_of_file(path))
+        plan.fill_stack_targets(&|path| StackFile::placement_of_file(path))
             .unwrap();
         let on = |vm: &str| -> Vec<String> {
             plan.stacks_on(vm).iter().map(|s| s.name.clone()).collect()
@@ -620,6 +796,61 @@ mod tests {
         assert_eq!(on("web-1"), ["front"]);
         assert_eq!(on("web-2"), ["front"]);
         assert_eq!(stack_file(&plan, "records", "db").unwrap().vm, "db");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_swarm_vm_has_applied_its_swarm_and_the_stack_files_on_it() {
+        let dir = scratch("swarm-digest");
+        std::fs::write(dir.join("front.toml"), "name = \"front\"\nvm = \"web\"\n").unwrap();
+        std::fs::write(
+            dir.join("records.toml"),
+            "name = \"records\"\nvm = \"db\"\n",
+        )
+        .unwrap();
+        let spread = dir.join("spread.toml");
+        let spread_text =
+            "name = \"spread\"\nswarm = \"lab\"\n[services.a]\ntemplate = \"busybox-httpd\"\n";
+        std::fs::write(&spread, spread_text).unwrap();
+        let alone = plan_in(&dir, "storage = \"overlay2\"");
+        let swarmed = |workers: &str| {
+            let mut text = String::from(
+                "name = \"lab\"\n[networks.lab]\nsubnet = \"10.80.0.0/24\"\n\
+                 [vms.db]\ntemplate = \"debian-12\"\nnet = \"lab\"\n[vms.db.engine]\nstorage = \"overlay2\"\n\
+                 [vms.web]\ntemplate = \"debian-12-docker\"\nnet = \"lab\"\ncount = 2\n\
+                 [stacks.records]\nfile = \"records.toml\"\nvm = \"db\"\n\
+                 [stacks.front]\nfile = \"front.toml\"\n",
+            );
+            text.push_str(&format!(
+                "[swarms.lab]\nmanagers = [\"web-1\"]\nworkers = [{workers}]\n\
+                 [stacks.spread]\nfile = \"spread.toml\"\nswarm = \"lab\"\n"
+            ));
+            Plan::parse(&dir.join("lab.toml"), &text).unwrap()
+        };
+        let plan = swarmed("\"web-2\"");
+        let first = applied_digest(&plan, &plan.vms["web-1"]).unwrap();
+        assert_ne!(first, applied_digest(&alone, &alone.vms["web-1"]).unwrap());
+        // Its swarm's members, and the stack file on the swarm.
+        let smaller = swarmed("");
+        assert_ne!(
+            first,
+            applied_digest(&smaller, &smaller.vms["web-1"]).unwrap()
+        );
+        std::fs::write(&spread, format!("{spread_text}# edited\n")).unwrap();
+        assert_ne!(first, applied_digest(&plan, &plan.vms["web-1"]).unwrap());
+        // A VM outside the swarm is not concerned.
+        assert_eq!(
+            applied_digest(&plan, &plan.vms["db"]).unwrap(),
+            applied_digest(&alone, &alone.vms["db"]).unwrap()
+        );
+        // The file as the plan runs it: on the plan's swarm.
+        assert_eq!(
+            swarm_stack_file(&plan, "spread", "lab")
+                .unwrap()
+                .swarm
+                .as_deref(),
+            Some("lab")
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -1,8 +1,8 @@
 //! `plan destroy`: remove what the plan owns and nothing else. Ownership is the plan's name
 //! in libvirt metadata (on every VM and network the plan made), so an object of the same name
 //! that the plan did not make is left alone and said so. Stacks on a VM whose data disk is
-//! kept go down first (their volumes kept), then the VMs (their data disks kept unless
-//! --volumes), then the networks.
+//! kept go down first (their volumes kept), and a swarm with such a VM is ended (its stacks
+//! down first), then the VMs (their data disks kept unless --volumes), then the networks.
 
 use super::apply::{self, Outcome, Row};
 use super::diff::stack_object_name;
@@ -70,6 +70,45 @@ pub fn destroy(
                 started,
             ));
         }
+    }
+    // A swarm whose VM keeps its data disk: Docker's swarm state is on that disk, so the next
+    // VM of that name would come back a node of a swarm that is gone. Its stacks go down
+    // (volumes kept) and the swarm is ended first.
+    for swarm in plan.swarms.values() {
+        let keeps = swarm.members().any(|m| {
+            vms.iter()
+                .any(|vm| vm.name == *m && vm.state == "running" && keeps_data(vm))
+        });
+        if !keeps {
+            continue;
+        }
+        for stack in plan.stacks_on_swarm(&swarm.name) {
+            let started = Instant::now();
+            group.status(&format!(
+                "stack {} on swarm {} down",
+                stack.name, swarm.name
+            ));
+            let result = apply::swarm_stack_file(plan, &stack.name, &swarm.name).and_then(|file| {
+                lifecycle::stack_swarm::down(lv, paths, &file, &swarm.name, false).map(|_| ())
+            });
+            let outcome = match result {
+                Ok(()) => Outcome::Done {
+                    what: "down".into(),
+                },
+                Err(e) => Outcome::failed(&e),
+            };
+            let name = stack_object_name(&stack.name, &swarm.name);
+            rows.push(row("stack", &name, outcome, started));
+        }
+        let started = Instant::now();
+        group.status(&format!("swarm {} ended", swarm.name));
+        let outcome = match lifecycle::swarm::destroy(lv, paths, &swarm.name) {
+            Ok(done) => Outcome::Done {
+                what: format!("ended ({} left)", done.left.join(", ")),
+            },
+            Err(e) => Outcome::failed(&e),
+        };
+        rows.push(row("swarm", &swarm.name, outcome, started));
     }
     let data = if volumes {
         DataDisk::Remove

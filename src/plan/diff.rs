@@ -4,7 +4,7 @@
 //! update, a VM with the plan's mark gone from the file a delete. An object of a plan's name
 //! that does not carry the plan's mark is never taken over: it is refused, with why.
 
-use super::file::{Plan, PlanNetwork, PlanVm};
+use super::file::{Plan, PlanNetwork, PlanSwarm, PlanVm};
 use crate::units::format_size;
 use crate::vm::network::NetworkMode;
 use ipnet::Ipv4Net;
@@ -52,8 +52,10 @@ pub enum ObjectKind {
     Vm,
     /// Docker in a VM (named by the VM).
     Engine,
-    /// A stack in a VM (named STACK@VM).
+    /// A stack in a VM (named STACK@VM), or on a swarm (STACK@SWARM).
     Stack,
+    /// A Docker Swarm of the plan's VMs.
+    Swarm,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -118,7 +120,8 @@ pub fn diff(
             steps.push(step(ObjectKind::Network, &seen.name, Action::Delete));
         }
     }
-    let mut vm_steps: Vec<(String, Vec<Step>)> = Vec::new();
+    // Each VM's steps (its own first), and what apply would do inside it.
+    let mut vm_steps: Vec<(String, Vec<Step>, Option<Action>)> = Vec::new();
     for wanted in plan.vms.values() {
         let seen = vms.iter().find(|v| v.name == wanted.name);
         let action = match seen {
@@ -129,7 +132,8 @@ pub fn diff(
             Some(seen) => vm_action(wanted, &defaults(&wanted.template), seen),
         };
         let mut group = vec![step(ObjectKind::Vm, &wanted.name, action.clone())];
-        if let Some(inside) = inside_action(&action, seen, brought_up(wanted)) {
+        let inside = inside_action(&action, seen, brought_up(wanted));
+        if let Some(inside) = &inside {
             if wanted.engine.is_some() {
                 group.push(step(ObjectKind::Engine, &wanted.name, inside.clone()));
             }
@@ -138,18 +142,70 @@ pub fn diff(
                 group.push(step(ObjectKind::Stack, &name, inside.clone()));
             }
         }
-        vm_steps.push((wanted.name.clone(), group));
+        vm_steps.push((wanted.name.clone(), group, inside));
     }
     for seen in vms {
         if ours(&seen.plan) && !plan.vms.contains_key(&seen.name) {
             let group = vec![step(ObjectKind::Vm, &seen.name, Action::Delete)];
-            vm_steps.push((seen.name.clone(), group));
+            vm_steps.push((seen.name.clone(), group, None));
         }
     }
     steps.sort_by(|a, b| a.name.cmp(&b.name));
     vm_steps.sort_by(|a, b| a.0.cmp(&b.0));
-    steps.extend(vm_steps.into_iter().flat_map(|(_, group)| group));
+    let swarm_steps: Vec<Step> = plan
+        .swarms
+        .values()
+        .flat_map(|swarm| {
+            let action = swarm_action(swarm, &vm_steps);
+            let stacks = plan.stacks_on_swarm(&swarm.name).into_iter().map({
+                let action = action.clone();
+                move |stack| {
+                    let name = stack_object_name(&stack.name, &swarm.name);
+                    step(ObjectKind::Stack, &name, action.clone())
+                }
+            });
+            std::iter::once(step(ObjectKind::Swarm, &swarm.name, action.clone())).chain(stacks)
+        })
+        .collect();
+    steps.extend(vm_steps.into_iter().flat_map(|(_, group, _)| group));
+    steps.extend(swarm_steps);
     steps
+}
+
+/// What apply would do to a swarm of the plan (and so to its stacks), from what it does to
+/// its VMs: made when one of them is made; unchanged when each VM is, inside too (what a
+/// member last brought up includes its swarm and the swarm's stack files, see `apply`);
+/// otherwise converged through the guests (`swarm create` and `up` add what is missing).
+fn swarm_action(swarm: &PlanSwarm, vm_steps: &[(String, Vec<Step>, Option<Action>)]) -> Action {
+    let members: Vec<(&Step, &Option<Action>)> = swarm
+        .members()
+        .filter_map(|m| vm_steps.iter().find(|(name, _, _)| name == m))
+        .map(|(_, group, inside)| (&group[0], inside))
+        .collect();
+    if let Some((refused, _)) = members
+        .iter()
+        .find(|(vm, _)| matches!(vm.action, Action::Refused { .. }))
+    {
+        return Action::Refused {
+            why: format!("its VM '{}' is not the plan's", refused.name),
+        };
+    }
+    if members
+        .iter()
+        .any(|(vm, _)| matches!(vm.action, Action::Create | Action::Replace { .. }))
+    {
+        return Action::Create;
+    }
+    if members
+        .iter()
+        .all(|(vm, inside)| vm.action == Action::Unchanged && *inside == &Some(Action::Unchanged))
+    {
+        return Action::Unchanged;
+    }
+    Action::Update {
+        changes: vec!["converged through its VMs (each node and service checked)".to_string()],
+        restart: false,
+    }
 }
 
 /// What apply would do to a VM's engine and stacks, given what it does to the VM: made with
@@ -549,6 +605,57 @@ count = 2
             summary(&diff(&plan(), &defaults, &brought_up, &networks, &vms)),
             "3 refused, 1 unchanged"
         );
+    }
+
+    #[test]
+    fn a_swarm_follows_its_vms_and_what_they_last_brought_up() {
+        let plan = Plan::parse(
+            Path::new("plans/lab.toml"),
+            &format!(
+                "{}[swarms.lab]\nmanagers = [\"web-1\"]\nworkers = [\"web-2\"]\n\
+                 [stacks.spread]\nfile = \"spread.toml\"\nswarm = \"lab\"\n",
+                PLAN.replace("disk = \"10G\"\n", "disk = \"10G\"\n[vms.db.engine]\n")
+            ),
+        )
+        .unwrap();
+        let swarm_steps = |vms: &[SeenVm]| -> Vec<(ObjectKind, String, Action)> {
+            let (networks, _) = applied();
+            diff(&plan, &defaults, &brought_up, &networks, vms)
+                .into_iter()
+                .skip_while(|s| s.kind != ObjectKind::Swarm)
+                .map(|s| (s.kind, s.name, s.action))
+                .collect()
+        };
+        // Last, after every VM: the swarm, then its stacks (STACK@SWARM), with one action.
+        let (_, mut vms) = applied();
+        let all = |action: Action| {
+            vec![
+                (ObjectKind::Swarm, "lab".to_string(), action.clone()),
+                (ObjectKind::Stack, "spread@lab".to_string(), action),
+            ]
+        };
+        assert_eq!(swarm_steps(&[]), all(Action::Create));
+        assert_eq!(swarm_steps(&vms), all(Action::Unchanged));
+        // db is not in the swarm: what happens to it does not count.
+        vms[0].applied = Some("older".into());
+        assert_eq!(swarm_steps(&vms), all(Action::Unchanged));
+        // A member that last brought up something else (say the swarm's stack file changed,
+        // which is in its digest), or that stopped: converged through the guests.
+        vms[2].applied = Some("older".into());
+        assert!(matches!(swarm_steps(&vms)[0].2, Action::Update { .. }));
+        vms[2].applied = Some("digest-web-2".into());
+        vms[1].running = false;
+        assert!(matches!(swarm_steps(&vms)[1].2, Action::Update { .. }));
+        // A member made again makes it again; a member not the plan's refuses it.
+        vms[1].running = true;
+        vms.retain(|v| v.name != "web-2");
+        assert_eq!(swarm_steps(&vms), all(Action::Create));
+        let (_, mut vms) = applied();
+        vms[1].plan = None;
+        match &swarm_steps(&vms)[0].2 {
+            Action::Refused { why } => assert!(why.contains("'web-1'"), "{why}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@
 use crate::engine::decision::StoragePolicy;
 use crate::error::{Error, Result};
 use crate::names::{check_object_name, check_vm_name, is_valid_name, NAME_RULE};
+pub use crate::stack::file::StackOn;
 use crate::vm::network::NetworkMode;
 use ipnet::Ipv4Net;
 use serde::Deserialize;
@@ -30,7 +31,17 @@ struct RawPlan {
     #[serde(default)]
     vms: BTreeMap<String, Spanned<RawVm>>,
     #[serde(default)]
+    swarms: BTreeMap<String, Spanned<RawSwarm>>,
+    #[serde(default)]
     stacks: BTreeMap<String, Spanned<RawStack>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSwarm {
+    managers: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    workers: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -73,6 +84,7 @@ struct RawEngine {
 struct RawStack {
     file: String,
     vm: Option<Spanned<String>>,
+    swarm: Option<Spanned<String>>,
 }
 
 /// A parsed, self-consistent plan.
@@ -86,6 +98,8 @@ pub struct Plan {
     pub networks: BTreeMap<String, PlanNetwork>,
     /// Every VM by its final name (`count` expanded: web-1, web-2).
     pub vms: BTreeMap<String, PlanVm>,
+    /// Docker Swarms of the plan's VMs (`[swarms.NAME]`), VM names expanded.
+    pub swarms: BTreeMap<String, PlanSwarm>,
     pub stacks: BTreeMap<String, PlanStack>,
 }
 
@@ -132,23 +146,42 @@ pub struct PlanEngine {
     pub version: Option<String>,
 }
 
+/// A swarm of the plan's VMs: all on one network (so on one host), each in one swarm.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanSwarm {
+    pub name: String,
+    pub line: usize,
+    /// The managers by VM name (`count` expanded), the first one making the swarm.
+    pub managers: Vec<String>,
+    pub workers: Vec<String>,
+}
+
+impl PlanSwarm {
+    /// Managers, then workers.
+    pub fn members(&self) -> impl Iterator<Item = &String> {
+        self.managers.iter().chain(&self.workers)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlanStack {
     pub name: String,
     pub line: usize,
     /// The stack file, relative paths taken from the plan file's folder.
     pub file: PathBuf,
-    /// Overrides the stack file's own `vm`; after `check_against`, always set (the file's
-    /// own when the plan does not say).
+    /// Overrides the stack file's own `vm`. After `check_against`, exactly one of `vm` and
+    /// `swarm` is set (what the file says when the plan says neither).
     pub vm: Option<String>,
+    /// Overrides the stack file's own placement: the stack runs on this swarm of the plan.
+    pub swarm: Option<String>,
 }
 
 /// What the host knows that the file alone cannot tell.
 pub struct Known<'a> {
     /// Whether a template of that name exists, and whether its clones have Docker already.
     pub template: &'a dyn Fn(&str) -> Option<TemplateKind>,
-    /// The `vm` a stack file names itself (read from the file).
-    pub stack_vm: &'a dyn Fn(&Path) -> Result<String>,
+    /// Where a stack file says it runs (read from the file).
+    pub stack_on: &'a dyn Fn(&Path) -> Result<StackOn>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,13 +239,15 @@ impl Plan {
         let hosts = parse_hosts(&at, &raw.hosts)?;
         let networks = parse_networks(&at, &raw.networks, &hosts)?;
         let vms = parse_vms(&at, &raw.vms, &networks, &hosts)?;
-        let stacks = parse_stacks(&at, &raw.stacks, &vms)?;
+        let swarms = parse_swarms(&at, &raw.swarms, &vms)?;
+        let stacks = parse_stacks(&at, &raw.stacks, &vms, &swarms)?;
         Ok(Plan {
             path: path.to_path_buf(),
             name,
             hosts,
             networks,
             vms,
+            swarms,
             stacks,
         })
     }
@@ -227,7 +262,7 @@ impl Plan {
     }
 
     /// The part of the plan on one host (`host_parts`): its networks, its VMs and the stacks
-    /// on them (each stack's `vm` filled in first, by `check_against` or `fill_stack_vms`).
+    /// on them (each stack's `vm` filled in first, by `check_against` or `fill_stack_targets`).
     pub fn part(&self, host: Option<&str>) -> Plan {
         let vms: BTreeMap<String, PlanVm> = self
             .vms
@@ -235,14 +270,24 @@ impl Plan {
             .filter(|(_, vm)| vm.host.as_deref() == host)
             .map(|(name, vm)| (name.clone(), vm.clone()))
             .collect();
+        // A swarm's VMs share one network, so a swarm is on one host.
+        let swarms: BTreeMap<String, PlanSwarm> = self
+            .swarms
+            .iter()
+            .filter(|(_, swarm)| swarm.members().any(|vm| vms.contains_key(vm)))
+            .map(|(name, swarm)| (name.clone(), swarm.clone()))
+            .collect();
         let stacks = self
             .stacks
             .iter()
-            .filter(|(_, stack)| {
-                let named = stack.vm.as_deref().unwrap_or_default();
-                self.vms_named(named)
-                    .iter()
-                    .any(|vm| vms.contains_key(&vm.name))
+            .filter(|(_, stack)| match &stack.swarm {
+                Some(swarm) => swarms.contains_key(swarm),
+                None => {
+                    let named = stack.vm.as_deref().unwrap_or_default();
+                    self.vms_named(named)
+                        .iter()
+                        .any(|vm| vms.contains_key(&vm.name))
+                }
             })
             .map(|(name, stack)| (name.clone(), stack.clone()))
             .collect();
@@ -257,6 +302,7 @@ impl Plan {
                 .map(|(name, net)| (name.clone(), net.clone()))
                 .collect(),
             vms,
+            swarms,
             stacks,
         }
     }
@@ -270,14 +316,7 @@ impl Plan {
     /// The VMs a stack's `vm` means: the VM of that name, or every VM a `count` made of that
     /// declaration (`vm = "web"` with `[vms.web] count = 2`: web-1 and web-2).
     pub fn vms_named(&self, name: &str) -> Vec<&PlanVm> {
-        match self.vms.get(name) {
-            Some(vm) => vec![vm],
-            None => self
-                .vms
-                .values()
-                .filter(|vm| vm.declared_as == name)
-                .collect(),
-        }
+        named(&self.vms, name)
     }
 
     /// The plan's stacks that run on VM `vm` (a stack on a `count` runs on each of its VMs).
@@ -285,6 +324,7 @@ impl Plan {
     pub fn stacks_on(&self, vm: &str) -> Vec<&PlanStack> {
         self.stacks
             .values()
+            .filter(|stack| stack.swarm.is_none())
             .filter(|stack| {
                 let named = stack.vm.as_deref().unwrap_or_default();
                 self.vms_named(named).iter().any(|v| v.name == vm)
@@ -292,13 +332,37 @@ impl Plan {
             .collect()
     }
 
-    /// Give every stack without `vm` in the plan its file's own (`stack_vm` reads it). Each
-    /// stack that can be read gets it; the first that cannot is the error.
-    pub fn fill_stack_vms(&mut self, stack_vm: &dyn Fn(&Path) -> Result<String>) -> Result<()> {
+    /// The plan's stacks that run on swarm `swarm`.
+    pub fn stacks_on_swarm(&self, swarm: &str) -> Vec<&PlanStack> {
+        self.stacks
+            .values()
+            .filter(|stack| stack.swarm.as_deref() == Some(swarm))
+            .collect()
+    }
+
+    /// The plan's swarm that VM `vm` is in, if any (a VM is in one at most).
+    pub fn swarm_of(&self, vm: &str) -> Option<&PlanSwarm> {
+        self.swarms
+            .values()
+            .find(|swarm| swarm.members().any(|m| m == vm))
+    }
+
+    /// Give every stack the plan places neither on a VM nor on a swarm its file's own
+    /// placement (`stack_on` reads it). Each stack that can be read gets it; the first that
+    /// cannot is the error.
+    pub fn fill_stack_targets(
+        &mut self,
+        stack_on: &dyn Fn(&Path) -> Result<StackOn>,
+    ) -> Result<()> {
         let mut first_error = None;
-        for stack in self.stacks.values_mut().filter(|s| s.vm.is_none()) {
-            match stack_vm(&stack.file) {
-                Ok(vm) => stack.vm = Some(vm),
+        let unplaced = self
+            .stacks
+            .values_mut()
+            .filter(|s| s.vm.is_none() && s.swarm.is_none());
+        for stack in unplaced {
+            match stack_on(&stack.file) {
+                Ok(StackOn::Vm(vm)) => stack.vm = Some(vm),
+                Ok(StackOn::Swarm(swarm)) => stack.swarm = Some(swarm),
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
@@ -311,7 +375,7 @@ impl Plan {
     /// runs on a VM of the plan that has Docker (an engine table, or a template with Docker).
     /// A stack without `vm` in the plan takes its file's, filled in here.
     pub fn check_against(&mut self, known: &Known) -> Result<()> {
-        self.fill_stack_vms(known.stack_vm)?;
+        self.fill_stack_targets(known.stack_on)?;
         let at = |line: usize, field: String, message: String, hint: &str| {
             Error::bad_input(format!(
                 "{}:{line}: {field}: {message}",
@@ -329,7 +393,35 @@ impl Plan {
                 ));
             }
         }
+        let has_docker = |vm: &PlanVm| {
+            vm.engine.is_some() || (known.template)(&vm.template) == Some(TemplateKind::WithDocker)
+        };
+        for swarm in self.swarms.values() {
+            if let Some(vm) = swarm
+                .members()
+                .map(|m| &self.vms[m])
+                .find(|vm| !has_docker(vm))
+            {
+                return Err(at(
+                    swarm.line,
+                    format!("swarms.{}", swarm.name),
+                    format!("VM '{}' has no Docker (no [vms.{}.engine], and template '{}' has none baked in)", vm.name, vm.declared_as, vm.template),
+                    "add an engine table to that VM, or use a template with Docker such as debian-12-docker",
+                ));
+            }
+        }
         for stack in self.stacks.values() {
+            if let Some(swarm) = &stack.swarm {
+                if !self.swarms.contains_key(swarm) {
+                    return Err(at(
+                        stack.line,
+                        format!("stacks.{}", stack.name),
+                        format!("its file {} runs it on swarm '{swarm}', which is not in the plan", stack.file.display()),
+                        "a plan's stacks run on the plan's VMs and swarms: declare it under [swarms.NAME], or place the stack with `vm = \"...\"` or `swarm = \"...\"`",
+                    ));
+                }
+                continue;
+            }
             let vm_name = stack.vm.clone().unwrap_or_default();
             let targets = self.vms_named(&vm_name);
             let Some(vm) = targets.first() else {
@@ -340,9 +432,7 @@ impl Plan {
                     "a plan's stacks run on the plan's VMs: name one of [vms] with `vm = \"...\"`",
                 ));
             };
-            let has_docker = vm.engine.is_some()
-                || (known.template)(&vm.template) == Some(TemplateKind::WithDocker);
-            if !has_docker {
+            if !has_docker(vm) {
                 return Err(at(
                     stack.line,
                     format!("stacks.{}.vm", stack.name),
@@ -687,10 +777,106 @@ fn parse_engine(at: &Place, decl: &RawEngine, field: &str) -> Result<PlanEngine>
     })
 }
 
+/// The VMs a plan name means among `vms`: the VM of that name, or every VM a `count` made.
+fn named<'a>(vms: &'a BTreeMap<String, PlanVm>, name: &str) -> Vec<&'a PlanVm> {
+    match vms.get(name) {
+        Some(vm) => vec![vm],
+        None => vms.values().filter(|vm| vm.declared_as == name).collect(),
+    }
+}
+
+fn parse_swarms(
+    at: &Place,
+    raw: &BTreeMap<String, Spanned<RawSwarm>>,
+    vms: &BTreeMap<String, PlanVm>,
+) -> Result<BTreeMap<String, PlanSwarm>> {
+    let mut swarms: BTreeMap<String, PlanSwarm> = BTreeMap::new();
+    // Each VM once, in any swarm: where it was named first.
+    let mut placed: BTreeMap<String, (String, usize)> = BTreeMap::new();
+    for (name, spanned) in raw {
+        let offset = spanned.span().start;
+        let field = format!("swarms.{name}");
+        at.name(offset, &field, check_object_name("swarm", name))?;
+        let decl = spanned.get_ref();
+        if decl.managers.get_ref().is_empty() {
+            return Err(at.error(
+                decl.managers.span().start,
+                &format!("{field}.managers"),
+                "a swarm needs a manager",
+                "name one VM (or three, for a swarm that survives losing one): managers = [\"VM\"]",
+            ));
+        }
+        let mut roles: [Vec<String>; 2] = [Vec::new(), Vec::new()];
+        let mut network: Option<(String, String)> = None;
+        for (role, list, key) in [
+            (0, decl.managers.get_ref(), "managers"),
+            (1, &decl.workers, "workers"),
+        ] {
+            for entry in list {
+                let written = entry.get_ref();
+                let entry_at = entry.span().start;
+                let entry_field = format!("{field}.{key}");
+                let members = named(vms, written);
+                if members.is_empty() {
+                    return Err(at.error(
+                        entry_at,
+                        &entry_field,
+                        format!("VM '{written}' is not in the plan"),
+                        "name one of the plan's VMs (with count > 1: NAME for all of them, or NAME-1, NAME-2, ...)",
+                    ));
+                }
+                for vm in members {
+                    let line = at.line(entry_at);
+                    if let Some((swarm, first)) = placed.get(&vm.name) {
+                        return Err(at.error(
+                            entry_at,
+                            &entry_field,
+                            format!(
+                                "VM '{}' is already in swarm '{swarm}' (line {first})",
+                                vm.name
+                            ),
+                            "a VM is in one swarm at most, once",
+                        ));
+                    }
+                    placed.insert(vm.name.clone(), (name.clone(), line));
+                    match &network {
+                        Some((net, first)) if *net != vm.net => {
+                            return Err(at.error(
+                                entry_at,
+                                &entry_field,
+                                format!(
+                                    "VM '{}' is on network '{}', VM '{first}' on '{net}'",
+                                    vm.name, vm.net
+                                ),
+                                "put a swarm's VMs on one network: Swarm does not form across NAT, and the port checks run within one network",
+                            ));
+                        }
+                        Some(_) => {}
+                        None => network = Some((vm.net.clone(), vm.name.clone())),
+                    }
+                    roles[role].push(vm.name.clone());
+                }
+            }
+        }
+        let [managers, workers] = roles;
+        swarms.insert(
+            name.clone(),
+            PlanSwarm {
+                name: name.clone(),
+                line: at.line(offset),
+                managers,
+                workers,
+            },
+        );
+    }
+    Ok(swarms)
+}
+
 fn parse_stacks(
     at: &Place,
     raw: &BTreeMap<String, Spanned<RawStack>>,
     vms: &BTreeMap<String, PlanVm>,
+    swarms: &BTreeMap<String, PlanSwarm>,
 ) -> Result<BTreeMap<String, PlanStack>> {
     let folder = at.path.parent().unwrap_or(Path::new("."));
     let mut stacks = BTreeMap::new();
@@ -706,9 +892,27 @@ fn parse_stacks(
             ));
         }
         let decl = spanned.get_ref();
+        if let Some(swarm) = &decl.swarm {
+            if decl.vm.is_some() {
+                return Err(at.error(
+                    swarm.span().start,
+                    &format!("{field}.swarm"),
+                    "the stack is placed both on a VM and on a swarm",
+                    "keep one: `vm = \"...\"` runs it on VMs, `swarm = \"...\"` as Swarm services",
+                ));
+            }
+            if !swarms.contains_key(swarm.get_ref()) {
+                return Err(at.error(
+                    swarm.span().start,
+                    &format!("{field}.swarm"),
+                    format!("swarm '{}' is not in the plan", swarm.get_ref()),
+                    "declare it under [swarms.NAME] with its managers and workers",
+                ));
+            }
+        }
         if let Some(vm) = &decl.vm {
             let wanted = vm.get_ref();
-            if !vms.contains_key(wanted) && !vms.values().any(|v| &v.declared_as == wanted) {
+            if named(vms, wanted).is_empty() {
                 return Err(at.error(
                     vm.span().start,
                     &format!("{field}.vm"),
@@ -724,6 +928,7 @@ fn parse_stacks(
                 line: at.line(offset),
                 file: folder.join(&decl.file),
                 vm: decl.vm.as_ref().map(|v| v.get_ref().clone()),
+                swarm: decl.swarm.as_ref().map(|v| v.get_ref().clone()),
             },
         );
     }
@@ -868,10 +1073,10 @@ vm = "db"
 
     #[test]
     fn what_the_host_knows_is_checked_too() {
-        let stack_vm = |_: &Path| -> Result<String> { Ok("web-1".to_string()) };
+        let stack_on = |_: &Path| -> Result<StackOn> { Ok(StackOn::Vm("web-1".to_string())) };
         let known = Known {
             template: &known_templates,
-            stack_vm: &stack_vm,
+            stack_on: &stack_on,
         };
         parse(LAB).unwrap().check_against(&known).unwrap();
 
@@ -903,12 +1108,12 @@ vm = "db"
         // Without `vm`, the stack file's own VM counts; a baked template has Docker.
         let own_vm = LAB.replace("vm = \"db\"\n", "");
         parse(&own_vm).unwrap().check_against(&known).unwrap();
-        let elsewhere = |_: &Path| -> Result<String> { Ok("other".to_string()) };
+        let elsewhere = |_: &Path| -> Result<StackOn> { Ok(StackOn::Vm("other".to_string())) };
         let err = parse(&own_vm)
             .unwrap()
             .check_against(&Known {
                 template: &known_templates,
-                stack_vm: &elsewhere,
+                stack_on: &elsewhere,
             })
             .unwrap_err();
         assert!(
@@ -941,6 +1146,155 @@ vm = "db"
         );
     }
 
+    /// `text` parsed and checked against the test's templates, every stack file saying `on`.
+    fn checked(text: &str, on: StackOn) -> Result<Plan> {
+        let mut plan = parse(text)?;
+        let stack_on = move |_: &Path| -> Result<StackOn> { Ok(on.clone()) };
+        plan.check_against(&Known {
+            template: &known_templates,
+            stack_on: &stack_on,
+        })?;
+        Ok(plan)
+    }
+
+    /// LAB with the web VMs (a count of two) in a swarm, and a stack on it.
+    fn with_swarm(swarm: &str, stack: &str) -> String {
+        format!("{LAB}\n[swarms.lab]\n{swarm}\n[stacks.spread]\nfile = \"stacks/spread.toml\"\n{stack}\n")
+    }
+
+    #[test]
+    fn swarms_take_the_plans_vms_count_expanded_and_stacks_on_them() {
+        let mut plan = parse(&with_swarm("managers = [\"web\"]", "swarm = \"lab\"")).unwrap();
+        let lab = &plan.swarms["lab"];
+        assert_eq!(lab.managers, ["web-1", "web-2"]);
+        assert!(lab.workers.is_empty());
+        assert_eq!(plan.swarm_of("web-2").map(|s| s.name.as_str()), Some("lab"));
+        assert!(plan.swarm_of("db").is_none());
+        // A stack on a swarm is on no VM of its own, and goes with its swarm's host part.
+        let on_swarm: Vec<&str> = plan
+            .stacks_on_swarm("lab")
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(on_swarm, ["spread"]);
+        assert!(plan.stacks_on("web-1").is_empty());
+        plan.fill_stack_targets(&|_| Ok(StackOn::Vm("db".into())))
+            .unwrap();
+        assert_eq!(plan.stacks["spread"].vm, None, "the plan's swarm is kept");
+        let here = plan.part(None);
+        assert_eq!(here.swarms.keys().collect::<Vec<_>>(), ["lab"]);
+        assert_eq!(
+            here.stacks.keys().collect::<Vec<_>>(),
+            ["metadata", "spread"]
+        );
+
+        // Without a placement in the plan, the stack file's own swarm counts.
+        let both = "managers = [\"web-1\"]\nworkers = [\"web-2\"]";
+        let own = checked(&with_swarm(both, ""), StackOn::Swarm("lab".into())).unwrap();
+        assert_eq!(own.stacks["spread"].swarm.as_deref(), Some("lab"));
+        assert_eq!(own.swarms["lab"].workers, ["web-2"]);
+        let err = checked(&with_swarm(both, ""), StackOn::Swarm("other".into())).unwrap_err();
+        assert!(err.message().contains("stacks.spread: its file plans/stacks/spread.toml runs it on swarm 'other', which is not in the plan"), "{err}");
+
+        // Every VM of a swarm has Docker: db's engine table removed, it has none.
+        let no_engine = with_swarm(
+            "managers = [\"db\"]\nworkers = [\"web\"]",
+            "swarm = \"lab\"",
+        )
+        .replace(
+            "[vms.db.engine]\nstorage = \"btrfs\"\ndata_disk = \"8G\"\nversion = \"20.10.24\"\n",
+            "",
+        );
+        let err = checked(&no_engine, StackOn::Vm("db".into())).unwrap_err();
+        assert!(
+            err.message().contains("swarms.lab: VM 'db' has no Docker"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_swarms_are_refused_where_they_are_written() {
+        let line_of =
+            |text: &str, needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+        for (swarm, stack, field, says) in [
+            (
+                "managers = []",
+                "swarm = \"lab\"",
+                "swarms.lab.managers",
+                "a swarm needs a manager",
+            ),
+            (
+                "managers = [\"cache\"]",
+                "swarm = \"lab\"",
+                "swarms.lab.managers",
+                "VM 'cache' is not in the plan",
+            ),
+            (
+                "managers = [\"web\"]\nworkers = [\"web-2\"]",
+                "swarm = \"lab\"",
+                "swarms.lab.workers",
+                "VM 'web-2' is already in swarm 'lab'",
+            ),
+            (
+                "managers = [\"web-1\"]",
+                "swarm = \"lab2\"",
+                "stacks.spread.swarm",
+                "swarm 'lab2' is not in the plan",
+            ),
+            (
+                "managers = [\"web-1\"]",
+                "swarm = \"lab\"\nvm = \"db\"",
+                "stacks.spread.swarm",
+                "placed both on a VM and on a swarm",
+            ),
+            (
+                "workers = [\"web-1\"]",
+                "swarm = \"lab\"",
+                "swarms.lab",
+                "managers",
+            ),
+        ] {
+            let text = with_swarm(swarm, stack);
+            let err = error_of(&text);
+            assert!(
+                err.contains(field) && err.contains(says),
+                "{swarm} / {stack}: {err}"
+            );
+            if field != "swarms.lab" {
+                let written = if field.starts_with("swarms") {
+                    swarm.lines().last().unwrap()
+                } else {
+                    stack.lines().next().unwrap()
+                };
+                let line = line_of(&text, written);
+                assert!(
+                    err.starts_with(&format!("plans/lab.toml:{line}: ")),
+                    "{err}"
+                );
+            }
+        }
+        // Two networks in one swarm: refused, naming both.
+        let split = with_swarm(
+            "managers = [\"db\"]\nworkers = [\"web-1\"]",
+            "swarm = \"lab\"",
+        )
+        .replace(
+            "[vms.web]\ntemplate = \"debian-12-docker\"\nnet = \"lab\"",
+            "[vms.web]\ntemplate = \"debian-12-docker\"\nnet = \"edge\"",
+        ) + "\n[networks.edge]\nsubnet = \"10.81.0.0/24\"\n";
+        let err = error_of(&split);
+        assert!(
+            err.contains("VM 'web-1' is on network 'edge', VM 'db' on 'lab'"),
+            "{err}"
+        );
+        // A swarm name is never a path.
+        let err = error_of(&LAB.replace(
+            "[stacks.metadata]",
+            "[swarms.\"../x\"]\nmanagers = [\"db\"]\n[stacks.metadata]",
+        ));
+        assert!(err.contains("swarm name '../x' is not allowed"), "{err}");
+    }
+
     /// LAB with a second host taking the web VMs on a network of their own.
     fn two_hosts() -> String {
         LAB.replace(
@@ -963,7 +1317,8 @@ vm = "db"
             "qemu+ssh://root@hv2/system"
         );
         assert_eq!(plan.uri_of(None, "qemu:///system"), "qemu:///system");
-        plan.fill_stack_vms(&|_| Ok("unused".into())).unwrap();
+        plan.fill_stack_targets(&|_| Ok(StackOn::Vm("unused".into())))
+            .unwrap();
         let here = plan.part(None);
         assert_eq!(here.vms.keys().collect::<Vec<_>>(), ["db"]);
         assert_eq!(here.networks.keys().collect::<Vec<_>>(), ["lab"]);

@@ -51,10 +51,10 @@ pub fn show_part(lv: &Libvirt, paths: &Paths, file: &Path, host: Option<&str>) -
             }
         })
     };
-    let stack_vm = |path: &Path| StackFile::vm_of_file(path);
+    let stack_on = |path: &Path| StackFile::placement_of_file(path);
     whole.check_against(&Known {
         template: &kind,
-        stack_vm: &stack_vm,
+        stack_on: &stack_on,
     })?;
     let plan = whole.part(host);
     let mut defaults: BTreeMap<&str, VmDefaults> = BTreeMap::new();

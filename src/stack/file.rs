@@ -93,6 +93,13 @@ pub struct StackFile {
     pub services: BTreeMap<String, Service>,
 }
 
+/// Where a stack runs: on one VM (`vm = "..."`) or as services of a swarm (`swarm = "..."`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StackOn {
+    Vm(String),
+    Swarm(String),
+}
+
 /// A service with the line it starts on in the stack file.
 #[derive(Debug, Clone)]
 pub struct Service {
@@ -229,9 +236,13 @@ impl StackFile {
         Ok(StackFile { networks, ..stack })
     }
 
-    /// The VM named by the stack file at `path` (a plan places stacks on VMs only).
-    pub fn vm_of_file(path: &Path) -> Result<String> {
-        StackFile::load(path)?.require_vm().map(str::to_string)
+    /// Where the stack file at `path` says it runs: its VM, or its swarm.
+    pub fn placement_of_file(path: &Path) -> Result<StackOn> {
+        let file = StackFile::load(path)?;
+        Ok(match file.swarm {
+            Some(swarm) => StackOn::Swarm(swarm),
+            None => StackOn::Vm(file.vm),
+        })
     }
 
     /// The VM of a stack on one VM; a stack on a swarm is refused with where it belongs.
@@ -242,7 +253,7 @@ impl StackFile {
                 "{}: the stack runs on swarm '{swarm}', not on one VM",
                 self.path.display()
             ))
-            .with_hint("stacks on a swarm work with `strata up`, `ps`, `logs` and `down`; plans place stacks on VMs only")),
+            .with_hint("a stack on a swarm runs with `strata up`, `ps`, `logs` and `down`, or from a plan with `swarm = \"...\"` in its [stacks] entry")),
         }
     }
 
