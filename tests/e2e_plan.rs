@@ -5,8 +5,10 @@
 //! without a write to libvirt; Ctrl-C during the re-creation of a VM destroyed by hand rolls
 //! it back and the next apply makes only it; a memory change is an update in place; a
 //! rebuild of the database VM keeps its address and a file on its data disk and brings its
-//! stack back healthy; destroy removes what the plan made and leaves a VM of the same name
-//! that it did not make.
+//! stack back healthy; a swarm of both VMs with a stack on it, added to the plan, fails on
+//! the swarm's port check under a site's VXLAN drop and is made after `check --fix` (and a
+//! re-apply is "unchanged" again); destroy removes what the plan made and leaves a VM of the
+//! same name that it did not make.
 
 mod common;
 
@@ -22,6 +24,8 @@ struct Lab {
     subnet: String,
     db: String,
     web: String,
+    /// The plan's swarm of both VMs, and a stack on it, once the test adds them.
+    swarm: Option<String>,
 }
 
 impl Lab {
@@ -50,7 +54,12 @@ vm = "{db}"
 
 [stacks.front]
 file = "front.toml"
-"#,
+{swarm}"#,
+            swarm = self.swarm.as_ref().map_or(String::new(), |swarm| format!(
+                "\n[swarms.{swarm}]\nmanagers = [\"{}\"]\nworkers = [\"{}\"]\n\n\
+                 [stacks.spread]\nfile = \"spread.toml\"\nswarm = \"{swarm}\"\n",
+                self.db, self.web
+            )),
             name = self.name,
             net = self.net,
             subnet = self.subnet,
@@ -204,6 +213,7 @@ fn a_plan_through_its_life() {
         subnet: String::new(),
         db: format!("e2e-pl{pid}-db"),
         web: format!("e2e-pl{pid}-web"),
+        swarm: None,
     };
     let _cleanup = Cleanup {
         vms: vec![lab.db.clone(), lab.web.clone()],
@@ -318,6 +328,116 @@ fn a_plan_through_its_life() {
     let read = ok(&["vm", "ssh", &lab.db, "--", &format!("cat {marker}")]);
     assert_eq!(read.trim(), format!("kept-{pid}"));
     assert_stack_healthy(&dir.join("records.toml"));
+
+    // A swarm of both VMs and a stack on it, added to the plan. A rule of the site's own
+    // drops VXLAN between them on this test's bridge: the apply fails on the swarm's port
+    // check (naming it) and makes nothing of the swarm; after `check --fix` it makes both.
+    let swarm = format!("e2e-pl{pid}");
+    lab.swarm = Some(swarm.clone());
+    lab.write("1G");
+    std::fs::write(
+        dir.join("spread.toml"),
+        format!(
+            r#"name = "spread"
+swarm = "{swarm}"
+[services.web]
+template = "busybox-httpd"
+replicas = 2
+params = {{ port = 0, content = "spread", health = false }}
+"#
+        ),
+    )
+    .unwrap();
+    assert_eq!(lab.action_of(&swarm), "update");
+    assert_eq!(lab.action_of(&format!("spread@{swarm}")), "update");
+    let bridge = strata::vm::network::lookup(&lv.conn(), &lab.net)
+        .unwrap()
+        .1
+        .bridge
+        .unwrap();
+    let site_rule = HostRule::insert(&[
+        "-i", &bridge, "-o", &bridge, "-p", "udp", "--dport", "4789", "-j", "DROP",
+    ]);
+    let out = strata(&["plan", "apply", lab.plan_arg(), "--yes"]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr_of(&out)
+    );
+    assert!(
+        !out.status.success(),
+        "applied through a VXLAN drop: {said}"
+    );
+    assert!(
+        said.contains("swarm.ports") && said.contains("4789/udp"),
+        "{said}"
+    );
+    let swarms = ok(&["swarm", "list", "--output", "json"]);
+    assert!(!swarms.contains(&swarm), "{swarms}");
+    // Other checks may warn (exit 1): the swarm's ports are what must be fixed.
+    let fixed: serde_json::Value = serde_json::from_slice(
+        &strata(&[
+            "check",
+            "--swarm-ports",
+            &lab.db,
+            &lab.web,
+            "--fix",
+            "--output",
+            "json",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    let ports: Vec<&str> = fixed["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == "swarm.ports")
+        .map(|f| f["verdict"].as_str().unwrap())
+        .collect();
+    assert_eq!(ports, ["ok", "ok"], "{fixed}");
+    let fix_rule = strata::check::fix::within_bridge_rule(&bridge);
+    let _fix_rule = HostRule::added(&fix_rule.iter().map(String::as_str).collect::<Vec<_>>());
+    drop(site_rule);
+    let (out, took) = lab.apply();
+    eprintln!("apply with the swarm: {:.0}s\n{out}", took.as_secs_f64());
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(&["swarm", "list", "--output", "json"])).unwrap();
+    let made = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == swarm.as_str())
+        .unwrap_or_else(|| panic!("swarm {swarm} not listed: {listed}"));
+    let mut members: Vec<(String, bool)> = made["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["vm"].as_str().unwrap().to_string(), n["manager"] == true))
+        .collect();
+    members.sort();
+    assert_eq!(
+        members,
+        [(lab.db.clone(), true), (lab.web.clone(), false)],
+        "{made}"
+    );
+    let spread = dir.join("spread.toml");
+    let tasks: serde_json::Value =
+        serde_json::from_str(&ok(&["ps", spread.to_str().unwrap(), "--output", "json"])).unwrap();
+    let running = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["state"] == "running")
+        .count();
+    assert_eq!(running, 2, "{tasks}");
+    // Again: unchanged, the swarm and its stack included, without a login.
+    let (out, took) = lab.apply();
+    eprintln!("unchanged apply with the swarm: {:.2}s", took.as_secs_f64());
+    assert!(
+        out.contains(&format!("plan {}: unchanged", lab.name)),
+        "{out}"
+    );
 
     // A VM of the plan's name that the plan did not make: refused by show, left by destroy.
     ok(&["vm", "destroy", &lab.web]);

@@ -51,40 +51,6 @@ fn swarm_state(vm: &str) -> String {
     .to_string()
 }
 
-/// A rule in the host's DOCKER-USER chain, deleted when dropped (even after a failure).
-struct HostRule {
-    spec: Vec<String>,
-}
-
-impl HostRule {
-    /// Insert `spec` at the top of DOCKER-USER.
-    fn insert(spec: &[&str]) -> HostRule {
-        let done = std::process::Command::new("iptables")
-            .args(["-I", "DOCKER-USER"])
-            .args(spec)
-            .status()
-            .unwrap();
-        assert!(done.success(), "iptables -I DOCKER-USER {spec:?}");
-        HostRule::added(spec)
-    }
-
-    /// A rule something else added, to be deleted at the end.
-    fn added(spec: &[&str]) -> HostRule {
-        HostRule {
-            spec: spec.iter().map(|s| s.to_string()).collect(),
-        }
-    }
-}
-
-impl Drop for HostRule {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("iptables")
-            .args(["-D", "DOCKER-USER"])
-            .args(&self.spec)
-            .status();
-    }
-}
-
 /// A strata run that must succeed; its stdout, with neither stream holding a join token.
 fn ok_without_tokens(args: &[&str]) -> String {
     let out = strata(args);

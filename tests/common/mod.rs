@@ -1,5 +1,6 @@
-//! Shared by the end-to-end tests: running the strata binary, libvirt, and a Cleanup guard
-//! that removes the VMs and the isolated network a test made, even when it fails halfway.
+//! Shared by the end-to-end tests: running the strata binary, libvirt, and guards that remove
+//! what a test made even when it fails halfway: its VMs and isolated network (Cleanup), a
+//! rule in the host's firewall (HostRule).
 #![allow(dead_code)]
 
 use futures_util::StreamExt;
@@ -431,4 +432,38 @@ pub fn build_cloud_template(paths: &strata::state::Paths) -> strata::image::Buil
     strata::image::read_record(&paths.template_dir("debian-12-cloud"))
         .unwrap()
         .expect("debian-12-cloud is built")
+}
+
+/// A rule in the host's DOCKER-USER chain, deleted when dropped (even after a failure).
+pub struct HostRule {
+    spec: Vec<String>,
+}
+
+impl HostRule {
+    /// Insert `spec` at the top of DOCKER-USER.
+    pub fn insert(spec: &[&str]) -> HostRule {
+        let done = std::process::Command::new("iptables")
+            .args(["-I", "DOCKER-USER"])
+            .args(spec)
+            .status()
+            .unwrap();
+        assert!(done.success(), "iptables -I DOCKER-USER {spec:?}");
+        HostRule::added(spec)
+    }
+
+    /// A rule something else added, to be deleted at the end.
+    pub fn added(spec: &[&str]) -> HostRule {
+        HostRule {
+            spec: spec.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+impl Drop for HostRule {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("iptables")
+            .args(["-D", "DOCKER-USER"])
+            .args(&self.spec)
+            .status();
+    }
 }
