@@ -1,8 +1,9 @@
 //! `plan apply` and `plan rebuild`: carry out what `show` found, in dependency order —
 //! networks, then every VM in parallel (at most N at once), each VM's engine as soon as it is
-//! up and its stacks as soon as its engine is — and answer with one row per object, done or
-//! failed. One VM failing does not stop the others; a re-run converges, because every step
-//! below (create, engine install, up) converges on its own.
+//! up and its stacks as soon as its engine is, then each swarm of the plan's VMs and the
+//! stacks on it — and answer with one row per object, done or failed. One VM failing does not
+//! stop the others; a re-run converges, because every step below (create, engine install,
+//! swarm create, up) converges on its own.
 //!
 //! A VM whose definition is unchanged and whose record says the plan last brought up exactly
 //! this engine section and these stack files is not logged into: that is what makes an

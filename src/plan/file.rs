@@ -1,9 +1,10 @@
 //! The plan file (TOML, docs/plans.md): a whole host in one file — its networks, its VMs (from
-//! templates, `count` of them), Docker in them, and the stacks they run. Parsing checks the
-//! shape and everything that can be told from the file alone (names, sizes, subnets that
-//! overlap, VMs on networks the plan does not declare, names colliding after `count`), each
-//! error naming the file, the line and the field. What needs the host (templates that exist,
-//! a stack file's own VM) is `Plan::check_against`.
+//! templates, `count` of them), Docker in them, swarms of them, and the stacks they run.
+//! Parsing checks the shape and everything that can be told from the file alone (names, sizes,
+//! subnets that overlap, VMs on networks the plan does not declare, names colliding after
+//! `count`, a swarm's VMs on one network and each in one swarm), each error naming the file,
+//! the line and the field. What needs the host (templates that exist, a stack file's own
+//! placement) is `Plan::check_against`.
 
 use crate::engine::decision::StoragePolicy;
 use crate::error::{Error, Result};
@@ -261,8 +262,9 @@ impl Plan {
             .collect()
     }
 
-    /// The part of the plan on one host (`host_parts`): its networks, its VMs and the stacks
-    /// on them (each stack's `vm` filled in first, by `check_against` or `fill_stack_targets`).
+    /// The part of the plan on one host (`host_parts`): its networks, its VMs, the swarms of
+    /// them and the stacks on those (each stack's placement filled in first, by
+    /// `check_against` or `fill_stack_targets`).
     pub fn part(&self, host: Option<&str>) -> Plan {
         let vms: BTreeMap<String, PlanVm> = self
             .vms
