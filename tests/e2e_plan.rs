@@ -460,6 +460,16 @@ params = {{ port = 0, content = "spread", health = false }}
         lv.conn().lookup_network_by_name(&lab.net).is_err(),
         "network left"
     );
+    // The accept `check --fix` added for its bridge went with it.
+    let still = std::process::Command::new("iptables")
+        .args(["-C", "DOCKER-USER"])
+        .args(&fix_rule)
+        .output()
+        .unwrap();
+    assert!(
+        !still.status.success(),
+        "the check --fix rule for {bridge} outlived its network"
+    );
     let listed = ok(&["plan", "list", "--output", "json"]);
     assert!(!listed.contains(&lab.name), "{listed}");
     std::fs::remove_dir_all(&dir).unwrap();

@@ -8,6 +8,7 @@
 use crate::check::{Finding, FixAction, Verdict};
 use crate::command::capture;
 use crate::error::{Error, Result};
+use crate::host::runner::Runner;
 use serde::Serialize;
 use std::time::Duration;
 
@@ -93,6 +94,26 @@ pub fn routed_bridge_rules(bridge: &str, subnet: Option<&str>) -> Vec<Vec<String
     }
     back.extend(["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"]);
     vec![with_comment(&out), with_comment(&back)]
+}
+
+/// Remove the rules `--fix` added for `bridge` (strata's comment, the bridge as in- or
+/// out-interface) from DOCKER-USER and FORWARD on `runner`'s host: called when strata removes
+/// the network, so that its accepts do not outlive it (libvirt gives the next network the
+/// freed bridge name, which would inherit them). The rules removed, as deleted.
+pub fn remove_bridge_rules(runner: &Runner, bridge: &str) -> Result<Vec<String>> {
+    let table = crate::host::iptables::read_on(runner)?;
+    let mut removed = Vec::new();
+    for chain in ["DOCKER-USER", "FORWARD"] {
+        for spec in table.commented_rules_on(chain, RULE_COMMENT, bridge) {
+            let args: Vec<&str> = ["-D", chain]
+                .into_iter()
+                .chain(spec.iter().map(String::as_str))
+                .collect();
+            runner.capture("iptables", &args)?;
+            removed.push(format!("iptables {}", args.join(" ")));
+        }
+    }
+    Ok(removed)
 }
 
 /// Insert each rule at the top of `chain` unless `iptables -C` finds it there already.

@@ -90,11 +90,17 @@ pub fn run(env: &Env, cmd: NetCommand) -> Result<i32> {
             )?;
         }
         NetCommand::Destroy { name } => {
-            crate::vm::domain::refuse_while_used(&lv.conn(), &format!("network '{name}'"), |vm| {
-                vm.network == name
-            })?;
-            network::destroy(&lv.conn(), &name)?;
+            let done = crate::lifecycle::destroy_network(&lv, &name)?;
             outln!("destroyed network {name}");
+            if !done.rules_removed.is_empty() {
+                outln!(
+                    "removed {} `strata check --fix` rule(s) for its bridge",
+                    done.rules_removed.len()
+                );
+            }
+            if let Some(note) = done.note {
+                errln!("strata: {note}");
+            }
         }
     }
     Ok(0)

@@ -11,6 +11,7 @@ mod create_plan;
 pub mod engine_install;
 mod first_boot;
 mod journal;
+mod net_destroy;
 pub mod stack_swarm;
 pub mod stack_up;
 pub mod swarm;
@@ -20,6 +21,7 @@ mod vm_create;
 mod vm_destroy;
 
 pub use journal::{pending, recover_abandoned, Action, PendingJournal};
+pub use net_destroy::{destroy_network, NetDestroyed};
 pub use stack_up::down as stack_down;
 pub use vm_create::{create, wait_until_ready, CreateRequest, Created};
 pub use vm_destroy::{destroy, destroy_with, DataDisk};

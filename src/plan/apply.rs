@@ -281,14 +281,15 @@ fn refused(why: &str) -> Outcome {
     }
 }
 
-/// Remove a plan's network (to replace it, or gone from the plan, or `plan destroy`): refused
-/// while any VM, the plan's or not, still uses it, since libvirt would cut the VM off.
+/// Remove a plan's network (to replace it, or gone from the plan, or `plan destroy`), as `net
+/// destroy` does: refused while any VM, the plan's or not, still uses it; the `check --fix`
+/// accepts for its bridge go with it (a note when they could not).
 pub(super) fn remove_plan_network(lv: &Libvirt, name: &str) -> Result<()> {
-    let conn = lv.conn();
-    domain::refuse_while_used(&conn, &format!("network '{name}'"), |record| {
-        record.network == name
-    })?;
-    network::destroy(&conn, name)
+    let done = lifecycle::destroy_network(lv, name)?;
+    if let Some(note) = done.note {
+        crate::errln!("strata: network '{name}': {note}");
+    }
+    Ok(())
 }
 
 fn converge_network(lv: &Libvirt, plan: &Plan, step: &Step) -> Outcome {

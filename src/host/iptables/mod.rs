@@ -116,6 +116,32 @@ impl FilterTable {
         jumps
     }
 
+    /// The rules of `chain` that carry `comment` (`-m comment --comment TEXT`) and name
+    /// `iface` as their in- or out-interface, each as the words after "-A CHAIN", unquoted:
+    /// what `iptables -D CHAIN` takes to delete it.
+    pub fn commented_rules_on(&self, chain: &str, comment: &str, iface: &str) -> Vec<Vec<String>> {
+        let names = |m: &Option<IfaceMatch>| m.as_ref().is_some_and(|m| m.name == iface);
+        self.chains
+            .get(chain)
+            .into_iter()
+            .flatten()
+            .filter(|rule| names(&rule.in_iface) || names(&rule.out_iface))
+            .filter_map(|rule| parse::tokenize(&rule.text).ok())
+            .map(|tokens| {
+                tokens
+                    .into_iter()
+                    .skip(2)
+                    .map(|t| t.text)
+                    .collect::<Vec<String>>()
+            })
+            .filter(|words| {
+                words
+                    .windows(2)
+                    .any(|pair| pair[0] == "--comment" && pair[1] == comment)
+            })
+            .collect()
+    }
+
     /// Whether `chain` holds a rule whose text, after "-A CHAIN ", equals `spec` word for word
     /// (whitespace-normalised), e.g. has_rule("DOCKER-USER", "-i br0 -o br0 -j ACCEPT").
     pub fn has_rule(&self, chain: &str, spec: &str) -> bool {

@@ -683,3 +683,37 @@ fn chains_jumping_to_themselves_twice_end_the_walk_quickly() {
         outcome.uncertain
     );
 }
+
+#[test]
+fn the_rules_strata_marked_for_a_bridge_are_found_as_iptables_d_takes_them() {
+    let marked = "\"strata check --fix\"";
+    let rules = [
+        format!("-A DOCKER-USER -i virbr7 -o virbr7 -m comment --comment {marked} -j ACCEPT"),
+        format!("-A DOCKER-USER -o virbr7 -d 10.9.0.0/24 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment {marked} -j ACCEPT"),
+        // Another bridge, a rule of someone else's, a bridge whose name starts the same.
+        format!("-A DOCKER-USER -i virbr8 -o virbr8 -m comment --comment {marked} -j ACCEPT"),
+        "-A DOCKER-USER -i virbr7 -o virbr7 -m comment --comment \"site rule\" -j DROP".to_string(),
+        format!("-A DOCKER-USER -i virbr70 -o virbr70 -m comment --comment {marked} -j ACCEPT"),
+    ];
+    let table = parse(&with_docker_user_rule(&rules.join("\n")));
+    let found = table.commented_rules_on("DOCKER-USER", "strata check --fix", "virbr7");
+    let words = |s: &str| -> Vec<String> { s.split(' ').map(String::from).collect() };
+    assert_eq!(
+        found,
+        [
+            [words("-i virbr7 -o virbr7 -m comment --comment"), vec!["strata check --fix".into()], words("-j ACCEPT")].concat(),
+            [
+                words("-o virbr7 -d 10.9.0.0/24 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment"),
+                vec!["strata check --fix".into()],
+                words("-j ACCEPT")
+            ]
+            .concat(),
+        ]
+    );
+    assert!(table
+        .commented_rules_on("FORWARD", "strata check --fix", "virbr7")
+        .is_empty());
+    assert!(table
+        .commented_rules_on("DOCKER-USER", "strata check --fix", "virbr9")
+        .is_empty());
+}

@@ -1,0 +1,44 @@
+//! Removing a network strata made (`net destroy`, and a plan's network gone from the plan or
+//! destroyed with it): refused while any VM uses it, since libvirt would cut the VM off; then
+//! the network; then the accepts `check --fix` added for its bridge, which would otherwise
+//! outlive it and let through whatever network libvirt next gives that bridge name.
+
+use crate::error::Result;
+use crate::host::runner::Runner;
+use crate::vm::{domain, network, Libvirt};
+
+/// What removing the network did besides removing it.
+#[derive(Debug, Default)]
+pub struct NetDestroyed {
+    /// The `check --fix` rules removed for its bridge, as deleted.
+    pub rules_removed: Vec<String>,
+    /// Said when those rules could not be read or removed (the network is gone all the same).
+    pub note: Option<String>,
+}
+
+pub fn destroy_network(lv: &Libvirt, name: &str) -> Result<NetDestroyed> {
+    let conn = lv.conn();
+    domain::refuse_while_used(&conn, &format!("network '{name}'"), |record| {
+        record.network == name
+    })?;
+    let bridge = network::lookup(&conn, name)?.1.bridge;
+    network::destroy(&conn, name)?;
+    let Some(bridge) = bridge else {
+        return Ok(NetDestroyed::default());
+    };
+    let removed = Runner::for_uri(&lv.uri)
+        .and_then(|runner| crate::check::fix::remove_bridge_rules(&runner, &bridge));
+    Ok(match removed {
+        Ok(rules_removed) => NetDestroyed {
+            rules_removed,
+            note: None,
+        },
+        Err(e) => NetDestroyed {
+            rules_removed: Vec::new(),
+            note: Some(format!(
+                "the `strata check --fix` accepts for its bridge {bridge} were not removed ({}): `iptables -S DOCKER-USER` shows them",
+                e.message()
+            )),
+        },
+    })
+}
