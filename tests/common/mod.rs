@@ -434,36 +434,50 @@ pub fn build_cloud_template(paths: &strata::state::Paths) -> strata::image::Buil
         .expect("debian-12-cloud is built")
 }
 
-/// A rule in the host's DOCKER-USER chain, deleted when dropped (even after a failure).
+/// A rule in one of the host's iptables chains, deleted when dropped (even after a failure).
 pub struct HostRule {
+    chain: String,
     spec: Vec<String>,
 }
 
 impl HostRule {
-    /// Insert `spec` at the top of DOCKER-USER.
-    pub fn insert(spec: &[&str]) -> HostRule {
+    /// Insert `spec` at the top of `chain`.
+    pub fn insert(chain: &str, spec: &[&str]) -> HostRule {
         let done = std::process::Command::new("iptables")
-            .args(["-I", "DOCKER-USER"])
+            .args(["-I", chain])
             .args(spec)
             .status()
             .unwrap();
-        assert!(done.success(), "iptables -I DOCKER-USER {spec:?}");
-        HostRule::added(spec)
+        assert!(done.success(), "iptables -I {chain} {spec:?}");
+        HostRule::added(chain, spec)
     }
 
     /// A rule something else added, to be deleted at the end.
-    pub fn added(spec: &[&str]) -> HostRule {
+    pub fn added(chain: &str, spec: &[&str]) -> HostRule {
         HostRule {
+            chain: chain.to_string(),
             spec: spec.iter().map(|s| s.to_string()).collect(),
         }
+    }
+
+    /// Whether the rule is in its chain (`iptables -C`).
+    pub fn present(&self) -> bool {
+        std::process::Command::new("iptables")
+            .args(["-C", &self.chain])
+            .args(&self.spec)
+            .output()
+            .unwrap()
+            .status
+            .success()
     }
 }
 
 impl Drop for HostRule {
     fn drop(&mut self) {
+        // Quietly: strata may have removed it already (net destroy takes its own rules).
         let _ = std::process::Command::new("iptables")
-            .args(["-D", "DOCKER-USER"])
+            .args(["-D", &self.chain])
             .args(&self.spec)
-            .status();
+            .output();
     }
 }
