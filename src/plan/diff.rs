@@ -1,9 +1,9 @@
 //! What a plan would change on the host: the plan against what libvirt has, object by object
 //! (networks, VMs, and what is inside them and made of them: engines, stacks, swarms), as a
-//! pure function of both. `plan show` prints it, `plan apply` carries it
-//! out. Drift is nothing special: a VM destroyed by hand is a create, memory changed by hand an
-//! update, a VM with the plan's mark gone from the file a delete. An object of a plan's name
-//! that does not carry the plan's mark is never taken over: it is refused, with why.
+//! pure function of both. `plan show` prints it, `plan apply` carries it out. Drift is nothing
+//! special: a VM destroyed by hand is a create, memory changed by hand an update, a VM with
+//! the plan's mark gone from the file a delete. An object of a plan's name that does not carry
+//! the plan's mark is never taken over: it is refused, with why.
 
 use super::file::{Plan, PlanNetwork, PlanSwarm, PlanVm};
 use crate::units::format_size;
