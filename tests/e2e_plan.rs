@@ -332,8 +332,6 @@ fn a_plan_through_its_life() {
     // A swarm of both VMs and a stack on it, added to the plan. A rule of the site's own
     // drops VXLAN between them on this test's bridge: the apply fails on the swarm's port
     // check (naming it) and makes nothing of the swarm; after `check --fix` it makes both.
-    // The drop goes first in FORWARD: libvirt's own accept within the bridge (LIBVIRT_FWX)
-    // comes before DOCKER-USER whenever libvirtd set up its chains after dockerd.
     let swarm = format!("e2e-pl{pid}");
     lab.swarm = Some(swarm.clone());
     lab.write("1G");
@@ -357,12 +355,7 @@ params = {{ port = 0, content = "spread", health = false }}
         .1
         .bridge
         .unwrap();
-    let site_rule = HostRule::insert(
-        "FORWARD",
-        &[
-            "-i", &bridge, "-o", &bridge, "-p", "udp", "--dport", "4789", "-j", "DROP",
-        ],
-    );
+    let site_rule = vxlan_drop_first(&bridge);
     let out = strata(&["plan", "apply", lab.plan_arg(), "--yes"]);
     let said = format!(
         "{}{}",
@@ -393,13 +386,6 @@ params = {{ port = 0, content = "spread", health = false }}
         .stdout,
     )
     .unwrap();
-    let fixes = fixed["fixes"].as_array().unwrap();
-    let fix_chain = fixes
-        .iter()
-        .find(|f| f["action"] == "accept_within_bridge" && f["bridge"] == bridge.as_str())
-        .and_then(|f| f["chain"].as_str())
-        .unwrap_or_else(|| panic!("no accept for {bridge}: {fixed}"))
-        .to_string();
     let ports: Vec<&str> = fixed["findings"]
         .as_array()
         .unwrap()
@@ -408,12 +394,7 @@ params = {{ port = 0, content = "spread", health = false }}
         .map(|f| f["verdict"].as_str().unwrap())
         .collect();
     assert_eq!(ports, ["ok", "ok"], "{fixed}");
-    let fix_rule = strata::check::fix::within_bridge_rule(&bridge);
-    let fix_rule = HostRule::added(
-        &fix_chain,
-        &fix_rule.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
-    assert!(fix_rule.present(), "{fixed}");
+    let fix_rule = fix_accept_of(&fixed, &bridge);
     drop(site_rule);
     let (out, took) = lab.apply();
     eprintln!("apply with the swarm: {:.0}s\n{out}", took.as_secs_f64());

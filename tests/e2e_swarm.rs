@@ -292,12 +292,7 @@ fn a_swarm_of_two_vms_is_made_left_joined_runs_a_stack_and_ends() {
         .1
         .bridge
         .unwrap();
-    let site_rule = HostRule::insert(
-        "DOCKER-USER",
-        &[
-            "-i", &bridge, "-o", &bridge, "-p", "udp", "--dport", "4789", "-j", "DROP",
-        ],
-    );
+    let site_rule = vxlan_drop_first(&bridge);
     let create_pair = [
         "swarm",
         "create",
@@ -343,11 +338,7 @@ fn a_swarm_of_two_vms_is_made_left_joined_runs_a_stack_and_ends() {
     };
     assert_eq!(verdicts("before"), ["fail", "fail"], "{fixed}");
     assert_eq!(verdicts("verdict"), ["ok", "ok"], "{fixed}");
-    let fix_rule = strata::check::fix::within_bridge_rule(&bridge);
-    let _fix_rule = HostRule::added(
-        "DOCKER-USER",
-        &fix_rule.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
+    let _fix_rule = fix_accept_of(&fixed, &bridge);
     drop(site_rule);
 
     // One manager, one worker.

@@ -481,3 +481,33 @@ impl Drop for HostRule {
             .output();
     }
 }
+
+/// A rule of a site's own dropping VXLAN (4789/udp) within `bridge`, first in FORWARD: it
+/// must come before any accept, and libvirt's own accept within its bridges (LIBVIRT_FWX)
+/// comes before DOCKER-USER whenever libvirtd set up its chains after dockerd last made a
+/// network (as on a fresh machine).
+pub fn vxlan_drop_first(bridge: &str) -> HostRule {
+    HostRule::insert(
+        "FORWARD",
+        &[
+            "-i", bridge, "-o", bridge, "-p", "udp", "--dport", "4789", "-j", "DROP",
+        ],
+    )
+}
+
+/// The accept within `bridge` that `strata check --fix --output json` (its report `fixed`)
+/// says it applied, in the chain it chose; asserted present, deleted when dropped.
+pub fn fix_accept_of(fixed: &serde_json::Value, bridge: &str) -> HostRule {
+    let chain = fixed["fixes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|f| f["action"] == "accept_within_bridge" && f["bridge"] == bridge)
+        .and_then(|f| f["chain"].as_str())
+        .unwrap_or_else(|| panic!("no accept for {bridge}: {fixed}"))
+        .to_string();
+    let spec = strata::check::fix::within_bridge_rule(bridge);
+    let rule = HostRule::added(&chain, &spec.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(rule.present(), "{fixed}");
+    rule
+}
