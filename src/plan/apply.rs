@@ -10,7 +10,7 @@
 //! unchanged re-apply quick, and `strata up`/`engine info` check the guest itself.
 
 use super::diff::{stack_object_name, stack_object_on, Action, ObjectKind, Step};
-use super::file::{Plan, PlanEngine, PlanVm};
+use super::file::{Plan, PlanEngine, PlanSwarm, PlanVm};
 use super::show::Shown;
 use crate::engine::config::LogDriver;
 use crate::engine::decision::StorageRequest;
@@ -82,6 +82,14 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The row of a step that did `what`, or failed.
+    pub fn of(result: Result<String>) -> Outcome {
+        match result {
+            Ok(what) => Outcome::Done { what },
+            Err(e) => Outcome::failed(&e),
+        }
+    }
+
     /// The row of an error: its message and hint apart, for the table and for JSON.
     pub fn failed(e: &Error) -> Outcome {
         Outcome::Failed {
@@ -197,31 +205,16 @@ pub fn apply(
     });
     // Swarms once all their VMs are up, then the stacks on them.
     for step in shown.steps.iter().filter(|s| s.kind == ObjectKind::Swarm) {
+        let swarm = &plan.swarms[&step.name];
         let failed_vm = if crate::interrupt::requested() {
             Some("interrupted before it started".to_string())
         } else {
-            let rows = rows.lock().map(|r| r.clone()).unwrap_or_default();
-            // The VM's own row or its engine's (both carry the VM's name).
-            plan.swarms[&step.name].members().find_map(|vm| {
-                rows.iter()
-                    .find(|r| r.name == *vm && r.result.is_failure())
-                    .map(|r| {
-                        format!(
-                            "{} '{vm}' failed",
-                            if r.kind == "vm" {
-                                "VM"
-                            } else {
-                                "the engine in VM"
-                            }
-                        )
-                    })
-            })
+            rows.lock()
+                .ok()
+                .and_then(|rows| failed_member(&rows, swarm))
         };
         // A rebuilt VM comes back with a fresh engine (or its data disk's): converged again.
-        let rebuilt = mode == Mode::Rebuild
-            && plan.swarms[&step.name]
-                .members()
-                .any(|vm| selected(only, vm));
+        let rebuilt = mode == Mode::Rebuild && swarm.members().any(|vm| selected(only, vm));
         let step = match (&step.action, rebuilt) {
             (Action::Unchanged, true) => &Step {
                 action: Action::Update {
@@ -244,13 +237,8 @@ pub fn apply(
         for step in shown.steps.iter().filter(|s| s.kind == ObjectKind::Network) {
             if step.action == Action::Delete {
                 let started = Instant::now();
-                let result = match remove_plan_network(lv, &step.name) {
-                    Ok(()) => Outcome::Done {
-                        what: "removed".into(),
-                    },
-                    Err(e) => Outcome::failed(&e),
-                };
-                push("network", &step.name, result, started);
+                let result = remove_plan_network(lv, &step.name).map(|()| "removed".into());
+                push("network", &step.name, Outcome::of(result), started);
             }
         }
     }
@@ -259,6 +247,22 @@ pub fn apply(
     // Networks, then each VM with its engine and stacks (a worker's rows stay together).
     rows.sort_by_key(|row| row.kind != "network");
     rows
+}
+
+/// Why swarm `swarm` cannot be made: one of its VMs failed, or that VM's engine (the VM's own
+/// row and its engine's both carry the VM's name).
+fn failed_member(rows: &[Row], swarm: &PlanSwarm) -> Option<String> {
+    swarm.members().find_map(|vm| {
+        let row = rows
+            .iter()
+            .find(|r| r.name == *vm && r.result.is_failure())?;
+        let what = if row.kind == "vm" {
+            "VM"
+        } else {
+            "the engine in VM"
+        };
+        Some(format!("{what} '{vm}' failed"))
+    })
 }
 
 fn selected(only: &[String], name: &str) -> bool {
@@ -318,10 +322,7 @@ fn converge_network(lv: &Libvirt, plan: &Plan, step: &Step) -> Outcome {
         // Handled apart: last. Updates do not exist for networks.
         Action::Delete | Action::Update { .. } => return Outcome::Unchanged,
     };
-    match result {
-        Ok(what) => Outcome::Done { what },
-        Err(e) => Outcome::failed(&e),
-    }
+    Outcome::of(result)
 }
 
 /// One VM, then its engine, then its stacks; each row as it ends.
@@ -337,13 +338,9 @@ fn converge_vm(
     let Some(wanted) = job.wanted else {
         // A VM of the plan gone from the file: removed, its data disk kept (nothing lost).
         progress.stage("destroying (gone from the plan; its data disk is kept)");
-        let result = match lifecycle::destroy_with(lv, paths, &job.name, DataDisk::Keep) {
-            Ok(()) => Outcome::Done {
-                what: "destroyed (gone from the plan; a data disk is kept)".into(),
-            },
-            Err(e) => Outcome::failed(&e),
-        };
-        rows.push(Row::new("vm", &job.name, result, started));
+        let result = lifecycle::destroy_with(lv, paths, &job.name, DataDisk::Keep)
+            .map(|()| "destroyed (gone from the plan; a data disk is kept)".into());
+        rows.push(Row::new("vm", &job.name, Outcome::of(result), started));
         return rows;
     };
     let vm_result = converge_vm_itself(lv, paths, plan, wanted, &job.action, progress);

@@ -55,18 +55,13 @@ pub fn destroy(
             let stack_name = &stack.name;
             let started = Instant::now();
             group.status(&format!("stack {stack_name} in {} down", vm.name));
-            let result = apply::stack_file(plan, stack_name, &vm.name)
-                .and_then(|file| lifecycle::stack_down(lv, paths, &file, false).map(|_| ()));
-            let outcome = match result {
-                Ok(()) => Outcome::Done {
-                    what: "down".into(),
-                },
-                Err(e) => Outcome::failed(&e),
-            };
+            let result = apply::stack_file(plan, stack_name, &vm.name).and_then(|file| {
+                lifecycle::stack_down(lv, paths, &file, false).map(|_| "down".into())
+            });
             rows.push(row(
                 "stack",
                 &stack_object_name(stack_name, &vm.name),
-                outcome,
+                Outcome::of(result),
                 started,
             ));
         }
@@ -89,26 +84,17 @@ pub fn destroy(
                 stack.name, swarm.name
             ));
             let result = apply::swarm_stack_file(plan, &stack.name, &swarm.name).and_then(|file| {
-                lifecycle::stack_swarm::down(lv, paths, &file, &swarm.name, false).map(|_| ())
+                lifecycle::stack_swarm::down(lv, paths, &file, &swarm.name, false)
+                    .map(|_| "down".into())
             });
-            let outcome = match result {
-                Ok(()) => Outcome::Done {
-                    what: "down".into(),
-                },
-                Err(e) => Outcome::failed(&e),
-            };
             let name = stack_object_name(&stack.name, &swarm.name);
-            rows.push(row("stack", &name, outcome, started));
+            rows.push(row("stack", &name, Outcome::of(result), started));
         }
         let started = Instant::now();
         group.status(&format!("swarm {} ended", swarm.name));
-        let outcome = match lifecycle::swarm::destroy(lv, paths, &swarm.name) {
-            Ok(done) => Outcome::Done {
-                what: format!("ended ({} left)", done.left.join(", ")),
-            },
-            Err(e) => Outcome::failed(&e),
-        };
-        rows.push(row("swarm", &swarm.name, outcome, started));
+        let result = lifecycle::swarm::destroy(lv, paths, &swarm.name)
+            .map(|done| format!("ended ({} left)", done.left.join(", ")));
+        rows.push(row("swarm", &swarm.name, Outcome::of(result), started));
     }
     let data = if volumes {
         DataDisk::Remove
@@ -123,26 +109,17 @@ pub fn destroy(
             .flatten()
             .map(|v| format!(" (data disk {v} kept; --volumes removes it)"))
             .unwrap_or_default();
-        let outcome = match lifecycle::destroy_with(lv, paths, &vm.name, data) {
-            Ok(()) => Outcome::Done {
-                what: format!("destroyed{kept}"),
-            },
-            Err(e) => Outcome::failed(&e),
-        };
-        rows.push(row("vm", &vm.name, outcome, started));
+        let result =
+            lifecycle::destroy_with(lv, paths, &vm.name, data).map(|()| format!("destroyed{kept}"));
+        rows.push(row("vm", &vm.name, Outcome::of(result), started));
     }
     if volumes {
         rows.extend(remove_kept_data_disks(lv, paths, plan)?);
     }
     for net in network::list(&conn)?.into_iter().filter(|n| ours(&n.plan)) {
         let started = Instant::now();
-        let outcome = match apply::remove_plan_network(lv, &net.name) {
-            Ok(()) => Outcome::Done {
-                what: "removed".into(),
-            },
-            Err(e) => Outcome::failed(&e),
-        };
-        rows.push(row("network", &net.name, outcome, started));
+        let result = apply::remove_plan_network(lv, &net.name).map(|()| "removed".into());
+        rows.push(row("network", &net.name, Outcome::of(result), started));
     }
     for name in plan.networks.keys() {
         let theirs = network::lookup(&conn, name).is_ok_and(|(_, info)| !ours(&info.plan));
