@@ -15,6 +15,7 @@ pub mod console;
 pub mod digest;
 pub mod engine;
 pub mod error;
+pub mod explain;
 pub mod fuzz;
 pub mod guest;
 pub mod host;

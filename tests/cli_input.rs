@@ -137,3 +137,55 @@ fn swarm_port_probes_need_two_vms() {
     assert!(out.stdout.is_empty());
     assert!(scratch.contents().is_empty(), "{:?}", scratch.contents());
 }
+
+/// `--dry-run` only where the whole job can be written as a script, and only with
+/// `--explain`; `--explain` takes a file only after '=', so it never eats the command.
+#[test]
+fn dry_run_is_refused_where_it_cannot_keep_its_promise() {
+    let scratch = Scratch::new("dryrun");
+    let out = scratch.strata(&["--dry-run", "--explain", "vm", "destroy", "x"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with("error: --dry-run is not available for this command")
+            && stderr.contains("hint: "),
+        "{stderr}"
+    );
+    let out = scratch.strata(&["--dry-run", "net", "create", "n", "--subnet", "10.9.0.0/24"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--explain"),
+        "{out:?}"
+    );
+    assert!(scratch.contents().is_empty(), "{:?}", scratch.contents());
+
+    // A command not explained yet says so in its script instead of looking explained.
+    let out = scratch.strata(&["--explain", "net", "list"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.starts_with("#!/bin/bash\n"), "{stderr}");
+    assert!(
+        stderr.contains("# note: this command is not explained yet"),
+        "{stderr}"
+    );
+}
+
+/// Completions and the man page come from the same command definitions as the parser.
+#[test]
+fn completions_and_man_page_know_every_command() {
+    let scratch = Scratch::new("complete");
+    for shell in ["bash", "zsh", "fish"] {
+        let out = scratch.strata(&["completions", shell]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{shell}: {out:?}");
+        for word in ["swarm", "import-image", "dry-run", "explain"] {
+            assert!(text.contains(word), "{shell} completions lack {word}");
+        }
+    }
+    let out = scratch.strata(&["manpage"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(text.contains(".TH strata 1"), "{text}");
+    assert!(text.contains("\\-\\-explain"), "{text}");
+    assert!(scratch.contents().is_empty(), "{:?}", scratch.contents());
+}

@@ -497,3 +497,131 @@ fn boot_failures_are_reported_at_once() {
     assert_gone(&lv, &paths, &vm, &net);
     cleanup.close();
 }
+
+/// Nothing of `vm` exists yet: no domain, root volume, keys folder or reservation on `net`.
+fn assert_not_made(lv: &strata::vm::Libvirt, paths: &Paths, vm: &str, net: &str) {
+    assert!(
+        lv.conn().lookup_domain_by_name(vm).is_err(),
+        "domain {vm} made"
+    );
+    let pool_handle = pool::ensure(&lv.conn(), paths).unwrap();
+    pool::refresh(&pool_handle).unwrap();
+    let volume = pool::vm_volume_name(vm, strata::vm::record::VolumeRole::Root);
+    assert!(
+        pool::find_volume(&pool_handle, &volume).is_none(),
+        "volume {volume} made"
+    );
+    assert!(!paths.vm_dir(vm).exists(), "keys folder of {vm} made");
+    let (_, info) = strata::vm::network::lookup(&lv.conn(), net).unwrap();
+    assert!(
+        info.hosts.is_empty(),
+        "a reservation made: {:?}",
+        info.hosts
+    );
+}
+
+/// `--dry-run --explain` changes nothing, and its script, run by bash as root, does the job:
+/// the network and the VM it makes are strata's own afterwards (listed, logged into, and
+/// destroyed by strata).
+#[test]
+fn dry_run_scripts_make_what_strata_would() {
+    let lv = system();
+    let paths = Paths::discover();
+    ok(&["template", "build", TEMPLATE]);
+    let work = std::env::temp_dir().join(format!("strata-e2e-dry-{}", std::process::id()));
+    std::fs::create_dir_all(&work).unwrap();
+    let net = format!("strata-e2e-dry-{}", std::process::id());
+    let vm = format!("e2e-dry-{}", std::process::id());
+    let mut cleanup = Cleanup {
+        vms: vec![vm.clone()],
+        network: Some(net.clone()),
+    };
+    let bash = |script: &std::path::Path| {
+        let mut command = Command::new("bash");
+        command.arg(script);
+        let out = run_bounded(command, "the dry run's script", Duration::from_secs(900));
+        assert_success(&format!("bash {}", script.display()), &out)
+    };
+
+    // The network: a free subnet, as a dry run judges it.
+    let net_script = work.join("net.sh");
+    let explain_net = format!("--explain={}", net_script.display());
+    let subnet = (60..250)
+        .map(|third| format!("10.252.{third}.0/24"))
+        .find(|subnet| {
+            let out = strata(&[
+                "--dry-run",
+                &explain_net,
+                "net",
+                "create",
+                &net,
+                "--subnet",
+                subnet,
+            ]);
+            if !out.status.success() {
+                assert!(stderr_of(&out).contains("overlaps"), "{}", stderr_of(&out));
+            }
+            out.status.success()
+        })
+        .expect("no free 10.252.x.0/24 subnet");
+    assert!(
+        lv.conn().lookup_network_by_name(&net).is_err(),
+        "the dry run made network {net}"
+    );
+    bash(&net_script);
+    let nets: serde_json::Value =
+        serde_json::from_str(&ok(&["net", "list", "--output", "json"])).unwrap();
+    let made = nets
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == net.as_str())
+        .unwrap_or_else(|| panic!("{net} not in net list: {nets}"));
+    assert_eq!(made["strata"], true, "{made}");
+    assert_eq!(made["subnet"], subnet.as_str(), "{made}");
+
+    // The VM: the script makes its keys, reservation, disk and domain; strata knows it after.
+    let vm_script = work.join("vm.sh");
+    let explain_vm = format!("--explain={}", vm_script.display());
+    let mut args = vec!["--dry-run", explain_vm.as_str()];
+    args.extend(create_args(&vm, &net));
+    let said = ok(&args);
+    assert_not_made(&lv, &paths, &vm, &net);
+    let script = std::fs::read_to_string(&vm_script).unwrap();
+    assert!(script.starts_with("#!/bin/bash\n"), "{script}");
+    assert!(script.contains("set -euo pipefail\n"));
+    assert!(!script.contains("PRIVATE KEY"), "a key in the script");
+    let started = Instant::now();
+    bash(&vm_script);
+    eprintln!("the dry run's vm script ran in {:.1?}", started.elapsed());
+    let listed = vm_json(&vm);
+    assert_eq!(listed["state"], "running");
+    let ip = listed["ip"].as_str().unwrap();
+    assert!(said.contains(&format!("address {ip} free")), "{said}");
+    assert_eq!(ok(&["vm", "ssh", &vm, "--", "hostname"]).trim(), vm);
+    let inactive = lv
+        .conn()
+        .lookup_domain_by_name(&vm)
+        .unwrap()
+        .xml_desc(virt::sys::VIR_DOMAIN_XML_INACTIVE)
+        .unwrap();
+    assert!(!inactive.contains("fwcfg"), "the handover is still defined");
+
+    // strata's own destroy, explained as it runs, removes what the script made.
+    let destroy_script = work.join("destroy.sh");
+    ok(&[
+        "vm",
+        "destroy",
+        &vm,
+        &format!("--explain={}", destroy_script.display()),
+    ]);
+    let explained = std::fs::read_to_string(&destroy_script).unwrap();
+    assert!(
+        explained.contains(&format!("virsh undefine {vm}\n")),
+        "{explained}"
+    );
+    assert_gone(&lv, &paths, &vm, &net);
+    cleanup.vms.clear();
+    let _ = std::fs::remove_dir_all(&work);
+    cleanup.close();
+}

@@ -11,6 +11,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("error", 0),
     ("units", 0),
     ("digest", 0),
+    ("explain", 0),
     ("command", 0),
     ("state", 0),
     ("progress", 0),

@@ -638,3 +638,130 @@ fn plan_show_tells_what_apply_would_do_and_changes_nothing() {
     }
     network::destroy(&lv.conn(), "tnet").unwrap();
 }
+
+/// The steps a script of `--explain` holds: the blocks after its header, each opened by its
+/// comment.
+fn explained_steps(script: &str) -> Vec<String> {
+    script
+        .split("\n\n")
+        .skip(1)
+        .filter(|block| block.starts_with("# ") && !block.starts_with("# note:"))
+        .map(|block| block.lines().next().unwrap_or_default().to_string())
+        .collect()
+}
+
+fn bash_reads(script: &str) {
+    let checked = std::process::Command::new("bash")
+        .args(["-n", "-c", script])
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "bash -n: {}\n{script}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+}
+
+/// `--explain` writes one step for every stage a create goes through, so a new stage cannot
+/// go unexplained; `--dry-run` writes the same steps and changes nothing.
+#[test]
+fn every_stage_of_a_create_is_explained_and_a_dry_run_changes_nothing() {
+    use strata::explain::{self, Target};
+    let scratch = Scratch::new("explain");
+    let paths = scratch.paths();
+    let _turn = driver();
+    let lv = Libvirt::open("test:///default").unwrap();
+    register_fake_template(&lv, &paths, "debian-12");
+    make_tnet(&lv);
+    let script_file = scratch.dir.join("create.sh");
+
+    explain::start(
+        &Target::File(script_file.clone()),
+        false,
+        true,
+        "strata vm create ex",
+        "test:///default",
+    )
+    .unwrap();
+    let created = lifecycle::create(
+        &lv,
+        &paths,
+        &request("ex", "debian-12", "tnet"),
+        &Progress::new("ex"),
+    );
+    explain::finish();
+    let created = created.unwrap();
+    let script = std::fs::read_to_string(&script_file).unwrap();
+    let steps = explained_steps(&script);
+    assert_eq!(
+        steps.len(),
+        created.stages.len(),
+        "stages {:?}, explained steps {steps:?}",
+        created.stages.iter().map(|s| &s.stage).collect::<Vec<_>>()
+    );
+    bash_reads(&script);
+    assert!(script.contains("export LIBVIRT_DEFAULT_URI=test:///default\n"));
+    assert!(script.contains("virsh start ex\n"), "{script}");
+
+    // A dry run of a second VM: the same steps with its own values, and nothing made.
+    let domains = || {
+        let mut names: Vec<String> = domain::list(&lv.conn())
+            .unwrap()
+            .into_iter()
+            .map(|v| v.name)
+            .collect();
+        names.sort();
+        names
+    };
+    let state_files = || {
+        let mut files = Vec::new();
+        let mut dirs = vec![paths.state.clone()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path.clone());
+                }
+                files.push(path);
+            }
+        }
+        files.sort();
+        files
+    };
+    let before = (
+        domains(),
+        volume_names(&lv, &paths),
+        reservations(&lv, "tnet"),
+        state_files(),
+    );
+    let dry_file = scratch.dir.join("dry.sh");
+    explain::start(
+        &Target::File(dry_file.clone()),
+        true,
+        true,
+        "strata vm create ex2",
+        "test:///default",
+    )
+    .unwrap();
+    let chosen = lifecycle::dry_run_create(&lv, &paths, &request("ex2", "debian-12", "tnet"));
+    explain::finish();
+    let chosen = chosen.unwrap();
+    let after = (
+        domains(),
+        volume_names(&lv, &paths),
+        reservations(&lv, "tnet"),
+        state_files(),
+    );
+    assert_eq!(before, after, "the dry run changed something");
+    let dry = std::fs::read_to_string(&dry_file).unwrap();
+    bash_reads(&dry);
+    // Every step a real create goes through, and the wait for SSH the test driver skips.
+    let dry_steps = explained_steps(&dry);
+    assert_eq!(dry_steps.len(), steps.len() + 1, "{dry_steps:?}");
+    assert!(dry.contains(&format!("ip='\\''{chosen}'\\''")), "{dry}");
+    assert!(dry.contains("virsh start ex2\n"), "{dry}");
+    assert!(!dry.contains("PRIVATE KEY"), "{dry}");
+
+    lifecycle::destroy(&lv, &paths, "ex").unwrap();
+    network::destroy(&lv.conn(), "tnet").unwrap();
+}

@@ -100,7 +100,7 @@ pub fn routed_bridge_rules(bridge: &str, subnet: Option<&str>) -> Vec<Vec<String
 /// out-interface) from DOCKER-USER and FORWARD on `runner`'s host: called when strata removes
 /// the network, so that its accepts do not outlive it (libvirt gives the next network the
 /// freed bridge name, which would inherit them). The rules removed, as deleted.
-pub fn remove_bridge_rules(runner: &Runner, bridge: &str) -> Result<Vec<String>> {
+pub fn remove_bridge_rules(runner: &Runner, bridge: &str) -> Result<Vec<Vec<String>>> {
     let table = crate::host::iptables::read_on(runner)?;
     let mut removed = Vec::new();
     for chain in ["DOCKER-USER", "FORWARD"] {
@@ -110,7 +110,7 @@ pub fn remove_bridge_rules(runner: &Runner, bridge: &str) -> Result<Vec<String>>
                 .chain(spec.iter().map(String::as_str))
                 .collect();
             runner.capture("iptables", &args)?;
-            removed.push(format!("iptables {}", args.join(" ")));
+            removed.push(args.iter().map(|a| a.to_string()).collect());
         }
     }
     Ok(removed)

@@ -27,6 +27,14 @@ pub struct Cli {
     /// libvirt URI (default: LIBVIRT_DEFAULT_URI, then qemu:///system)
     #[arg(long, short = 'c', global = true)]
     pub connect: Option<String>,
+    /// Write each step as the classic commands that do the same (virsh, ssh-keygen, ssh), as a
+    /// bash script: to stderr, or to FILE with --explain=FILE ('-' for stdout)
+    #[arg(long, global = true, value_name = "FILE", num_args = 0..=1, require_equals = true)]
+    pub explain: Option<Option<std::path::PathBuf>>,
+    /// With --explain: change nothing, and write the whole job as a script that does it when
+    /// run as root on the same host (net create, vm create)
+    #[arg(long, global = true, requires = "explain")]
+    pub dry_run: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -65,6 +73,13 @@ pub enum Command {
     /// Docker Swarm across VMs: create, list, join, leave, destroy
     #[command(subcommand)]
     Swarm(swarm::SwarmCommand),
+    /// Print the shell completion script for bash, zsh or fish
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print strata's man page (roff), made from the same command definitions
+    Manpage,
 }
 
 /// Output format of list commands.
@@ -106,6 +121,10 @@ impl Env {
     /// interrupted run made outlives the next strata command.
     pub fn libvirt(&self) -> Result<Libvirt> {
         let lv = Libvirt::open(&self.uri)?;
+        // A dry run changes nothing, not even what an interrupted run left.
+        if crate::explain::is_dry_run() {
+            return Ok(lv);
+        }
         match crate::lifecycle::recover_abandoned(&lv, &self.paths) {
             Ok(finished) => {
                 for journal in finished {
@@ -161,25 +180,100 @@ where
 
 /// Run the parsed command; the Ok value is the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Completions { shell } => return print_completions(shell),
+        Command::Manpage => return print_manpage(),
+        _ => {}
+    }
     let uri = connect::resolve_uri(cli.connect.as_deref());
     let env = Env {
         paths: paths_for(&uri)?,
         finished: Default::default(),
         uri,
     };
-    match cli.command {
-        Command::Template(cmd) => template::run(&env, cmd),
-        Command::Net(cmd) => net::run(&env, cmd),
-        Command::Vm(cmd) => vm::run(&env, cmd),
-        Command::Engine(cmd) => engine::run(&env, cmd),
-        Command::Check(args) => check::run(&env, args),
-        Command::ImportImage(args) => template::import(&env, args),
-        Command::Up(args) => stack::up(&env, args),
-        Command::Ps(args) => stack::ps(&env, args),
-        Command::Logs(args) => stack::logs(&env, args),
-        Command::Down(args) => stack::down(&env, args),
-        Command::Context(args) => stack::context(&env, args),
-        Command::Plan(cmd) => plan::run(&env, cmd),
-        Command::Swarm(cmd) => swarm::run(&env, cmd),
+    if let Some(target) = &cli.explain {
+        start_explaining(target.as_deref(), cli.dry_run, &cli.command, &env.uri)?;
     }
+    let code = dispatch(&env, cli.command);
+    crate::explain::finish();
+    code
+}
+
+fn dispatch(env: &Env, command: Command) -> Result<i32> {
+    match command {
+        Command::Template(cmd) => template::run(env, cmd),
+        Command::Net(cmd) => net::run(env, cmd),
+        Command::Vm(cmd) => vm::run(env, cmd),
+        Command::Engine(cmd) => engine::run(env, cmd),
+        Command::Check(args) => check::run(env, args),
+        Command::ImportImage(args) => template::import(env, args),
+        Command::Up(args) => stack::up(env, args),
+        Command::Ps(args) => stack::ps(env, args),
+        Command::Logs(args) => stack::logs(env, args),
+        Command::Down(args) => stack::down(env, args),
+        Command::Context(args) => stack::context(env, args),
+        Command::Plan(cmd) => plan::run(env, cmd),
+        Command::Swarm(cmd) => swarm::run(env, cmd),
+        Command::Completions { .. } | Command::Manpage => Ok(0),
+    }
+}
+
+/// `--explain[=FILE]`, and `--dry-run` for the commands that can write their whole job as a
+/// script without doing it (refused for the others before anything runs).
+fn start_explaining(
+    target: Option<&std::path::Path>,
+    dry_run: bool,
+    command: &Command,
+    uri: &str,
+) -> Result<()> {
+    let can_dry_run = matches!(
+        command,
+        Command::Net(net::NetCommand::Create { .. }) | Command::Vm(vm::VmCommand::Create(_))
+    );
+    // explain::EXPLAINED names these.
+    let explained = can_dry_run
+        || matches!(
+            command,
+            Command::Net(net::NetCommand::Destroy { .. })
+                | Command::Vm(vm::VmCommand::Destroy { .. })
+        );
+    if dry_run && !can_dry_run {
+        return Err(Error::bad_input("--dry-run is not available for this command")
+            .with_hint("--dry-run works with `net create` and `vm create`; --explain alone writes the commands of any explained step as it runs"));
+    }
+    let target = match target {
+        None => crate::explain::Target::Stderr,
+        Some(path) if path.as_os_str() == "-" => crate::explain::Target::Stdout,
+        Some(path) => crate::explain::Target::File(path.to_path_buf()),
+    };
+    let words: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| crate::template::shell_quote(&a.to_string_lossy()))
+        .collect();
+    crate::explain::start(
+        &target,
+        dry_run,
+        explained,
+        &format!("strata {}", words.join(" ")),
+        uri,
+    )
+}
+
+fn print_completions(shell: clap_complete::Shell) -> Result<i32> {
+    let mut text = Vec::new();
+    clap_complete::generate(
+        shell,
+        &mut <Cli as clap::CommandFactory>::command(),
+        "strata",
+        &mut text,
+    );
+    crate::console::bytes(false, &text);
+    Ok(0)
+}
+
+fn print_manpage() -> Result<i32> {
+    let mut text = Vec::new();
+    clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut text)?;
+    crate::console::bytes(false, &text);
+    Ok(0)
 }

@@ -50,6 +50,15 @@ pub fn run(env: &Env, cmd: NetCommand) -> Result<i32> {
             let host = Runner::for_uri(&lv.uri)?;
             // Check and create under strata's lock: two creates of the same free subnet at
             // once must not both pass the overlap check.
+            if crate::explain::is_dry_run() {
+                let (taken, unchecked) = network::subnets_in_use(&lv.conn(), &host)?;
+                network::dry_run_create(&lv.conn(), &name, subnet, mode, &taken)?;
+                for what in unchecked {
+                    errln!("note: not checked for overlap: {what}");
+                }
+                outln!("dry run: network {name} checked, nothing created; the script is in the --explain output");
+                return Ok(0);
+            }
             let (info, unchecked) = env.paths.with_lock(|| {
                 let (taken, unchecked) = network::subnets_in_use(&lv.conn(), &host)?;
                 let info = network::create(&lv.conn(), &name, subnet, mode, &taken, None)?;

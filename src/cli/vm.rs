@@ -156,6 +156,14 @@ fn create(env: &Env, lv: &Libvirt, args: CreateArgs) -> Result<i32> {
         plan: None,
         keep_address: None,
     };
+    if crate::explain::is_dry_run() {
+        let ip = lifecycle::dry_run_create(lv, &env.paths, &req)?;
+        outln!(
+            "dry run: {} checked, address {ip} free, nothing created; the script is in the --explain output",
+            args.name
+        );
+        return Ok(0);
+    }
     let progress = Progress::new(&format!("vm {}", args.name));
     let created = lifecycle::create(lv, &env.paths, &req, &progress)?;
     drop(progress);

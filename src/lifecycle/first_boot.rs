@@ -35,8 +35,7 @@ pub(super) struct GuestKeys {
 impl GuestKeys {
     /// Generate both pairs and keep what strata needs: the login key and the pin.
     pub(super) fn generate_and_store(paths: &Paths, vm: &str, ip: Ipv4Addr) -> Result<GuestKeys> {
-        let login = keys::generate(&format!("strata@{vm}"))?;
-        let host = keys::generate(&format!("root@{vm}"))?;
+        let GuestKeys { login, host } = GuestKeys::generate(vm)?;
         write_private(&paths.vm_key(vm), login.private_openssh.as_bytes())?;
         write_private(
             &paths.vm_dir(vm).join("id_ed25519.pub"),
@@ -47,6 +46,14 @@ impl GuestKeys {
             route::known_hosts_line(&ip.to_string(), &host.public_openssh).as_bytes(),
         )?;
         Ok(GuestKeys { login, host })
+    }
+
+    /// Both pairs, in memory only.
+    pub(super) fn generate(vm: &str) -> Result<GuestKeys> {
+        Ok(GuestKeys {
+            login: keys::generate(&format!("strata@{vm}"))?,
+            host: keys::generate(&format!("root@{vm}"))?,
+        })
     }
 }
 
@@ -74,7 +81,7 @@ impl Handover {
                 "strata-hostkey-{vm}-{unpredictable:016x}.key"
             )));
         }
-        let dir = paths.state.join("handover");
+        let dir = handover_dir(paths);
         paths.ensure_dir(&dir)?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))?;
         Ok(Handover::File(
@@ -127,6 +134,11 @@ impl Handover {
     }
 }
 
+/// The folder of this machine's handover files.
+pub(super) fn handover_dir(paths: &Paths) -> PathBuf {
+    paths.state.join("handover")
+}
+
 /// Write the private host key for QEMU: a new file, mode 0600 (one this run wrote before a
 /// lost libvirtd is replaced: the name is this run's, in a folder only root can write).
 fn write_host_key(path: &Path, keys: &GuestKeys) -> Result<()> {
@@ -171,11 +183,11 @@ pub(super) fn domain_spec(
     host_key: Option<&Path>,
 ) -> Result<DomainSpec> {
     let name = req.name.as_str();
-    let oem_strings = vec![
-        format!("strata.hostname={name}"),
-        format!("strata.authorized_key={}", keys.login.public_openssh.trim()),
-        format!("strata.host_key_pub={}", keys.host.public_openssh.trim()),
-    ];
+    let oem_strings = oem_strings(
+        name,
+        keys.login.public_openssh.trim(),
+        keys.host.public_openssh.trim(),
+    );
     let fw_cfg_files = host_key
         .map(|file| FwCfgFile {
             name: HOST_KEY_FW_CFG.to_string(),
@@ -209,6 +221,15 @@ pub(super) fn domain_spec(
         fw_cfg_files,
         metadata: record.to_xml()?,
     })
+}
+
+/// The public first-boot data strata's own templates read from SMBIOS OEM strings.
+pub(super) fn oem_strings(name: &str, login_public: &str, host_public: &str) -> Vec<String> {
+    vec![
+        format!("strata.hostname={name}"),
+        format!("strata.authorized_key={login_public}"),
+        format!("strata.host_key_pub={host_public}"),
+    ]
 }
 
 /// The template's kernel command line, plus its TCG-only arguments when emulated.

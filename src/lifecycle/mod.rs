@@ -18,10 +18,12 @@ pub mod swarm;
 pub mod template_build;
 pub mod template_upload;
 mod vm_create;
+mod vm_create_explain;
 mod vm_destroy;
 
 pub use journal::{pending, recover_abandoned, Action, PendingJournal};
 pub use net_destroy::{destroy_network, NetDestroyed};
 pub use stack_up::down as stack_down;
 pub use vm_create::{create, wait_until_ready, CreateRequest, Created};
+pub use vm_create_explain::dry_run as dry_run_create;
 pub use vm_destroy::{destroy, destroy_with, DataDisk};

@@ -10,8 +10,8 @@ use crate::vm::{domain, network, Libvirt};
 /// What removing the network did besides removing it.
 #[derive(Debug, Default)]
 pub struct NetDestroyed {
-    /// The `check --fix` rules removed for its bridge, as deleted.
-    pub rules_removed: Vec<String>,
+    /// The `check --fix` rules removed for its bridge: the arguments of each `iptables -D`.
+    pub rules_removed: Vec<Vec<String>>,
     /// Said when those rules could not be read or removed (the network is gone all the same).
     pub note: Option<String>,
 }
@@ -24,10 +24,12 @@ pub fn destroy_network(lv: &Libvirt, name: &str) -> Result<NetDestroyed> {
     let bridge = network::lookup(&conn, name)?.1.bridge;
     network::destroy(&conn, name)?;
     let Some(bridge) = bridge else {
+        explain(name, &[])?;
         return Ok(NetDestroyed::default());
     };
     let removed = Runner::for_uri(&lv.uri)
         .and_then(|runner| crate::check::fix::remove_bridge_rules(&runner, &bridge));
+    explain(name, removed.as_deref().unwrap_or_default())?;
     Ok(match removed {
         Ok(rules_removed) => NetDestroyed {
             rules_removed,
@@ -41,4 +43,13 @@ pub fn destroy_network(lv: &Libvirt, name: &str) -> Result<NetDestroyed> {
             )),
         },
     })
+}
+
+/// `--explain`: the removal as virsh and iptables commands (written once it is done, so the
+/// rules are the ones it found).
+fn explain(name: &str, rules: &[Vec<String>]) -> Result<()> {
+    crate::explain::step(
+        crate::explain::Step::NetDestroy,
+        &serde_json::json!({ "name": name, "rules": rules }),
+    )
 }

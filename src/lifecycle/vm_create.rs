@@ -6,6 +6,7 @@
 use super::create_plan::{plan_create, CreatePlan};
 use super::first_boot::{self, GuestKeys, Handover};
 use super::journal::{self, Journal, Undo};
+use super::vm_create_explain::Explainer;
 use crate::error::{Error, ErrorKind, Result};
 use crate::guest::{readiness, route, Route};
 use crate::host::accel::{Accel, AccelRequest};
@@ -106,11 +107,20 @@ fn build_vm(
     progress: &Progress,
 ) -> Result<Created> {
     let name = req.name.as_str();
+    let explainer = Explainer {
+        lv,
+        paths,
+        req,
+        plan,
+    };
     progress.stage("clone");
+    explainer.clone_disk()?;
     let disk_path = clone_disk(lv, paths, plan, journal)?;
     progress.stage("reserve address");
     let address = reserve_address(lv, paths, req, journal)?;
+    explainer.reserve_address(&address)?;
     progress.stage("keys");
+    explainer.keys(address.ip)?;
     let keys = make_keys(paths, name, address.ip, journal)?;
     let uuid = first_boot::uuid_v4();
     if let Some(seed) = &plan.seed {
@@ -120,19 +130,7 @@ fn build_vm(
         first_boot::write_seed(lv, paths, seed, name, &uuid, &keys)
             .map_err(|e| explain_pool_full(lv, paths, e))?;
     }
-    let record = VmRecord {
-        template: plan.template.name().to_string(),
-        created: crate::units::now_rfc3339(),
-        accel: plan.accel,
-        network: req.network.clone(),
-        mac: address.mac.clone(),
-        ip: address.ip,
-        user: plan.template.manifest.vm.user.clone(),
-        key: paths.vm_key(name),
-        volumes: plan.volumes(),
-        plan: req.plan.clone(),
-        applied: None,
-    };
+    let record = record_of(paths, req, plan, &address);
     let template = plan.template.domain_xml_template();
     let define = |host_key: Option<&Path>| -> Result<virt::domain::Domain> {
         let spec = first_boot::domain_spec(req, plan, &record, &uuid, &disk_path, &keys, host_key)?;
@@ -141,6 +139,7 @@ fn build_vm(
 
     progress.stage("define");
     interrupt::check()?;
+    explainer.define(&record, &uuid, &disk_path, &keys)?;
     let handover = Handover::new(lv, paths, name)?;
     journal.push(handover.undo())?;
     journal.push(Undo::Domain {
@@ -152,6 +151,7 @@ fn build_vm(
 
     progress.stage("start");
     interrupt::check()?;
+    explainer.start()?;
     // The start that hands the host key to the guest: QEMU reads the file when it starts, and
     // on every path after that the file goes and the definition forgets it.
     let start_with_host_key = || -> Result<()> {
@@ -167,6 +167,7 @@ fn build_vm(
 
     if let (Some(timeout), false) = (req.ssh_timeout, lv.is_test_driver()) {
         progress.stage("boot-to-ssh");
+        explainer.wait_for_ssh(address.ip, timeout)?;
         let route = Route {
             addr: SocketAddr::from((address.ip, 22)),
             user: record.user.clone(),
@@ -183,6 +184,28 @@ fn build_vm(
         accel_reason: plan.accel_reason.clone(),
         stages: progress.stage_times(),
     })
+}
+
+/// strata's record of the VM, as its domain's <metadata> carries it.
+pub(super) fn record_of(
+    paths: &Paths,
+    req: &CreateRequest,
+    plan: &CreatePlan,
+    address: &DhcpHost,
+) -> VmRecord {
+    VmRecord {
+        template: plan.template.name().to_string(),
+        created: crate::units::now_rfc3339(),
+        accel: plan.accel,
+        network: req.network.clone(),
+        mac: address.mac.clone(),
+        ip: address.ip,
+        user: plan.template.manifest.vm.user.clone(),
+        key: paths.vm_key(&req.name),
+        volumes: plan.volumes(),
+        plan: req.plan.clone(),
+        applied: None,
+    }
 }
 
 /// A thin clone of the template volume; returns its path.

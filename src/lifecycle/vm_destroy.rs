@@ -85,6 +85,7 @@ pub fn destroy_with(lv: &Libvirt, paths: &Paths, name: &str, data: DataDisk) -> 
         name: name.to_string(),
         uuid: dom.uuid_string()?,
     });
+    explain_destroy(lv, paths, name, &dom, &steps)?;
     // Carried out newest first: the domain goes first, then what it used.
     let journal = Journal::begin_with(lv, paths, name, Action::Destroy, steps)?;
     let problems = journal.rollback(lv, paths);
@@ -99,6 +100,49 @@ pub fn destroy_with(lv: &Libvirt, paths: &Paths, name: &str, data: DataDisk) -> 
             "run `strata vm destroy {name}` again to finish (any strata command also retries it)"
         )))
     }
+}
+
+/// `--explain`: the destroy's steps as virsh and rm commands.
+fn explain_destroy(
+    lv: &Libvirt,
+    paths: &Paths,
+    name: &str,
+    dom: &virt::domain::Domain,
+    steps: &[Undo],
+) -> Result<()> {
+    if !crate::explain::is_on() {
+        return Ok(());
+    }
+    let mut volumes = Vec::new();
+    let mut files = Vec::new();
+    let mut reservation = None;
+    for step in steps {
+        match step {
+            Undo::Volume { name } => volumes.push(name.clone()),
+            Undo::File { path } => files.push(path.display().to_string()),
+            Undo::Reservation { network, host } => reservation = Some((network, host)),
+            _ => {}
+        }
+    }
+    let (network, host) = reservation
+        .ok_or_else(|| Error::failed(format!("VM '{name}': no reservation to explain")))?;
+    let live = crate::vm::network::lookup(&lv.conn(), network)
+        .map(|(net, _)| net.is_active().unwrap_or(false))
+        .unwrap_or(false);
+    crate::explain::step(
+        crate::explain::Step::VmDestroy,
+        &serde_json::json!({
+            "name": name,
+            "running": dom.is_active()?,
+            "pool": pool::home(lv, paths).0,
+            "volumes": volumes,
+            "files": files,
+            "network": network,
+            "host_xml": crate::vm::network::host_xml(host)?,
+            "live": live,
+            "vm_dir": paths.vm_dir(name),
+        }),
+    )
 }
 
 /// The docker context and SSH settings `strata context NAME` wrote for the user running

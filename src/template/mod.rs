@@ -8,6 +8,7 @@ pub mod container;
 mod manifest;
 mod params;
 mod render;
+mod shell_escape;
 mod toml_escape;
 mod volume_sources;
 
@@ -16,6 +17,7 @@ pub use manifest::{
     BootMode, BootSpec, BuildRecipe, EngineBake, InjectMethod, TemplateManifest, VmDefaults,
 };
 pub use render::{render_file, render_str};
+pub use shell_escape::quote as shell_quote;
 
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};

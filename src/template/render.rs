@@ -1,9 +1,9 @@
 //! minijinja rendering in strict mode: a variable the caller did not provide is an error,
 //! never an empty string in a libvirt XML. Files named *.xml.j2 are XML-escaped, files named
-//! *.toml.j2 TOML-escaped (toml_escape.rs); values rendered into shell are the caller's to
-//! quote.
+//! *.toml.j2 TOML-escaped (toml_escape.rs), *.bash.j2 as shell words (shell_escape.rs); values
+//! rendered into the guest's *.sh.j2 scripts are the caller's to quote.
 
-use super::toml_escape;
+use super::{shell_escape, toml_escape};
 use crate::error::{Context, Result};
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
@@ -24,11 +24,22 @@ fn environment<'a>() -> Environment<'a> {
             minijinja::AutoEscape::Html
         } else if let Some(toml) = toml_escape::mode_for(name) {
             toml
+        } else if let Some(shell) = shell_escape::mode_for(name) {
+            shell
         } else {
             minijinja::AutoEscape::None
         }
     });
-    env.set_formatter(toml_escape::formatter);
+    env.set_formatter(|out, state, value| {
+        let in_shell = matches!(state.auto_escape(),
+            minijinja::AutoEscape::Custom(mode) if mode == shell_escape::SHELL);
+        if in_shell && !value.is_safe() {
+            return out
+                .write_str(&shell_escape::word(value)?)
+                .map_err(minijinja::Error::from);
+        }
+        toml_escape::formatter(out, state, value)
+    });
     env
 }
 

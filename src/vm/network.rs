@@ -232,6 +232,15 @@ pub enum NetworkMode {
     Nat,
 }
 
+impl NetworkMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            NetworkMode::Isolated => "isolated",
+            NetworkMode::Nat => "nat",
+        }
+    }
+}
+
 /// Define, start and autostart a strata network; refuse overlapping subnets, naming them.
 pub fn create(
     conn: &Connect,
@@ -241,6 +250,52 @@ pub fn create(
     taken: &[Taken],
     plan: Option<&str>,
 ) -> Result<NetworkInfo> {
+    let xml_text = draft(conn, name, subnet, mode, taken, plan)?;
+    explain_create(name, subnet, mode, &xml_text)?;
+    let net = conn.define_network_xml(&xml_text)?;
+    let started = net.create().and_then(|_| net.set_autostart(true));
+    if let Err(e) = started {
+        let _ = net.undefine();
+        return Err(Error::from(e).context(format!("starting network '{name}'")));
+    }
+    describe(&net)
+}
+
+/// `net create --dry-run --explain`: check as a create does and write the commands that make
+/// the network; change nothing.
+pub fn dry_run_create(
+    conn: &Connect,
+    name: &str,
+    subnet: Ipv4Net,
+    mode: NetworkMode,
+    taken: &[Taken],
+) -> Result<()> {
+    let xml_text = draft(conn, name, subnet, mode, taken, None)?;
+    explain_create(name, subnet, mode, &xml_text)
+}
+
+fn explain_create(name: &str, subnet: Ipv4Net, mode: NetworkMode, xml_text: &str) -> Result<()> {
+    crate::explain::step(
+        crate::explain::Step::NetCreate,
+        &serde_json::json!({
+            "name": name,
+            "subnet": subnet.to_string(),
+            "mode": mode.as_str(),
+            "xml": crate::explain::heredoc(xml_text.trim_end(), "STRATA_XML", &[])?,
+        }),
+    )
+}
+
+/// The checked definition of a new network: its name is free, its subnet large enough and
+/// overlapping nothing in `taken`.
+fn draft(
+    conn: &Connect,
+    name: &str,
+    subnet: Ipv4Net,
+    mode: NetworkMode,
+    taken: &[Taken],
+    plan: Option<&str>,
+) -> Result<String> {
     crate::names::check_object_name("network", name)?;
     if conn.lookup_network_by_name(name).is_ok() {
         return Err(Error::new(
@@ -262,27 +317,20 @@ pub fn create(
         ))
         .with_hint("choose a subnet that is free, e.g. another 10.x.y.0/24; `strata net list` and `ip route` show what is taken"));
     }
-    let xml_text = xml::render(
+    xml::render(
         xml::NETWORK,
         &serde_json::json!({
             "name": name,
             "metadata_ns": NETWORK_METADATA_NS,
             "created": crate::units::now_rfc3339(),
             "plan": plan,
-            "mode": match mode { NetworkMode::Isolated => "isolated", NetworkMode::Nat => "nat" },
+            "mode": mode.as_str(),
             "gateway": gateway.to_string(),
             "prefix": subnet.prefix_len(),
             "dhcp_start": dhcp_start.to_string(),
             "dhcp_end": dhcp_end.to_string(),
         }),
-    )?;
-    let net = conn.define_network_xml(&xml_text)?;
-    let started = net.create().and_then(|_| net.set_autostart(true));
-    if let Err(e) = started {
-        let _ = net.undefine();
-        return Err(Error::from(e).context(format!("starting network '{name}'")));
-    }
-    describe(&net)
+    )
 }
 
 /// Stop and remove a network strata created. Networks strata did not create are refused.
@@ -311,7 +359,8 @@ fn update_flags(net: &Network) -> Result<u32> {
     Ok(flags)
 }
 
-fn host_xml(host: &DhcpHost) -> Result<String> {
+/// A DHCP host entry as libvirt's network XML writes it.
+pub fn host_xml(host: &DhcpHost) -> Result<String> {
     xml::render(
         xml::DHCP_HOST,
         &serde_json::json!({"mac": host.mac, "name": host.name, "ip": host.ip.to_string()}),
