@@ -27,10 +27,18 @@ pub enum Step {
     VmStart,
     VmWaitForSsh,
     VmDestroy,
+    GuestLogin,
+    EngineDataDisk,
+    EngineStorage,
+    EngineBundle,
+    EngineOnline,
+    EngineDaemonJson,
+    EngineRecord,
+    EngineVerify,
 }
 
 impl Step {
-    pub const ALL: [Step; 9] = [
+    pub const ALL: [Step; 17] = [
         Step::NetCreate,
         Step::NetDestroy,
         Step::VmClone,
@@ -40,6 +48,14 @@ impl Step {
         Step::VmStart,
         Step::VmWaitForSsh,
         Step::VmDestroy,
+        Step::GuestLogin,
+        Step::EngineDataDisk,
+        Step::EngineStorage,
+        Step::EngineBundle,
+        Step::EngineOnline,
+        Step::EngineDaemonJson,
+        Step::EngineRecord,
+        Step::EngineVerify,
     ];
 
     /// The template's name (which makes it shell-escaped) and text.
@@ -59,6 +75,14 @@ impl Step {
             Step::VmStart => file!("vm-start.bash.j2"),
             Step::VmWaitForSsh => file!("vm-wait-for-ssh.bash.j2"),
             Step::VmDestroy => file!("vm-destroy.bash.j2"),
+            Step::GuestLogin => file!("engine-login.bash.j2"),
+            Step::EngineDataDisk => file!("engine-data-disk.bash.j2"),
+            Step::EngineStorage => file!("engine-storage.bash.j2"),
+            Step::EngineBundle => file!("engine-bundle.bash.j2"),
+            Step::EngineOnline => file!("engine-online.bash.j2"),
+            Step::EngineDaemonJson => file!("engine-daemon-json.bash.j2"),
+            Step::EngineRecord => file!("engine-record.bash.j2"),
+            Step::EngineVerify => file!("engine-verify.bash.j2"),
         }
     }
 
@@ -93,7 +117,7 @@ static SINK: Mutex<Option<Sink>> = Mutex::new(None);
 const DEFAULT_URI: &str = "qemu:///system";
 
 /// The commands whose every step is explained; `--explain` of any other says so in its script.
-pub const EXPLAINED: &str = "net create, net destroy, vm create and vm destroy";
+pub const EXPLAINED: &str = "net create, net destroy, vm create, vm destroy and engine install";
 
 /// Begin the script for this run of `command_line` against libvirt at `uri`; `explained`
 /// says whether the command is one of EXPLAINED.
@@ -238,6 +262,17 @@ pub fn heredoc(body: &str, marker: &str, variables: &[(&str, &str)]) -> Result<S
     Ok(text)
 }
 
+/// `body` as the text of a quoted here-document (`<<'MARKER'`), which the shell passes on as
+/// it is: only a line equal to the marker could end it early.
+pub fn quoted_heredoc(body: &str, marker: &str) -> Result<String> {
+    if body.lines().any(|line| line == marker) {
+        return Err(Error::failed(format!(
+            "the text to explain holds a line '{marker}', which would end its here-document"
+        )));
+    }
+    Ok(body.trim_end_matches('\n').to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,6 +318,30 @@ mod tests {
                 "key": "/var/lib/strata/vms/a/id_ed25519",
                 "known_hosts": "/var/lib/strata/vms/a/known_hosts",
             }),
+            Step::GuestLogin => json!({
+                "name": "a", "ip": "10.77.0.2", "user": "root",
+                "key": "/var/lib/strata/vms/a/id_ed25519",
+                "known_hosts": "/var/lib/strata/vms/a/known_hosts",
+            }),
+            Step::EngineDataDisk => json!({
+                "vm": "a", "pool": "strata", "volume": "vm_a-data.qcow2", "capacity": 21474836480u64,
+                "create": true, "record_xml": "<strata:vm/>", "attach": true, "disk_xml": "<disk/>",
+                "live": true, "namespace": "https://strata.dev/xmlns/vm/1", "serial": "strata-data",
+            }),
+            Step::EngineStorage => {
+                json!({"layout": "disk-ext4", "script": "set -e\nmkfs.ext4 /dev/vdb"})
+            }
+            Step::EngineBundle => json!({
+                "build": true, "debs": ["/var/cache/strata/bundle/bookworm/docker.io_20.10.24.deb"],
+                "cache": "/var/cache/strata/bundle/bookworm", "image": "/var/lib/strata/pool/bundle-1.img",
+                "kib": 90000, "disk_xml": "<disk/>", "vm": "a", "script": "apt-get install -y x",
+            }),
+            Step::EngineOnline => json!({"script": "apt-get install -y docker.io"}),
+            Step::EngineDaemonJson => json!({
+                "write": true, "daemon_json": "{\"storage-driver\": \"overlay2\"}", "script": "systemctl restart docker",
+            }),
+            Step::EngineRecord => json!({"record": "{}"}),
+            Step::EngineVerify => json!({"expected": "overlay2 /var/lib/docker"}),
             Step::VmDestroy => json!({
                 "name": "a", "running": true, "pool": "strata",
                 "volumes": ["vm-a.qcow2", "vm-a-data.qcow2"], "files": ["/x/seed.img"],

@@ -607,6 +607,35 @@ fn dry_run_scripts_make_what_strata_would() {
         .unwrap();
     assert!(!inactive.contains("fwcfg"), "the handover is still defined");
 
+    // Docker: the dry run reads the guest and changes nothing in it; its script installs
+    // Docker from the host's bundle, and strata's own engine info verifies the result.
+    let engine_script = work.join("engine.sh");
+    ok(&[
+        "--dry-run",
+        &format!("--explain={}", engine_script.display()),
+        "engine",
+        "install",
+        &vm,
+    ]);
+    let untouched = strata(&[
+        "vm",
+        "ssh",
+        &vm,
+        "--",
+        "test ! -e /etc/docker && ! command -v dockerd",
+    ]);
+    assert!(untouched.status.success(), "the dry run changed the guest");
+    let started = Instant::now();
+    bash(&engine_script);
+    eprintln!(
+        "the dry run's engine script ran in {:.1?}",
+        started.elapsed()
+    );
+    let info: serde_json::Value =
+        serde_json::from_str(&ok(&["engine", "info", &vm, "--output", "json"])).unwrap();
+    assert!(info["mismatches"].as_array().unwrap().is_empty(), "{info}");
+    assert_eq!(info["observed"]["driver"], "overlay2", "{info}");
+
     // strata's own destroy, explained as it runs, removes what the script made.
     let destroy_script = work.join("destroy.sh");
     ok(&[

@@ -72,6 +72,14 @@ pub fn run(env: &Env, cmd: EngineCommand) -> Result<i32> {
             };
             let lv = env.libvirt()?;
             let progress = Progress::new(&format!("engine {vm}"));
+            if crate::explain::is_dry_run() {
+                crate::lifecycle::engine_install::dry_run(
+                    &lv, &env.paths, &vm, &request, &progress,
+                )?;
+                drop(progress);
+                outln!("dry run: Docker in {vm} planned, nothing in the guest or libvirt changed; the script is in the --explain output");
+                return Ok(0);
+            }
             let report = crate::lifecycle::engine_install::install(
                 &lv, &env.paths, &vm, &request, &progress,
             )?;

@@ -32,7 +32,7 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE", num_args = 0..=1, require_equals = true)]
     pub explain: Option<Option<std::path::PathBuf>>,
     /// With --explain: change nothing, and write the whole job as a script that does it when
-    /// run as root on the same host (net create, vm create)
+    /// run as root on the same host (net create, vm create, engine install)
     #[arg(long, global = true, requires = "explain")]
     pub dry_run: bool,
     #[command(subcommand)]
@@ -228,7 +228,9 @@ fn start_explaining(
 ) -> Result<()> {
     let can_dry_run = matches!(
         command,
-        Command::Net(net::NetCommand::Create { .. }) | Command::Vm(vm::VmCommand::Create(_))
+        Command::Net(net::NetCommand::Create { .. })
+            | Command::Vm(vm::VmCommand::Create(_))
+            | Command::Engine(engine::EngineCommand::Install { .. })
     );
     // explain::EXPLAINED names these.
     let explained = can_dry_run
@@ -239,7 +241,7 @@ fn start_explaining(
         );
     if dry_run && !can_dry_run {
         return Err(Error::bad_input("--dry-run is not available for this command")
-            .with_hint("--dry-run works with `net create` and `vm create`; --explain alone writes the commands of any explained step as it runs"));
+            .with_hint("--dry-run works with `net create`, `vm create` and `engine install`; --explain alone writes the commands of any explained step as it runs"));
     }
     let target = match target {
         None => crate::explain::Target::Stderr,

@@ -38,19 +38,31 @@ pub struct Bundle {
 }
 
 impl Bundle {
-    /// The bundle's .debs as a small read-only ext4 image in `dir`, made once per set of debs
-    /// (its name carries their hash) and shared by every guest that needs the same set:
-    /// plugged in as a disk, the files reach the guest without SSH's encryption, which costs
-    /// most in an emulated guest. World-readable, so qemu reads it without relabelling.
-    pub fn disk_image(&self, dir: &Path) -> Result<PathBuf> {
-        use std::os::unix::fs::PermissionsExt;
+    /// Where `disk_image` keeps the image of these .debs in `dir`: named after them, so the
+    /// next VM that needs the same set finds it.
+    pub fn image_path(&self, dir: &Path) -> PathBuf {
         let mut names = Vec::new();
         for deb in &self.debs {
             names.extend_from_slice(deb.file_name().unwrap_or_default().as_encoded_bytes());
             names.push(b'\n');
         }
         let hash = crate::digest::sha256_bytes(&names);
-        let image = dir.join(format!("bundle-{}.img", &hash[..16]));
+        dir.join(format!("bundle-{}.img", &hash[..16]))
+    }
+
+    /// The image's size: room for the files, their metadata and ext4's own (no journal:
+    /// read-only).
+    pub fn image_kib(&self) -> u64 {
+        self.bytes / 1024 + self.bytes / 1024 / 10 + 8 * 1024
+    }
+
+    /// The bundle's .debs as a small read-only ext4 image in `dir`, made once per set of debs
+    /// (its name carries their hash) and shared by every guest that needs the same set:
+    /// plugged in as a disk, the files reach the guest without SSH's encryption, which costs
+    /// most in an emulated guest. World-readable, so qemu reads it without relabelling.
+    pub fn disk_image(&self, dir: &Path) -> Result<PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
+        let image = self.image_path(dir);
         if image.is_file() {
             return Ok(image);
         }
@@ -67,8 +79,7 @@ impl Bundle {
                     std::fs::copy(deb, &name).context(format!("copying {}", deb.display()))?;
                 }
             }
-            // Room for the files, their metadata and ext4's own (no journal: read-only).
-            let kib = self.bytes / 1024 + self.bytes / 1024 / 10 + 8 * 1024;
+            let kib = self.image_kib();
             let out = Command::new("mke2fs")
                 .args(["-q", "-F", "-t", "ext4", "-O", "^has_journal", "-m", "0"])
                 .args(["-L", "strata-bundle", "-d"])

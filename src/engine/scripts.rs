@@ -54,8 +54,12 @@ pub fn run(
     context: &serde_json::Value,
     what: &str,
 ) -> Result<String> {
-    let text = render(script, context)?;
-    let out = ssh::exec(session, &ssh::sh_c(&text), false)?;
+    run_text(session, &render(script, context)?, what)
+}
+
+/// Run a rendered script in the guest, as `run` does.
+pub fn run_text(session: &Session, text: &str, what: &str) -> Result<String> {
+    let out = ssh::exec(session, &ssh::sh_c(text), false)?;
     if out.status != 0 {
         return Err(Error::failed(format!(
             "{what} failed in the guest (exit {}):\n{}",
@@ -96,12 +100,19 @@ pub fn apply_daemon_json(
         "/etc/docker/daemon.json.strata-new",
         0o644,
     )?;
-    run(
+    run_text(
         session,
-        APPLY_DAEMON_JSON,
-        // `dockerd --validate` exists from Docker 23.0 on.
-        &serde_json::json!({ "can_validate": engine >= EngineVersion::new(23, 0, 0) }),
+        &apply_daemon_json_script(engine)?,
         "starting dockerd with the new daemon.json",
     )?;
     Ok(())
+}
+
+/// The script that swaps in daemon.json.strata-new and restarts dockerd.
+pub fn apply_daemon_json_script(engine: EngineVersion) -> Result<String> {
+    // `dockerd --validate` exists from Docker 23.0 on.
+    render(
+        APPLY_DAEMON_JSON,
+        &serde_json::json!({ "can_validate": engine >= EngineVersion::new(23, 0, 0) }),
+    )
 }

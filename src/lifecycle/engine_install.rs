@@ -20,8 +20,45 @@ pub fn install(
     req: &InstallRequest,
     progress: &Progress,
 ) -> Result<InstallReport> {
+    let (route, session, plan, changes) = converge(lv, paths, vm, req, progress)?;
+    progress.stage("verifying through the Docker API");
+    plan.explain_verify()?;
+    let observed = plan.verify(&route, session, vm)?;
+    Ok(plan.report(vm, changes, observed, progress.stage_times()))
+}
+
+/// `engine install --dry-run --explain`: read the guest and decide as an install does (the
+/// host's bundle cache may fill: that is the host's apt downloading), then write every step
+/// that would change something as commands, changing nothing in the guest or in libvirt.
+pub fn dry_run(
+    lv: &Libvirt,
+    paths: &Paths,
+    vm: &str,
+    req: &InstallRequest,
+    progress: &Progress,
+) -> Result<()> {
+    if lv.is_remote() {
+        return Err(crate::error::Error::bad_input(
+            "--dry-run of `engine install` works on this machine's libvirt only",
+        )
+        .with_hint("leave out --connect, or run it on that host"));
+    }
+    let (_, _, plan, _) = converge(lv, paths, vm, req, progress)?;
+    plan.explain_verify()
+}
+
+/// Every step up to verification, each skipped when already as intended (and, in a dry run,
+/// only written).
+fn converge(
+    lv: &Libvirt,
+    paths: &Paths,
+    vm: &str,
+    req: &InstallRequest,
+    progress: &Progress,
+) -> Result<(Route, ssh2::Session, install::InstallPlan, Vec<String>)> {
     let route = lv.resilient(|| Route::of_vm(lv, paths, vm))?;
     progress.stage("reading the guest");
+    install::explain_login(lv, paths, &route, vm)?;
     let session = ssh::connect(&route, Duration::from_secs(15))?;
     progress.stage("planning");
     let plan = lv.resilient(|| install::plan(lv, paths, &session, vm, req))?;
@@ -32,7 +69,5 @@ pub fn install(
     progress.stage("configuring dockerd");
     changes.extend(plan.configure_dockerd(&session)?);
     plan.write_record(&session, req)?;
-    progress.stage("verifying through the Docker API");
-    let observed = plan.verify(&route, session, vm)?;
-    Ok(plan.report(vm, changes, observed, progress.stage_times()))
+    Ok((route, session, plan, changes))
 }

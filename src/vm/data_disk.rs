@@ -31,6 +31,73 @@ pub struct DataDisk {
 /// definition. An existing disk of another size is refused rather than replaced: it may
 /// hold the VM's Docker data. A disk made here is deleted again if attaching it fails.
 pub fn ensure(conn: &Connect, pool: &StoragePool, vm: &str, capacity: u64) -> Result<DataDisk> {
+    let todo = survey(conn, pool, vm, capacity)?;
+    let (dom, _) = domain::lookup(conn, vm)?;
+    // Recorded before it is made or taken up: whatever happens next, `vm destroy` knows it. A
+    // disk of this name without a record is the one a destroy that kept the data left behind
+    // (`plan rebuild`, `plan destroy` without --volumes): this VM's name, in strata's pool.
+    if let Some(record) = &todo.record {
+        domain::set_record(&dom, record)?;
+    }
+    let (volume, created) = match pool::find_volume(pool, &todo.volume) {
+        Some(volume) => (volume, false),
+        None => {
+            let xml_text = xml::render(
+                xml::DATA_VOLUME,
+                &serde_json::json!({ "name": todo.volume, "capacity": capacity }),
+            )?;
+            (
+                virt::storage_vol::StorageVol::create_xml(pool, &xml_text, 0)?,
+                true,
+            )
+        }
+    };
+    let path = PathBuf::from(volume.path()?);
+    if todo.attach {
+        let mut flags = virt::sys::VIR_DOMAIN_AFFECT_CONFIG;
+        if todo.live {
+            flags |= virt::sys::VIR_DOMAIN_AFFECT_LIVE;
+        }
+        if let Err(e) = dom.attach_device_flags(&disk_xml(&path)?, flags) {
+            if created {
+                let _ = volume.delete(0);
+            }
+            return Err(Error::from(e).context(format!("attaching the data disk to '{vm}'")));
+        }
+    }
+    Ok(DataDisk {
+        path,
+        capacity,
+        created,
+    })
+}
+
+/// What `ensure` has to do for `vm`'s data disk, found without changing anything.
+#[derive(Debug, Clone)]
+pub struct DiskWork {
+    /// The volume's name in strata's pool.
+    pub volume: String,
+    /// It is not in the pool yet.
+    pub create: bool,
+    /// The VM's record with the disk added, when it does not list it yet.
+    pub record: Option<crate::vm::record::VmRecord>,
+    /// It is not attached yet.
+    pub attach: bool,
+    /// The VM runs: the attach is live too.
+    pub live: bool,
+}
+
+/// The libvirt XML that attaches the disk at `path` as vdb.
+pub fn disk_xml(path: &std::path::Path) -> Result<String> {
+    xml::render(
+        xml::DATA_DISK,
+        &serde_json::json!({ "path": path, "serial": SERIAL }),
+    )
+}
+
+/// Check `capacity` against the rules and any disk `vm` already has, and say what is left to
+/// do; changes nothing.
+pub fn survey(conn: &Connect, pool: &StoragePool, vm: &str, capacity: u64) -> Result<DiskWork> {
     if capacity < MIN_SIZE {
         return Err(Error::bad_input(format!(
             "--data-disk {}: too small for Docker's data (at least {})",
@@ -46,18 +113,15 @@ pub fn ensure(conn: &Connect, pool: &StoragePool, vm: &str, capacity: u64) -> Re
         .volume(VolumeRole::Data)
         .map(str::to_string)
         .unwrap_or_else(|| pool::vm_volume_name(vm, VolumeRole::Data));
-    // Recorded before it is made or taken up: whatever happens next, `vm destroy` knows it. A
-    // disk of this name without a record is the one a destroy that kept the data left behind
-    // (`plan rebuild`, `plan destroy` without --volumes): this VM's name, in strata's pool.
-    if info.record.volume(VolumeRole::Data).is_none() {
+    let record = info.record.volume(VolumeRole::Data).is_none().then(|| {
         let mut record = info.record.clone();
         record.volumes.push(VmVolume {
             role: VolumeRole::Data,
             name: name.clone(),
         });
-        domain::set_record(&dom, &record)?;
-    }
-    let (volume, created) = match pool::find_volume(pool, &name) {
+        record
+    });
+    let existing = match pool::find_volume(pool, &name) {
         Some(volume) => {
             let existing = volume.info()?.capacity;
             if existing != capacity {
@@ -71,41 +135,20 @@ pub fn ensure(conn: &Connect, pool: &StoragePool, vm: &str, capacity: u64) -> Re
                     format_size(existing)
                 )));
             }
-            (volume, false)
+            Some(volume.path()?)
         }
-        None => {
-            let xml_text = xml::render(
-                xml::DATA_VOLUME,
-                &serde_json::json!({ "name": name, "capacity": capacity }),
-            )?;
-            (
-                virt::storage_vol::StorageVol::create_xml(pool, &xml_text, 0)?,
-                true,
-            )
-        }
+        None => None,
     };
-    let path = PathBuf::from(volume.path()?);
-    let attached = dom.xml_desc(0)?.contains(&path.display().to_string());
-    if !attached {
-        let disk_xml = xml::render(
-            xml::DATA_DISK,
-            &serde_json::json!({ "path": path, "serial": SERIAL }),
-        )?;
-        let mut flags = virt::sys::VIR_DOMAIN_AFFECT_CONFIG;
-        if dom.is_active()? {
-            flags |= virt::sys::VIR_DOMAIN_AFFECT_LIVE;
-        }
-        if let Err(e) = dom.attach_device_flags(&disk_xml, flags) {
-            if created {
-                let _ = volume.delete(0);
-            }
-            return Err(Error::from(e).context(format!("attaching the data disk to '{vm}'")));
-        }
-    }
-    Ok(DataDisk {
-        path,
-        capacity,
-        created,
+    let attached = match &existing {
+        Some(path) => dom.xml_desc(0)?.contains(path.as_str()),
+        None => false,
+    };
+    Ok(DiskWork {
+        volume: name,
+        create: existing.is_none(),
+        record,
+        attach: !attached,
+        live: dom.is_active()?,
     })
 }
 

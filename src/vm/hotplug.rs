@@ -11,7 +11,8 @@ use virt::connect::Connect;
 /// Far down the virtio names, away from vda (root) and vdb (data disk).
 const TARGET: &str = "vdz";
 
-fn disk_xml(path: &Path, serial: &str) -> Result<String> {
+/// The libvirt XML that plugs `path` in read-only under `serial`.
+pub fn disk_xml(path: &Path, serial: &str) -> Result<String> {
     xml::render(
         xml::READONLY_DISK,
         &serde_json::json!({ "path": path, "serial": serial, "target": TARGET }),

@@ -4,6 +4,7 @@
 //! start, each skipped when already as intended; then `docker info` through the SSH tunnel
 //! must match the intent. lifecycle/engine_install.rs runs the steps top-down.
 
+mod explained;
 mod packages;
 
 use crate::engine::addresses;
@@ -80,6 +81,13 @@ pub struct InstallPlan {
     decided: Decision,
     intent: EngineIntent,
     daemon_json: String,
+    /// Each step writes its classic commands first (`--explain`; a VM on this machine only).
+    explain: bool,
+}
+
+/// Whether this run only writes the steps (`--dry-run`): each step stops after explaining.
+fn dry_run() -> bool {
+    crate::explain::is_dry_run()
 }
 
 /// Read what the guest has and decide everything: packages, engine version, storage layout,
@@ -143,7 +151,22 @@ pub fn plan(
         decided,
         intent,
         daemon_json,
+        explain: crate::explain::is_on() && !lv.is_remote(),
     })
+}
+
+/// `--explain`: the login the guest steps below use (a VM on another host is not explained
+/// yet: its address is reached through that host).
+pub fn explain_login(lv: &Libvirt, paths: &Paths, route: &Route, vm: &str) -> Result<()> {
+    if !crate::explain::is_on() {
+        return Ok(());
+    }
+    if lv.is_remote() {
+        return crate::explain::note(&format!(
+            "engine install in {vm} on a remote host is not explained yet"
+        ));
+    }
+    explained::login(route, vm, &paths.vm_known_hosts(vm))
 }
 
 impl InstallPlan {
@@ -160,6 +183,13 @@ impl InstallPlan {
         };
         progress.stage("attaching the data disk");
         let pool_handle = pool::ensure_home(lv, paths)?;
+        if self.explain {
+            let work = data_disk::survey(&lv.conn(), &pool_handle, vm, size)?;
+            explained::data_disk(lv, paths, vm, size, &work)?;
+        }
+        if dry_run() {
+            return Ok(None);
+        }
         let disk = data_disk::ensure(&lv.conn(), &pool_handle, vm, size)?;
         Ok(disk.created.then(|| {
             format!(
@@ -180,8 +210,20 @@ impl InstallPlan {
             return Ok(None);
         }
         progress.stage("preparing storage");
+        let (script, what) = storage_script(&self.decided)?;
+        if self.explain {
+            let layout = serde_json::to_value(self.decided.layout)?;
+            explained::guest_script(
+                crate::explain::Step::EngineStorage,
+                &script,
+                serde_json::json!({ "layout": layout }),
+            )?;
+        }
+        if dry_run() {
+            return Ok(None);
+        }
         // The script's last line says what it did (tools chatter before it).
-        let said = prepare_storage(session, &self.decided)?;
+        let said = scripts::run_text(session, &script, what)?;
         let summary = said.lines().last().unwrap_or_default().trim();
         Ok((!summary.contains("already")).then(|| summary.to_string()))
     }
@@ -195,7 +237,8 @@ impl InstallPlan {
         session: &Session,
         progress: &Progress,
     ) -> Result<Option<String>> {
-        self.packages.carry_out(lv, paths, vm, session, progress)
+        self.packages
+            .carry_out(lv, paths, vm, session, progress, self.explain)
     }
 
     /// Write daemon.json and (re)start dockerd when it is not as intended; start a stopped
@@ -203,12 +246,25 @@ impl InstallPlan {
     pub fn configure_dockerd(&self, session: &Session) -> Result<Option<String>> {
         let wanted_sha = crate::digest::sha256_bytes(self.daemon_json.as_bytes());
         if self.guest.daemon_json_sha256.as_deref() != Some(wanted_sha.as_str()) {
+            if self.explain {
+                let apply = scripts::apply_daemon_json_script(self.engine)?;
+                explained::daemon_json(&self.daemon_json, Some(&apply))?;
+            }
+            if dry_run() {
+                return Ok(None);
+            }
             scripts::apply_daemon_json(session, &self.daemon_json, self.engine)?;
             return Ok(Some(format!(
                 "wrote {DAEMON_JSON_PATH} and (re)started dockerd"
             )));
         }
         if self.guest.docker_active {
+            return Ok(None);
+        }
+        if self.explain {
+            explained::daemon_json(&self.daemon_json, None)?;
+        }
+        if dry_run() {
             return Ok(None);
         }
         // Right config, not running (yet: a baked clone may still be starting it at boot;
@@ -233,12 +289,31 @@ impl InstallPlan {
             source.unwrap_or("found installed"),
             &self.engine_package,
         );
-        write_record_if_changed(
-            session,
+        let Some(text) = record_to_write(
             EngineRecord::from_facts(&self.guest).as_ref(),
             record,
             source.is_none(),
-        )
+        )?
+        else {
+            return Ok(());
+        };
+        if self.explain {
+            explained::record(&String::from_utf8_lossy(&text))?;
+        }
+        if dry_run() {
+            return Ok(());
+        }
+        ssh::run_checked(session, "mkdir -p /etc/strata")?;
+        sftp::upload(session, &mut text.as_slice(), RECORD_PATH, 0o644)?;
+        Ok(())
+    }
+
+    /// `--explain` of the check `verify` makes.
+    pub fn explain_verify(&self) -> Result<()> {
+        if !self.explain {
+            return Ok(());
+        }
+        explained::verify(&self.intent.storage_driver, &self.intent.data_root)
     }
 
     /// `docker info` through the Docker API must match the intent, field by field.
@@ -296,24 +371,24 @@ fn packages_for(storage: &StorageRequest) -> Vec<&'static str> {
     packages
 }
 
-fn prepare_storage(session: &Session, decided: &Decision) -> Result<String> {
+/// The script that prepares data-root's storage for `decided`, and what it does (for its
+/// error).
+fn storage_script(decided: &Decision) -> Result<(String, &'static str)> {
     let fstype = match decided.layout {
         Layout::DiskExt4 => "ext4",
         Layout::DiskBtrfs => "btrfs",
         Layout::LvmXfs => "xfs",
         Layout::LvmThinPool => {
-            return scripts::run(
-                session,
+            let script = scripts::render(
                 scripts::PREPARE_THIN_POOL,
                 &serde_json::json!({ "device": data_disk::GUEST_DEVICE }),
-                "preparing the devicemapper thin pool",
-            )
+            )?;
+            return Ok((script, "preparing the devicemapper thin pool"));
         }
-        Layout::RootFs => return Ok(String::new()),
+        Layout::RootFs => return Ok((String::new(), "nothing")),
     };
     let layout = serde_json::to_value(decided.layout)?;
-    scripts::run(
-        session,
+    let script = scripts::render(
         scripts::PREPARE_STORAGE,
         &serde_json::json!({
             "layout": layout,
@@ -321,17 +396,17 @@ fn prepare_storage(session: &Session, decided: &Decision) -> Result<String> {
             "data_root": DATA_ROOT,
             "fstype": fstype,
         }),
-        "preparing Docker's storage",
-    )
+    )?;
+    Ok((script, "preparing Docker's storage"))
 }
 
-/// Keep the guest's record of the install, stamped with the time it last changed.
-fn write_record_if_changed(
-    session: &Session,
+/// The guest's record of the install as it is to be written, stamped with the time it last
+/// changed; None when the one there says the same.
+fn record_to_write(
     old: Option<&EngineRecord>,
     mut record: EngineRecord,
     keep_source: bool,
-) -> Result<()> {
+) -> Result<Option<Vec<u8>>> {
     if let Some(old) = old {
         if keep_source {
             record.source = old.source.clone();
@@ -340,12 +415,9 @@ fn write_record_if_changed(
         let stamped = record.installed.clone();
         record.installed = old.installed.clone();
         if serde_json::to_value(old)? == serde_json::to_value(&record)? {
-            return Ok(());
+            return Ok(None);
         }
         record.installed = stamped;
     }
-    ssh::run_checked(session, "mkdir -p /etc/strata")?;
-    let text = serde_json::to_vec_pretty(&record)?;
-    sftp::upload(session, &mut text.as_slice(), RECORD_PATH, 0o644)?;
-    Ok(())
+    Ok(Some(serde_json::to_vec_pretty(&record)?))
 }

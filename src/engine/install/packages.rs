@@ -2,7 +2,7 @@
 //! offline bundle (handed over on a read-only disk image plugged in for the install), or from
 //! the guest's own mirror; and which engine version results.
 
-use super::{InstallRequest, Source, ENGINE_PACKAGE};
+use super::{explained, InstallRequest, Source, ENGINE_PACKAGE};
 use crate::engine::bundle::{self, BundleRequest};
 use crate::engine::scripts;
 use crate::error::{Error, Result};
@@ -48,11 +48,34 @@ impl PackagePlan {
         vm: &str,
         session: &Session,
         progress: &Progress,
+        explain: bool,
     ) -> Result<Option<String>> {
         match self {
             PackagePlan::Installed { .. } => Ok(None),
             PackagePlan::Bundle(b) if b.debs.is_empty() => Ok(None),
             PackagePlan::Bundle(b) => {
+                let names: Vec<String> = b
+                    .debs
+                    .iter()
+                    .map(|d| {
+                        d.file_name()
+                            .unwrap_or_default()
+                            .to_string_lossy()
+                            .into_owned()
+                    })
+                    .collect();
+                let script = scripts::render(
+                    scripts::INSTALL_BUNDLE,
+                    &serde_json::json!({ "device": BUNDLE_DEVICE, "dir": "", "debs": names }),
+                )?;
+                if explain {
+                    let cache = b.debs[0].parent().unwrap_or(&paths.cache);
+                    let image = b.image_path(&paths.pool_dir());
+                    explained::bundle(vm, b, &image, BUNDLE_SERIAL, cache, &script)?;
+                }
+                if super::dry_run() {
+                    return Ok(None);
+                }
                 let hypervisor = route::hypervisor_login(lv)?;
                 let plugging = format!("plugging in {} packages", b.debs.len());
                 progress.stage(match hypervisor {
@@ -82,22 +105,7 @@ impl PackagePlan {
                 };
                 lv.resilient(|| hotplug::attach_readonly(&lv.conn(), vm, &image, BUNDLE_SERIAL))?;
                 progress.stage(&format!("installing {} packages", b.debs.len()));
-                let names: Vec<String> = b
-                    .debs
-                    .iter()
-                    .map(|d| {
-                        d.file_name()
-                            .unwrap_or_default()
-                            .to_string_lossy()
-                            .into_owned()
-                    })
-                    .collect();
-                let installed = scripts::run(
-                    session,
-                    scripts::INSTALL_BUNDLE,
-                    &serde_json::json!({ "device": BUNDLE_DEVICE, "dir": "", "debs": names }),
-                    "installing the bundle",
-                );
+                let installed = scripts::run_text(session, &script, "installing the bundle");
                 // Unplugged whatever happened: a re-run plugs it in again.
                 let unplugged =
                     lv.resilient(|| hotplug::detach(&lv.conn(), vm, &image, BUNDLE_SERIAL));
@@ -110,13 +118,22 @@ impl PackagePlan {
                 )))
             }
             PackagePlan::Online { packages, .. } => {
-                progress.stage(&format!("installing {} packages online", packages.len()));
-                scripts::run(
-                    session,
+                let script = scripts::render(
                     scripts::INSTALL_ONLINE,
                     &serde_json::json!({ "packages": packages }),
-                    "installing from the guest's mirror",
                 )?;
+                if explain {
+                    explained::guest_script(
+                        crate::explain::Step::EngineOnline,
+                        &script,
+                        serde_json::json!({}),
+                    )?;
+                }
+                if super::dry_run() {
+                    return Ok(None);
+                }
+                progress.stage(&format!("installing {} packages online", packages.len()));
+                scripts::run_text(session, &script, "installing from the guest's mirror")?;
                 Ok(Some(format!(
                     "installed {} from the guest's mirror",
                     packages.join(" ")
