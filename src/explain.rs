@@ -26,6 +26,8 @@ pub enum Step {
     VmDefine,
     VmStart,
     VmWaitForSsh,
+    VmStop,
+    VmBoot,
     VmDestroy,
     GuestLogin,
     EngineDataDisk,
@@ -35,10 +37,16 @@ pub enum Step {
     EngineDaemonJson,
     EngineRecord,
     EngineVerify,
+    StackImage,
+    StackObject,
+    StackContainer,
+    StackWait,
+    StackRemove,
+    CheckFix,
 }
 
 impl Step {
-    pub const ALL: [Step; 17] = [
+    pub const ALL: [Step; 25] = [
         Step::NetCreate,
         Step::NetDestroy,
         Step::VmClone,
@@ -47,6 +55,8 @@ impl Step {
         Step::VmDefine,
         Step::VmStart,
         Step::VmWaitForSsh,
+        Step::VmStop,
+        Step::VmBoot,
         Step::VmDestroy,
         Step::GuestLogin,
         Step::EngineDataDisk,
@@ -56,6 +66,12 @@ impl Step {
         Step::EngineDaemonJson,
         Step::EngineRecord,
         Step::EngineVerify,
+        Step::StackImage,
+        Step::StackObject,
+        Step::StackContainer,
+        Step::StackWait,
+        Step::StackRemove,
+        Step::CheckFix,
     ];
 
     /// The template's name (which makes it shell-escaped) and text.
@@ -74,6 +90,8 @@ impl Step {
             Step::VmDefine => file!("vm-define.bash.j2"),
             Step::VmStart => file!("vm-start.bash.j2"),
             Step::VmWaitForSsh => file!("vm-wait-for-ssh.bash.j2"),
+            Step::VmStop => file!("vm-stop.bash.j2"),
+            Step::VmBoot => file!("vm-boot.bash.j2"),
             Step::VmDestroy => file!("vm-destroy.bash.j2"),
             Step::GuestLogin => file!("engine-login.bash.j2"),
             Step::EngineDataDisk => file!("engine-data-disk.bash.j2"),
@@ -83,6 +101,12 @@ impl Step {
             Step::EngineDaemonJson => file!("engine-daemon-json.bash.j2"),
             Step::EngineRecord => file!("engine-record.bash.j2"),
             Step::EngineVerify => file!("engine-verify.bash.j2"),
+            Step::StackImage => file!("stack-image.bash.j2"),
+            Step::StackObject => file!("stack-object.bash.j2"),
+            Step::StackContainer => file!("stack-container.bash.j2"),
+            Step::StackWait => file!("stack-wait.bash.j2"),
+            Step::StackRemove => file!("stack-remove.bash.j2"),
+            Step::CheckFix => file!("check-fix.bash.j2"),
         }
     }
 
@@ -117,7 +141,8 @@ static SINK: Mutex<Option<Sink>> = Mutex::new(None);
 const DEFAULT_URI: &str = "qemu:///system";
 
 /// The commands whose every step is explained; `--explain` of any other says so in its script.
-pub const EXPLAINED: &str = "net create, net destroy, vm create, vm destroy and engine install";
+pub const EXPLAINED: &str =
+    "net create, net destroy, vm create, vm start, vm stop, vm destroy, engine install, up (of a stack in a VM), down and check --fix (its host fixes)";
 
 /// Begin the script for this run of `command_line` against libvirt at `uri`; `explained`
 /// says whether the command is one of EXPLAINED.
@@ -230,6 +255,23 @@ pub fn finish() {
     SINK.lock().unwrap_or_else(|p| p.into_inner()).take();
 }
 
+/// Stop explaining this run, saying why in the script: the steps after this point could not
+/// be written as commands that work (a script with holes would mislead more than an end).
+pub fn stop_here(reason: &str) -> Result<()> {
+    let mut guard = SINK.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(sink) = guard.as_mut().filter(|s| s.explained) else {
+        return Ok(());
+    };
+    sink.explained = false;
+    write_to(
+        sink,
+        &format!(
+            "\n# note: {}; what this run does from here is not explained\n",
+            comment_safe(reason)
+        ),
+    )
+}
+
 /// A remark in the script, as a comment (what was not explained, and why).
 pub fn note(text: &str) -> Result<()> {
     let mut guard = SINK.lock().unwrap_or_else(|p| p.into_inner());
@@ -313,6 +355,30 @@ mod tests {
                 "xml": xml, "first_boot_xml": xml,
             }),
             Step::VmStart => json!({"name": "a"}),
+            Step::StackImage => json!({
+                "service": "web", "how": "build", "dir": "/c/busybox httpd/context",
+                "added": [{"inside": "busybox", "host": "/bin/busybox"}],
+                "remote": "docker build --rm --force-rm -t strata-build/busybox:0123 -",
+            }),
+            Step::StackObject => json!({
+                "kind": "network", "command": "docker network create --internal --label 'a=it'\\''s' s_back",
+            }),
+            Step::StackContainer => json!({
+                "service": "web", "name": "s-web", "action": "recreated",
+                "commands": ["docker rm --force s-web", "docker create --name s-web --env 'A=$x `y`' sha256:ab", "docker start s-web"],
+            }),
+            Step::StackWait => json!({
+                "wave": 1, "containers": [{"name": "s-db", "want": "healthy", "seconds": 400}],
+            }),
+            Step::StackRemove => {
+                json!({"what": "container s-web", "command": "docker rm --force s-web"})
+            }
+            Step::CheckFix => json!({
+                "kind": "iptables", "chain": "DOCKER-USER", "bridge": "virbr1",
+                "rules": ["-i virbr1 -o virbr1 -m comment --comment 'strata check --fix' -j ACCEPT"],
+            }),
+            Step::VmStop => json!({"name": "a b", "running": true, "timeout": 60}),
+            Step::VmBoot => json!({"name": "a", "running": false}),
             Step::VmWaitForSsh => json!({
                 "name": "a", "ip": "10.77.0.2", "user": "root", "timeout": 300,
                 "key": "/var/lib/strata/vms/a/id_ed25519",

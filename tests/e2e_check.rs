@@ -235,7 +235,9 @@ fn vms_on_a_bridge_behind_dockers_drop_policy_are_found_and_fixed() {
         "{finding:#}"
     );
 
-    let (fixed, _) = check_json(&["--host", "--fix"]);
+    let fix_script = std::env::temp_dir().join(format!("strata-e2e-fix-{}.sh", std::process::id()));
+    let explain_fix = format!("--explain={}", fix_script.display());
+    let (fixed, _) = check_json(&["--host", "--fix", &explain_fix]);
     let applied: Vec<&serde_json::Value> = fixed["fixes"]
         .as_array()
         .unwrap()
@@ -277,7 +279,7 @@ fn vms_on_a_bridge_behind_dockers_drop_policy_are_found_and_fixed() {
         .to_string();
     let rules_before = strata_rules();
     let reapplied = apply_on_host(&FixAction::AcceptWithinBridge {
-        chain,
+        chain: chain.clone(),
         bridge: bridge.clone(),
     });
     assert_eq!(
@@ -286,6 +288,35 @@ fn vms_on_a_bridge_behind_dockers_drop_policy_are_found_and_fixed() {
         "{reapplied:?}"
     );
     assert_eq!(strata_rules(), rules_before);
+
+    // The first --fix's explanation is the fix: with strata's rule taken out again, its
+    // commands, run by bash, let a reach b once more.
+    let script = std::fs::read_to_string(&fix_script).unwrap();
+    assert!(
+        script.contains(&format!("iptables -I {chain} -i {bridge} -o {bridge} ")),
+        "{script}"
+    );
+    let rule = strata::check::fix::within_bridge_rule(&bridge);
+    let delete: Vec<&str> = ["-D", chain.as_str()]
+        .into_iter()
+        .chain(rule.iter().map(String::as_str))
+        .collect();
+    assert!(run("iptables", &delete).status.success());
+    assert!(
+        !tcp_reaches(&a, &ip_b),
+        "a reached b without the fix's rule"
+    );
+    assert!(
+        run("bash", &[fix_script.to_str().unwrap()])
+            .status
+            .success(),
+        "{script}"
+    );
+    assert!(
+        tcp_reaches(&a, &ip_b),
+        "the explained fix did not let a reach b"
+    );
+    let _ = std::fs::remove_file(&fix_script);
 
     ok(&["vm", "destroy", &a]);
     ok(&["vm", "destroy", &b]);

@@ -636,6 +636,59 @@ fn dry_run_scripts_make_what_strata_would() {
     assert!(info["mismatches"].as_array().unwrap().is_empty(), "{info}");
     assert_eq!(info["observed"]["driver"], "overlay2", "{info}");
 
+    // A stack: the dry run makes no container; its script builds the image, makes the
+    // network and starts the container, which strata's own ps then shows healthy.
+    let stack_file = work.join("dry.toml");
+    std::fs::write(
+        &stack_file,
+        format!(
+            "name = \"dry\"\nvm = \"{vm}\"\n[networks.front]\n[services.web]\ntemplate = \"busybox-httpd\"\nnetworks = [\"front\"]\nparams = {{ port = 8080, content = \"it's a dry run\", health_interval = \"2s\" }}\n"
+        ),
+    )
+    .unwrap();
+    let stack_path = stack_file.to_str().unwrap();
+    let up_script = work.join("up.sh");
+    ok(&[
+        "--dry-run",
+        &format!("--explain={}", up_script.display()),
+        "up",
+        stack_path,
+    ]);
+    let containers = ok(&[
+        "vm",
+        "ssh",
+        &vm,
+        "--",
+        "docker ps -aq | wc -l; docker network ls -q --filter label=strata.stack=dry | wc -l",
+    ]);
+    assert_eq!(
+        containers.split_whitespace().collect::<Vec<_>>(),
+        ["0", "0"],
+        "the dry run changed the VM's Docker"
+    );
+    let started = Instant::now();
+    bash(&up_script);
+    eprintln!("the dry run's up script ran in {:.1?}", started.elapsed());
+    let ps: serde_json::Value =
+        serde_json::from_str(&ok(&["ps", stack_path, "--output", "json"])).unwrap();
+    let web = &ps.as_array().unwrap_or_else(|| panic!("{ps}"))[0];
+    assert_eq!(
+        (&web["state"], &web["health"]),
+        (&"running".into(), &"healthy".into()),
+        "{ps}"
+    );
+    assert_eq!(
+        ok(&[
+            "vm",
+            "ssh",
+            &vm,
+            "--",
+            "docker exec dry-web /bin/busybox wget -q -O - http://127.0.0.1/"
+        ])
+        .trim(),
+        "it's a dry run"
+    );
+
     // strata's own destroy, explained as it runs, removes what the script made.
     let destroy_script = work.join("destroy.sh");
     ok(&[

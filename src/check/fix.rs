@@ -42,6 +42,7 @@ impl Applied {
 
 /// Apply a fix to the host. A guest fix is not the host's to make: an error says so.
 pub fn apply_on_host(action: &FixAction) -> Result<String> {
+    explain(action)?;
     match action {
         FixAction::AcceptWithinBridge { chain, bridge } => {
             insert_rules(chain, &[within_bridge_rule(bridge)])
@@ -56,6 +57,44 @@ pub fn apply_on_host(action: &FixAction) -> Result<String> {
             "log rotation in '{vm}' is made in the guest, not on the host"
         ))),
     }
+}
+
+/// `--explain` of a host fix: the iptables or chgrp/chmod commands that make it, idempotent
+/// as the fix is.
+fn explain(action: &FixAction) -> Result<()> {
+    let rules = |chain: &str, bridge: &str, rules: &[Vec<String>]| {
+        serde_json::json!({
+            "kind": "iptables",
+            "chain": chain,
+            "bridge": bridge,
+            "rules": rules
+                .iter()
+                .map(|rule| {
+                    rule.iter()
+                        .map(|word| crate::template::shell_quote(word))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .collect::<Vec<_>>(),
+        })
+    };
+    let context = match action {
+        FixAction::AcceptWithinBridge { chain, bridge } => {
+            rules(chain, bridge, &[within_bridge_rule(bridge)])
+        }
+        FixAction::AcceptRoutedBridge {
+            chain,
+            bridge,
+            subnet,
+        } => rules(
+            chain,
+            bridge,
+            &routed_bridge_rules(bridge, subnet.as_deref()),
+        ),
+        FixAction::KvmGroupAccess => serde_json::json!({"kind": "kvm"}),
+        FixAction::GuestLogRotation { .. } => return Ok(()),
+    };
+    crate::explain::step(crate::explain::Step::CheckFix, &context)
 }
 
 /// The distinct actions of the findings that are not ok, in finding order.

@@ -231,17 +231,25 @@ fn start_explaining(
         Command::Net(net::NetCommand::Create { .. })
             | Command::Vm(vm::VmCommand::Create(_))
             | Command::Engine(engine::EngineCommand::Install { .. })
+            | Command::Up(_)
     );
     // explain::EXPLAINED names these.
     let explained = can_dry_run
         || matches!(
             command,
             Command::Net(net::NetCommand::Destroy { .. })
-                | Command::Vm(vm::VmCommand::Destroy { .. })
+                | Command::Vm(
+                    vm::VmCommand::Destroy { .. }
+                        | vm::VmCommand::Start { .. }
+                        | vm::VmCommand::Stop { .. }
+                )
+                | Command::Up(_)
+                | Command::Down(_)
+                | Command::Check(_)
         );
     if dry_run && !can_dry_run {
         return Err(Error::bad_input("--dry-run is not available for this command")
-            .with_hint("--dry-run works with `net create`, `vm create` and `engine install`; --explain alone writes the commands of any explained step as it runs"));
+            .with_hint("--dry-run works with `net create`, `vm create`, `engine install` and `up`; --explain alone writes the commands of any explained step as it runs"));
     }
     let target = match target {
         None => crate::explain::Target::Stderr,

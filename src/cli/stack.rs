@@ -1,7 +1,7 @@
 //! `strata up|ps|logs|down STACK` and `strata context VM`: service stacks in the VMs.
 
 use crate::cli::{args, output, Env, OutputFormat};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::guest::docker::GuestDocker;
 use crate::lifecycle::stack_up::StackUp;
 use crate::outln;
@@ -115,6 +115,12 @@ pub fn up(env: &Env, args: UpArgs) -> Result<i32> {
         return Ok(0);
     }
     if let Some(swarm) = file.swarm.clone() {
+        if crate::explain::is_dry_run() {
+            return Err(Error::bad_input(format!(
+                "--dry-run of a stack on a swarm ({swarm}) is not written yet"
+            ))
+            .with_hint("--dry-run works for a stack in one VM (vm = \"NAME\")"));
+        }
         return up_on_swarm(env, &args, &file, &swarm);
     }
     let lv = env.libvirt()?;
@@ -123,6 +129,14 @@ pub fn up(env: &Env, args: UpArgs) -> Result<i32> {
     let StackUp { report, checks } =
         crate::lifecycle::stack_up::up(&lv, &env.paths, &file, args.options(), &progress)?;
     drop(progress);
+    if crate::explain::is_dry_run() {
+        outln!(
+            "dry run: stack '{}' in VM '{}' planned, nothing in the VM changed; the script is in the --explain output",
+            file.name,
+            file.vm
+        );
+        return Ok(0);
+    }
     if args.output == OutputFormat::Json {
         outln!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(0);

@@ -2,6 +2,7 @@
 
 use crate::cli::{args, output, Env, OutputFormat};
 use crate::error::{Error, ErrorKind, Result};
+use crate::explain::{self, Step};
 use crate::guest::{ssh, Route};
 use crate::host::accel::AccelRequest;
 use crate::lifecycle::{self, Action, CreateRequest};
@@ -9,6 +10,7 @@ use crate::outln;
 use crate::progress::Progress;
 use crate::vm::{domain, Libvirt};
 use clap::Subcommand;
+use serde_json::json;
 use std::time::Duration;
 
 #[derive(Debug, Subcommand)]
@@ -114,6 +116,10 @@ pub fn run(env: &Env, cmd: VmCommand) -> Result<i32> {
         }
         VmCommand::Stop { name, timeout } => {
             let (dom, _) = domain::lookup(&lv.conn(), &name)?;
+            explain::step(
+                Step::VmStop,
+                &json!({"name": name, "running": dom.is_active()?, "timeout": timeout}),
+            )?;
             let clean = domain::stop(&dom, Duration::from_secs(timeout))?;
             let how = if clean {
                 ""
@@ -267,8 +273,13 @@ fn list(env: &Env, lv: &Libvirt, format: OutputFormat) -> Result<i32> {
 fn start(env: &Env, lv: &Libvirt, name: &str, ssh_timeout: u64) -> Result<i32> {
     crate::interrupt::install();
     let (dom, _) = domain::lookup(&lv.conn(), name)?;
+    explain::step(
+        Step::VmBoot,
+        &json!({"name": name, "running": dom.is_active()?}),
+    )?;
     domain::start(&dom)?;
     let route = Route::of_vm(lv, &env.paths, name)?;
+    explain_wait(env, lv, &route, name, ssh_timeout)?;
     let progress = Progress::new(&format!("vm {name}"));
     progress.stage("boot-to-ssh");
     // Looked up again: a handle from a connection that died with libvirtd dies with it.
@@ -284,6 +295,33 @@ fn start(env: &Env, lv: &Libvirt, name: &str, ssh_timeout: u64) -> Result<i32> {
     progress.finish();
     outln!("started {name}; SSH answers at {}", route.addr.ip());
     Ok(0)
+}
+
+/// The wait for SSH after `vm start`, as the create's own; through a remote host the guest's
+/// address is not reachable from here, so that wait is only noted.
+fn explain_wait(
+    env: &Env,
+    lv: &Libvirt,
+    route: &Route,
+    name: &str,
+    ssh_timeout: u64,
+) -> Result<()> {
+    if lv.is_remote() {
+        return explain::note(&format!(
+            "waiting for SSH of {name} through the remote host is not explained yet"
+        ));
+    }
+    explain::step(
+        Step::VmWaitForSsh,
+        &json!({
+            "name": name,
+            "ip": route.addr.ip().to_string(),
+            "user": route.user,
+            "key": route.key,
+            "known_hosts": env.paths.vm_known_hosts(name),
+            "timeout": ssh_timeout,
+        }),
+    )
 }
 
 /// Quote arguments for the remote shell so `-- ls "a b"` means what it says.

@@ -43,6 +43,36 @@ impl Route {
     }
 }
 
+/// `--explain`: the login (`guest` and `guest_script` in the script) through which the steps
+/// that follow run commands in `vm`. A VM on another host is reached through that host, which
+/// is not explained yet: the explanation of `what` ends there.
+pub fn explain_login(
+    lv: &Libvirt,
+    paths: &Paths,
+    route: &Route,
+    vm: &str,
+    what: &str,
+) -> Result<()> {
+    if !crate::explain::is_on() {
+        return Ok(());
+    }
+    if lv.is_remote() {
+        return crate::explain::stop_here(&format!(
+            "{what} in {vm} on a remote host is not explained yet"
+        ));
+    }
+    crate::explain::step(
+        crate::explain::Step::GuestLogin,
+        &serde_json::json!({
+            "name": vm,
+            "ip": route.addr.ip().to_string(),
+            "user": route.user,
+            "key": route.key,
+            "known_hosts": paths.vm_known_hosts(vm),
+        }),
+    )
+}
+
 /// The SSH login to `lv`'s host when it is remote: the jump to its guests.
 pub fn hypervisor_login(lv: &Libvirt) -> Result<Option<Login>> {
     let site = Site::of_uri(&lv.uri)?;

@@ -101,6 +101,9 @@ fn bridge_of(lv: &Libvirt, vm: &str) -> Option<String> {
 fn apply(lv: Option<&Libvirt>, paths: &Paths, action: &FixAction) -> Result<String> {
     match action {
         FixAction::GuestLogRotation { vm } => {
+            crate::explain::note(&format!(
+                "the log rotation fix in {vm} (live-restore reloaded, then daemon.json with max-size/max-file and a restart) is not written as commands yet"
+            ))?;
             let lv =
                 lv.ok_or_else(|| Error::new(ErrorKind::Unreachable, "libvirt is not reachable"))?;
             crate::engine::log_rotation::apply(&Route::of_vm(lv, paths, vm)?, vm)

@@ -62,6 +62,7 @@ pub fn up(
     options: UpOptions,
     progress: &crate::progress::Progress,
 ) -> Result<SwarmStackUp> {
+    crate::explain::stop_here("up of a stack on a swarm is not explained yet")?;
     let resolved = stack::resolve(file)?;
     let key = lock_key(file, swarm);
     let waiting = || progress.println(&format!("strata: waiting for another `strata up` of {key}"));
@@ -119,6 +120,7 @@ pub fn down(
     swarm: &str,
     volumes: bool,
 ) -> Result<SwarmDownReport> {
+    crate::explain::stop_here("down of a stack on a swarm is not explained yet")?;
     paths.with_named_lock(&lock_key(file, swarm), &|| {}, || {
         let open = open_by_name(lv, paths, swarm)?;
         on_swarm::down(file, &target(&open), volumes)

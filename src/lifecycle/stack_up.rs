@@ -7,7 +7,7 @@ use super::checks;
 use crate::check::report::Report;
 use crate::error::Result;
 use crate::guest::docker::GuestDocker;
-use crate::guest::Route;
+use crate::guest::{route, Route};
 use crate::progress::Progress;
 use crate::stack::{self, DownReport, StackFile, UpOptions, UpReport};
 use crate::state::Paths;
@@ -34,9 +34,14 @@ pub fn up(
     let waiting = || progress.println(&format!("strata: waiting for another `strata up` of {key}"));
     paths.with_named_lock(&key, &waiting, || {
         let route = lv.resilient(|| Route::of_vm(lv, paths, &file.vm))?;
+        route::explain_login(lv, paths, &route, &file.vm, "up")?;
         let docker = GuestDocker::connect(&route)?;
         let survey = stack::survey(&docker, file, &resolved)?;
         if let Some(rows) = survey.unchanged() {
+            crate::explain::note(&format!(
+                "stack {} in {} runs as its file says: nothing to do",
+                file.name, file.vm
+            ))?;
             return Ok(StackUp {
                 report: UpReport::unchanged(file, rows),
                 checks: None,
@@ -44,6 +49,11 @@ pub fn up(
         }
         // Something will be launched: the checks first.
         let checks = checks::preflight(lv, paths, &file.vm, options.force)?;
+        if crate::explain::is_dry_run() {
+            crate::explain::note(
+                "the images are named by tag here (their ids are known only once they are in the VM), and so are they in each container's config label: after this script, the next `strata up` recreates each container once, with the label it computes from the ids",
+            )?;
+        }
         let report = stack::converge(&docker, file, &resolved, survey, options.keep_failed)?;
         Ok(StackUp {
             report,
@@ -59,6 +69,7 @@ pub fn down(lv: &Libvirt, paths: &Paths, file: &StackFile, volumes: bool) -> Res
     let key = format!("stack {} in VM {}", file.name, file.vm);
     paths.with_named_lock(&key, &|| {}, || {
         let route = lv.resilient(|| Route::of_vm(lv, paths, &file.vm))?;
+        route::explain_login(lv, paths, &route, &file.vm, "down")?;
         let docker = GuestDocker::connect(&route)?;
         stack::down(&docker, file, volumes)
     })

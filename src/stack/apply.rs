@@ -5,9 +5,11 @@
 //! (The whole `up`, with the preflight checks first, is composed in lifecycle/stack_up.rs.)
 
 use crate::error::Result;
+use crate::explain;
 use crate::guest::docker::{docker_error, GuestDocker};
 use crate::stack::container::{self, LABEL_STACK, LABEL_VM};
-use crate::stack::file::StackFile;
+use crate::stack::explained;
+use crate::stack::file::{NetworkDecl, StackFile};
 use crate::stack::images::{self, Obtained};
 use crate::stack::launch::{create, start, step_for, wait_ready, Step};
 use crate::stack::objects::{
@@ -128,7 +130,8 @@ impl NewObjects {
     }
 }
 
-/// Every service's image in the VM: found, built, pulled or loaded.
+/// Every service's image in the VM: found, built, pulled or loaded. In a dry run each is
+/// only written, and named by the tag or reference it would have (its id is not known yet).
 fn obtain_images(
     docker: &GuestDocker,
     stack: &StackFile,
@@ -136,15 +139,25 @@ fn obtain_images(
     survey: &mut Survey,
     report: &mut UpReport,
 ) -> Result<()> {
+    let mut planned: Vec<String> = Vec::new();
     for (r, id) in resolved.iter().zip(survey.image_ids.iter_mut()) {
         if id.is_none() {
-            let (got, how) = images::ensure(docker, &r.template, &r.spec.image).map_err(|why| {
+            let obtained = if explain::is_dry_run() {
+                images::would_obtain(&r.template, &r.spec.image, &planned)
+            } else {
+                images::ensure(docker, &r.template, &r.spec.image)
+            };
+            let (got, how) = obtained.map_err(|why| {
                 stack.error_at(
                     r.service,
                     format!("its image is not available: {why}"),
                     "fix the template's [image] or make the image available in the VM",
                 )
             })?;
+            if explain::is_on() {
+                images::explain_obtained(&r.service.name, &r.template, &r.spec.image, &how, &got)?;
+            }
+            planned.push(got.clone());
             report.images.push(format!(
                 "{} for {}",
                 match how {
@@ -174,6 +187,10 @@ fn create_networks(
             continue;
         }
         refuse_foreign_network(docker, &stack.name, &name)?;
+        explained::object("network", &network_create_words(stack, &name, decl))?;
+        if explain::is_dry_run() {
+            continue;
+        }
         let ipam = decl.subnet.map(|subnet| bollard::models::Ipam {
             config: Some(vec![bollard::models::IpamConfig {
                 subnet: Some(subnet.to_string()),
@@ -200,6 +217,13 @@ fn create_networks(
 fn create_volumes(docker: &GuestDocker, stack: &StackFile, created: &mut NewObjects) -> Result<()> {
     for name in missing_volumes(docker, stack)? {
         refuse_foreign_volume(docker, &stack.name, &name)?;
+        let mut words = vec!["docker".to_string(), "volume".into(), "create".into()];
+        words.extend(label_words(stack));
+        words.push(name.clone());
+        explained::object("volume", &words)?;
+        if explain::is_dry_run() {
+            continue;
+        }
         docker
             .run(docker.docker.create_volume(VolumeCreateRequest {
                 name: Some(name.clone()),
@@ -220,6 +244,13 @@ fn remove_orphans(
     report: &mut UpReport,
 ) -> Result<()> {
     for orphan in &survey.orphans {
+        explained::removal(
+            &format!("container {orphan}: its service is no longer in the stack file"),
+            &["docker", "rm", "--force", orphan],
+        )?;
+        if explain::is_dry_run() {
+            continue;
+        }
         remove_container(docker, &stack.name, orphan)?;
         report.removed.push(orphan.clone());
     }
@@ -254,21 +285,42 @@ fn start_in_waves(
             })?;
             let action = match step {
                 Step::Unchanged => "unchanged",
-                Step::Start => {
-                    start(docker, stack, r.service, &plan.name)?;
-                    "started"
-                }
+                Step::Start => "started",
+                Step::Recreate => "recreated",
+                Step::Create => "created",
+            };
+            if explain::is_on() {
+                explained::container(&r.service.name, action, &plan)?;
+            }
+            match step {
+                _ if explain::is_dry_run() => {}
+                Step::Unchanged => {}
+                Step::Start => start(docker, stack, r.service, &plan.name)?,
                 Step::Recreate => {
                     remove_container(docker, &stack.name, &plan.name)?;
                     create(docker, stack, r.service, &plan, created)?;
-                    "recreated"
                 }
-                Step::Create => {
-                    create(docker, stack, r.service, &plan, created)?;
-                    "created"
-                }
-            };
+                Step::Create => create(docker, stack, r.service, &plan, created)?,
+            }
             launched.push((r, plan, action));
+        }
+        explained::wait(
+            wave,
+            &launched
+                .iter()
+                .map(|(r, plan, _)| {
+                    let patience = container::health_deadline(&r.spec).unwrap_or_default();
+                    (plan.name.clone(), plan.has_healthcheck, patience.as_secs())
+                })
+                .collect::<Vec<_>>(),
+        )?;
+        if explain::is_dry_run() {
+            for (r, plan, action) in launched {
+                report
+                    .services
+                    .push(row(&r.service.name, &plan.name, action, None, 0.0));
+            }
+            continue;
         }
         for (r, plan, action) in launched {
             let state = wait_ready(docker, stack, r.service, &plan, &r.spec)?;
@@ -282,6 +334,36 @@ fn start_in_waves(
         }
     }
     Ok(())
+}
+
+/// `docker network create` for the stack's network `name`, as create_networks asks Docker.
+fn network_create_words(stack: &StackFile, name: &str, decl: &NetworkDecl) -> Vec<String> {
+    let mut words = vec![
+        "docker".to_string(),
+        "network".into(),
+        "create".into(),
+        "--driver".into(),
+        "bridge".into(),
+    ];
+    if decl.internal {
+        words.push("--internal".into());
+    }
+    if let Some(subnet) = decl.subnet {
+        words.extend(["--subnet".to_string(), subnet.to_string()]);
+    }
+    words.extend(label_words(stack));
+    words.push(name.to_string());
+    words
+}
+
+/// The stack's labels as `--label` words, in a fixed order.
+fn label_words(stack: &StackFile) -> Vec<String> {
+    let mut labels: Vec<_> = labels(stack).into_iter().collect();
+    labels.sort();
+    labels
+        .into_iter()
+        .flat_map(|(key, value)| ["--label".to_string(), format!("{key}={value}")])
+        .collect()
 }
 
 fn labels(stack: &StackFile) -> HashMap<String, String> {

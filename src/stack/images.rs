@@ -88,6 +88,79 @@ pub fn image_name(template: &ContainerTemplate, source: &ImageSource) -> Option<
     }
 }
 
+/// A dry run's answer to `ensure`: the name the image would have in the VM and how it would
+/// get there (the survey found it absent), changing nothing; `planned` holds the names an
+/// earlier service of the run already gets.
+pub fn would_obtain(
+    template: &ContainerTemplate,
+    source: &ImageSource,
+    planned: &[String],
+) -> std::result::Result<(String, Obtained), String> {
+    let name = image_name(template, source)
+        .ok_or_else(|| "image must set exactly one of reference, build or tarball".to_string())?;
+    let how = match (&source.reference, &source.build) {
+        _ if planned.contains(&name) => Obtained::Present,
+        (Some(_), _) => Obtained::Pulled,
+        (None, Some(_)) => Obtained::Built,
+        (None, None) => Obtained::Loaded,
+    };
+    Ok((name, how))
+}
+
+/// `--explain` of how `source`'s image came to be in the VM as `id`.
+pub fn explain_obtained(
+    service: &str,
+    template: &ContainerTemplate,
+    source: &ImageSource,
+    how: &Obtained,
+    id: &str,
+) -> Result<()> {
+    use crate::stack::explained::{image, ImageExplained};
+    let tag = || {
+        image_name(template, source)
+            .ok_or_else(|| Error::failed(format!("the image of template '{}'", template.name)))
+    };
+    match how {
+        Obtained::Present => image(service, ImageExplained::Present { id }),
+        Obtained::Pulled => image(
+            service,
+            ImageExplained::Pull {
+                reference: source.reference.as_deref().unwrap_or_default(),
+            },
+        ),
+        Obtained::Loaded => {
+            let what = format!("template '{}': image.tarball", template.name);
+            let tarball = source.tarball.as_deref().unwrap_or_default();
+            let path = confine::inside(&template.dir, &what, tarball)?;
+            let tag = tag()?;
+            image(
+                service,
+                ImageExplained::Load {
+                    tarball: &path,
+                    tag: &tag,
+                },
+            )
+        }
+        Obtained::Built => {
+            let dir = template.dir.join(source.build.as_deref().unwrap_or("."));
+            let tag = tag()?;
+            let added = source
+                .context_files
+                .iter()
+                .map(|(inside, host)| (inside.as_str(), Path::new(host.as_str())))
+                .collect();
+            image(
+                service,
+                ImageExplained::Build {
+                    dir: &dir,
+                    added,
+                    tag: &tag,
+                },
+            )
+        }
+    }
+}
+
 /// Images built from a context are tagged with the context's hash: same files, same tag,
 /// whichever template (or stack) asks for it. The name is the template's unless the
 /// template names the image (the busybox-* templates share "busybox").

@@ -7,6 +7,7 @@ pub mod apply;
 pub mod bounds;
 pub mod container;
 pub mod context;
+pub mod explained;
 pub mod file;
 pub mod images;
 pub mod launch;

@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::guest::docker::{docker_error, GuestDocker};
+use crate::stack::explained;
 use crate::stack::file::StackFile;
 use crate::stack::objects::{
     inspect, remove_container, remove_network, remove_volume, row, stack_containers,
@@ -126,15 +127,27 @@ pub fn down(docker: &GuestDocker, stack: &StackFile, volumes: bool) -> Result<Do
     let mut report = DownReport::default();
     // Listed by the stack's label, and each looked at again before it goes.
     for (_, name) in stack_containers(docker, Some(&stack.name))? {
+        explained::removal(
+            &format!("container {name}"),
+            &["docker", "rm", "--force", &name],
+        )?;
         remove_container(docker, &stack.name, &name)?;
         report.containers.push(name);
     }
     for name in stack_networks(docker, stack)? {
+        explained::removal(
+            &format!("network {name}"),
+            &["docker", "network", "rm", &name],
+        )?;
         remove_network(docker, &stack.name, &name)?;
         report.networks.push(name);
     }
     for name in stack_volumes(docker, stack)? {
         if volumes {
+            explained::removal(
+                &format!("volume {name} (--volumes)"),
+                &["docker", "volume", "rm", &name],
+            )?;
             remove_volume(docker, &stack.name, &name)?;
             report.volumes.push(name);
         } else {

@@ -6,7 +6,6 @@
 use crate::engine::bundle::Bundle;
 use crate::error::Result;
 use crate::explain::{self, Step};
-use crate::guest::Route;
 use crate::state::Paths;
 use crate::vm::data_disk::{self, DiskWork};
 use crate::vm::{hotplug, pool, Libvirt};
@@ -17,20 +16,6 @@ use std::path::Path;
 const GUEST_MARKER: &str = "STRATA_GUEST";
 /// The data disk's path, known only once the script has made the volume.
 const DISK_PATH: (&str, &str) = ("STRATA-EXPLAIN-DATA-DISK", "data_disk_path");
-
-/// The login the guest steps use.
-pub(super) fn login(route: &Route, vm: &str, known_hosts: &Path) -> Result<()> {
-    explain::step(
-        Step::GuestLogin,
-        &json!({
-            "name": vm,
-            "ip": route.addr.ip().to_string(),
-            "user": route.user,
-            "key": route.key,
-            "known_hosts": known_hosts,
-        }),
-    )
-}
 
 pub(super) fn data_disk(
     lv: &Libvirt,

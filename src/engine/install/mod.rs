@@ -155,18 +155,9 @@ pub fn plan(
     })
 }
 
-/// `--explain`: the login the guest steps below use (a VM on another host is not explained
-/// yet: its address is reached through that host).
+/// `--explain`: the login the guest steps below use.
 pub fn explain_login(lv: &Libvirt, paths: &Paths, route: &Route, vm: &str) -> Result<()> {
-    if !crate::explain::is_on() {
-        return Ok(());
-    }
-    if lv.is_remote() {
-        return crate::explain::note(&format!(
-            "engine install in {vm} on a remote host is not explained yet"
-        ));
-    }
-    explained::login(route, vm, &paths.vm_known_hosts(vm))
+    crate::guest::route::explain_login(lv, paths, route, vm, "engine install")
 }
 
 impl InstallPlan {
