@@ -129,6 +129,7 @@ pub enum Target {
 
 struct Sink {
     out: Box<dyn Write + Send>,
+    target: Target,
     dry_run: bool,
     /// False for a command whose steps are not all explained yet: it writes none rather than
     /// a script with holes (or, for a plan's parallel creates, steps of several VMs mixed).
@@ -160,6 +161,7 @@ pub fn start(
     };
     let mut sink = Sink {
         out,
+        target: target.clone(),
         dry_run,
         explained,
     };
@@ -176,19 +178,29 @@ pub fn start(
 
 /// The script file of `--explain=FILE`: made new or emptied, executable by its owner only (it
 /// names the host's paths and addresses, though never a secret).
+///
+/// A symlink is refused rather than followed: strata runs as root, and a link planted in a
+/// shared folder such as /tmp would otherwise have it empty the file the link points at.
 fn create_script_file(path: &std::path::Path) -> Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
+    use nix::fcntl::OFlag;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let failed = |e: std::io::Error| {
+        Error::from(e)
+            .context(format!("--explain={}", path.display()))
+            .with_hint("name a file (not a symlink) in a folder that exists, or use --explain alone for stderr")
+    };
+    let file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o700)
+        .custom_flags(OFlag::O_NOFOLLOW.bits())
         .open(path)
-        .map_err(|e| {
-            Error::from(e)
-                .context(format!("--explain={}", path.display()))
-                .with_hint("name a file in a folder that exists, or use --explain alone for stderr")
-        })
+        .map_err(failed)?;
+    // `mode` applies to a file made now; one that was there keeps its own until set.
+    file.set_permissions(std::fs::Permissions::from_mode(0o700))
+        .map_err(failed)?;
+    Ok(file)
 }
 
 /// The script's first lines: what it is, and how it fails (at the first failing command).
@@ -248,6 +260,20 @@ pub fn step(step: Step, context: &impl Serialize) -> Result<()> {
     };
     let text = step.render(context)?;
     write_to(sink, &format!("\n{}\n", text.trim_end()))
+}
+
+/// A dry run's closing line for the person at the terminal: on stdout, unless the script
+/// itself goes there (`--explain=-`), where a line that is not bash would break it.
+pub fn say_dry_run_done(text: &str) {
+    let to_stdout = SINK
+        .lock()
+        .map(|s| s.as_ref().is_some_and(|s| s.target == Target::Stdout))
+        .unwrap_or(false);
+    if to_stdout {
+        crate::errln!("{text}");
+    } else {
+        crate::outln!("{text}");
+    }
 }
 
 /// The end of the run: the script is complete and its file closed.
@@ -433,16 +459,67 @@ mod tests {
                     .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')),
                 "{step:?} has no command: {text}"
             );
-            let script = format!("{}{text}\n", header(true, "vm create a", "qemu:///system"));
-            let checked = std::process::Command::new("bash")
-                .args(["-n", "-c", &script])
-                .output()
-                .unwrap();
+            assert_bash_reads(step, &text);
+        }
+    }
+
+    /// `text` after the script's header is a script `bash -n` accepts.
+    fn assert_bash_reads(step: Step, text: &str) {
+        let script = format!("{}{text}\n", header(true, "vm create a", "qemu:///system"));
+        let checked = std::process::Command::new("bash")
+            .args(["-n", "-c", &script])
+            .output()
+            .unwrap();
+        assert!(
+            checked.status.success(),
+            "{step:?}: bash -n: {}\n{script}",
+            String::from_utf8_lossy(&checked.stderr)
+        );
+    }
+
+    /// The other branches of the templates that have them: each still a script bash reads.
+    #[test]
+    fn every_branch_of_a_step_is_bash_too() {
+        let others = [
+            (
+                Step::VmStop,
+                json!({"name": "a", "running": false, "timeout": 60}),
+            ),
+            (Step::VmBoot, json!({"name": "a", "running": true})),
+            (Step::CheckFix, json!({"kind": "kvm"})),
+            (
+                Step::StackImage,
+                json!({"service": "s", "how": "present", "id": "sha256:ab"}),
+            ),
+            (
+                Step::StackImage,
+                json!({"service": "s", "how": "pull", "remote": "docker pull 'a b'"}),
+            ),
+            (
+                Step::StackImage,
+                json!({"service": "s", "how": "load", "remote": "docker load", "tarball": "/t/a b.tar", "tag": "strata-tarball:0a"}),
+            ),
+            (
+                Step::StackContainer,
+                json!({"service": "s", "name": "x-s", "action": "unchanged", "commands": []}),
+            ),
+            (
+                Step::StackContainer,
+                json!({"service": "s", "name": "x-s", "action": "started", "commands": ["docker start x-s"]}),
+            ),
+            (
+                Step::StackWait,
+                json!({"wave": 2, "containers": [{"name": "x-s", "want": "running", "seconds": 10}]}),
+            ),
+            (Step::EngineDaemonJson, json!({"write": false})),
+        ];
+        for (step, context) in others {
+            let text = step.render(&context).unwrap();
             assert!(
-                checked.status.success(),
-                "{step:?}: bash -n: {}\n{script}",
-                String::from_utf8_lossy(&checked.stderr)
+                text.starts_with("# "),
+                "{step:?} starts without a comment: {text}"
             );
+            assert_bash_reads(step, &text);
         }
     }
 

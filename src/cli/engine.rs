@@ -77,7 +77,7 @@ pub fn run(env: &Env, cmd: EngineCommand) -> Result<i32> {
                     &lv, &env.paths, &vm, &request, &progress,
                 )?;
                 drop(progress);
-                outln!("dry run: Docker in {vm} planned, nothing in the guest or libvirt changed; the script is in the --explain output");
+                crate::explain::say_dry_run_done(&format!("dry run: Docker in {vm} planned, nothing in the guest or libvirt changed; the script is in the --explain output"));
                 return Ok(0);
             }
             let report = crate::lifecycle::engine_install::install(

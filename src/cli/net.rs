@@ -56,7 +56,7 @@ pub fn run(env: &Env, cmd: NetCommand) -> Result<i32> {
                 for what in unchecked {
                     errln!("note: not checked for overlap: {what}");
                 }
-                outln!("dry run: network {name} checked, nothing created; the script is in the --explain output");
+                crate::explain::say_dry_run_done(&format!("dry run: network {name} checked, nothing created; the script is in the --explain output"));
                 return Ok(0);
             }
             let (info, unchecked) = env.paths.with_lock(|| {

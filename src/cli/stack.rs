@@ -124,17 +124,22 @@ pub fn up(env: &Env, args: UpArgs) -> Result<i32> {
         return up_on_swarm(env, &args, &file, &swarm);
     }
     let lv = env.libvirt()?;
+    if crate::explain::is_dry_run() && lv.is_remote() {
+        return Err(
+            Error::bad_input("--dry-run of `up` works on this machine's libvirt only")
+                .with_hint("leave out --connect, or run it on that host"),
+        );
+    }
     let started = std::time::Instant::now();
     let progress = Progress::new(&format!("up {}", file.name));
     let StackUp { report, checks } =
         crate::lifecycle::stack_up::up(&lv, &env.paths, &file, args.options(), &progress)?;
     drop(progress);
     if crate::explain::is_dry_run() {
-        outln!(
+        crate::explain::say_dry_run_done(&format!(
             "dry run: stack '{}' in VM '{}' planned, nothing in the VM changed; the script is in the --explain output",
-            file.name,
-            file.vm
-        );
+            file.name, file.vm
+        ));
         return Ok(0);
     }
     if args.output == OutputFormat::Json {

@@ -164,10 +164,10 @@ fn create(env: &Env, lv: &Libvirt, args: CreateArgs) -> Result<i32> {
     };
     if crate::explain::is_dry_run() {
         let ip = lifecycle::dry_run_create(lv, &env.paths, &req)?;
-        outln!(
+        explain::say_dry_run_done(&format!(
             "dry run: {} checked, address {ip} free, nothing created; the script is in the --explain output",
             args.name
-        );
+        ));
         return Ok(0);
     }
     let progress = Progress::new(&format!("vm {}", args.name));

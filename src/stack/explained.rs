@@ -6,7 +6,7 @@
 
 use crate::error::{Error, Result};
 use crate::explain::{self, Step};
-use crate::stack::container::ContainerPlan;
+use crate::stack::container::{ContainerPlan, LABEL_CONFIG};
 use crate::template::shell_quote;
 use bollard::models::{
     ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, HostConfigLogConfig,
@@ -25,29 +25,72 @@ pub fn command_line<S: AsRef<str>>(words: &[S]) -> String {
 }
 
 /// An environment variable whose value strata never writes into an explanation (a script
-/// file, or a terminal that may be logged): by its name, as the templates name them.
-pub fn is_secret(name: &str) -> bool {
-    let name = name.to_ascii_uppercase();
-    ["PASSWORD", "PASSWD", "SECRET", "TOKEN", "KEY"]
-        .iter()
-        .any(|word| name.contains(word))
+/// file, or a terminal that may be logged): by its name, as templates name such things, or by
+/// a value that carries a password in a URL (`scheme://user:password@host`).
+pub fn is_secret(name: &str, value: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    let by_name = [
+        "PASS",
+        "SECRET",
+        "TOKEN",
+        "KEY",
+        "CREDENTIAL",
+        "AUTH",
+        "PRIVATE",
+    ]
+    .iter()
+    .any(|word| upper.contains(word));
+    let in_url = value.split("://").skip(1).any(|rest| {
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        authority
+            .rsplit_once('@')
+            .is_some_and(|(user_info, _)| user_info.contains(':'))
+    });
+    by_name || in_url
+}
+
+/// The names of `body`'s secret variables; a name that is not a plain identifier cannot be
+/// written as `--env NAME` safely, so it is refused.
+fn secret_names(plan: &ContainerPlan) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for pair in plan.body.env.iter().flatten() {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if !is_secret(name, value) {
+            continue;
+        }
+        let plain = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !plain {
+            return Err(Error::failed(format!(
+                "container {} has a secret variable whose name --explain cannot write safely",
+                plan.name
+            ))
+            .with_hint("name it with letters, digits and _ only, or run without --explain"));
+        }
+        names.push(name.to_string());
+    }
+    Ok(names)
 }
 
 /// `docker create` for `plan`, and the `docker network connect` of its further networks.
+/// Secret variables are passed by name from the guest script's environment, which must set
+/// them: the script stops at once, saying which, when one is not set.
 pub fn create_commands(plan: &ContainerPlan) -> Result<Vec<String>> {
-    let mut lines: Vec<String> = plan
-        .body
-        .env
-        .iter()
-        .flatten()
-        .filter_map(|pair| pair.split_once('=').map(|(name, _)| name))
-        .filter(|name| is_secret(name))
-        .map(|name| {
-            format!(
-                "# {name} is a secret, so its value is not written here: replace this line by export {name}='...' to pass it"
-            )
-        })
-        .collect();
+    let mut lines = Vec::new();
+    for name in secret_names(plan)? {
+        lines.push(format!(
+            "# {name} is a secret, so its value is not written here: put export {name}='...' above this line"
+        ));
+        lines.push(format!(": \"${{{name}:?set {name} in this script: its value is a secret strata does not write}}\""));
+    }
+    if let Some(test) = plan.body.healthcheck.as_ref().and_then(|h| h.test.as_ref()) {
+        if test.first().map(String::as_str) == Some("CMD") {
+            lines.push(
+                "# the health check runs through the image's /bin/sh: the docker CLI has no exec form of it"
+                    .to_string(),
+            );
+        }
+    }
     lines.push(command_line(&create_args(plan)?));
     let aliases = aliases_of(&plan.body);
     for network in &plan.more_networks {
@@ -82,16 +125,25 @@ pub fn create_args(plan: &ContainerPlan) -> Result<Vec<String>> {
     if let Some(user) = &body.user {
         words.with("--user", user.clone());
     }
+    let secrets = secret_names(plan)?;
     let mut labels: Vec<_> = body.labels.iter().flatten().collect();
     labels.sort();
     for (key, value) in labels {
+        // The config hash covers the secret values too: written out, it would let a guessed
+        // password be checked offline. Withheld, the next `up` recreates the container.
+        let value = match key.as_str() {
+            LABEL_CONFIG if !secrets.is_empty() => "withheld",
+            _ => value.as_str(),
+        };
         words.with("--label", format!("{key}={value}"));
     }
     for pair in body.env.iter().flatten() {
         match pair.split_once('=') {
             // The value stays out of the explanation: `--env NAME` takes it from the
             // environment of the docker command, where whoever runs the script puts it.
-            Some((name, _)) if is_secret(name) => words.with("--env", name.to_string()),
+            Some((name, _)) if secrets.iter().any(|s| s == name) => {
+                words.with("--env", name.to_string())
+            }
             _ => words.with("--env", pair.clone()),
         }
     }
@@ -220,7 +272,10 @@ fn health_flags(health: &HealthConfig, words: &mut Words) -> Result<()> {
     match health.test.as_deref() {
         Some([kind, test @ ..]) if kind == "CMD" => words.with("--health-cmd", command_line(test)),
         Some([kind, line]) if kind == "CMD-SHELL" => words.with("--health-cmd", line.clone()),
-        Some([kind]) if kind == "NONE" => words.switch("--no-healthcheck"),
+        Some([kind]) if kind == "NONE" => {
+            words.switch("--no-healthcheck");
+            return Ok(());
+        }
         None => {}
         Some(other) => {
             return Err(Error::failed(format!(
@@ -325,7 +380,9 @@ pub fn image(service: &str, how: ImageExplained<'_>) -> Result<()> {
             "remote": command_line(&["docker", "load"]),
             "tag": tag,
         }),
-        ImageExplained::Build { dir, added, tag } => json!({
+        ImageExplained::Build { dir, added, tag } => {
+            refuse_unsafe_context_names(&added)?;
+            json!({
             "how": "build",
             "dir": dir,
             "added": added
@@ -333,11 +390,34 @@ pub fn image(service: &str, how: ImageExplained<'_>) -> Result<()> {
                 .map(|(inside, host)| json!({"inside": inside, "host": host}))
                 .collect::<Vec<_>>(),
             "remote": command_line(&["docker", "build", "--rm", "--force-rm", "-t", tag, "-"]),
-        }),
+            })
+        }
     };
     let mut context = context;
     context["service"] = json!(service);
     explain::step(Step::StackImage, &context)
+}
+
+/// A name in the build context must stay inside it when the script copies the file there
+/// (strata itself only names a tar entry with it).
+fn refuse_unsafe_context_names(added: &[(&str, &Path)]) -> Result<()> {
+    use std::path::Component;
+    for (inside, _) in added {
+        let path = Path::new(inside);
+        let plain = !inside.is_empty()
+            && path.components().all(|c| matches!(c, Component::Normal(_)))
+            && !inside.chars().any(char::is_control);
+        if !plain {
+            return Err(Error::failed(format!(
+                "context file '{}' is not a plain path inside the build context",
+                inside.escape_debug()
+            ))
+            .with_hint(
+                "name context files with relative paths, no '..'; or run without --explain",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// How a service's image got into the VM, for `image`.
@@ -488,7 +568,8 @@ retries = 12
             assert!(line.contains(expected), "{expected} not in {line}");
         }
         assert!(line.contains("--label strata.config="), "{line}");
-        let connect = &create_commands(&plan).unwrap()[1];
+        let commands = create_commands(&plan).unwrap();
+        let connect = commands.last().unwrap();
         assert_eq!(connect, "docker network connect --alias web s-back s-web");
     }
 
@@ -539,6 +620,57 @@ retries = 12
             text.starts_with("# POSTGRES_PASSWORD is a secret"),
             "{text}"
         );
+        assert!(text.contains("--label strata.config=withheld"), "{text}");
+        // Run as the script runs it: without the variable it stops, naming it.
+        let unset = std::process::Command::new("bash")
+            .args([
+                "-euc",
+                &format!("{}\necho reached", text.lines().nth(1).unwrap()),
+            ])
+            .output()
+            .unwrap();
+        assert!(!unset.status.success());
+        assert!(String::from_utf8_lossy(&unset.stderr).contains("set POSTGRES_PASSWORD"));
+    }
+
+    #[test]
+    fn a_password_in_a_url_is_a_secret_and_odd_secret_names_are_refused() {
+        assert!(is_secret(
+            "BACKEND_URL",
+            "postgres://app:hunter2@db:5432/meta"
+        ));
+        assert!(!is_secret("BACKEND_URL", "http://db:5432/meta"));
+        assert!(!is_secret("URL", "http://user@db/"));
+        assert!(is_secret("DB_PASS", "x"));
+        let spec = SPEC.replace("CONTENT = \"it's $HOME\"", "\"A\\nB_TOKEN\" = \"x\"");
+        let err = create_commands(&plan_of(&spec)).unwrap_err();
+        assert!(
+            err.message().contains("cannot write safely"),
+            "{}",
+            err.message()
+        );
+    }
+
+    #[test]
+    fn no_healthcheck_is_one_flag_alone() {
+        let mut plan = plan_of(SPEC);
+        plan.body.healthcheck.as_mut().unwrap().test = Some(vec!["NONE".into()]);
+        let line = create_args(&plan).unwrap().join(" ");
+        assert!(line.contains("--no-healthcheck"), "{line}");
+        assert!(!line.contains("--health-"), "{line}");
+    }
+
+    #[test]
+    fn context_files_outside_the_context_are_refused() {
+        for bad in ["../x", "/etc/x", "a/../../x", "", "a\nb"] {
+            let added = [(bad, Path::new("/bin/busybox"))];
+            assert!(refuse_unsafe_context_names(&added).is_err(), "{bad:?}");
+        }
+        let added = [
+            ("busybox", Path::new("/bin/busybox")),
+            ("bin/sh", Path::new("/bin/sh")),
+        ];
+        refuse_unsafe_context_names(&added).unwrap();
     }
 
     #[test]
