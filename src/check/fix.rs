@@ -69,12 +69,7 @@ fn explain(action: &FixAction) -> Result<()> {
             "bridge": bridge,
             "rules": rules
                 .iter()
-                .map(|rule| {
-                    rule.iter()
-                        .map(|word| crate::template::shell_quote(word))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
+                .map(|rule| crate::template::shell_command_line(rule))
                 .collect::<Vec<_>>(),
         })
     };

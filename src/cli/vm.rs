@@ -311,16 +311,13 @@ fn explain_wait(
             "waiting for SSH of {name} through the remote host is not explained yet"
         ));
     }
-    explain::step(
-        Step::VmWaitForSsh,
-        &json!({
-            "name": name,
-            "ip": route.addr.ip().to_string(),
-            "user": route.user,
-            "key": route.key,
-            "known_hosts": env.paths.vm_known_hosts(name),
-            "timeout": ssh_timeout,
-        }),
+    crate::guest::route::explain_wait_for_ssh(
+        &env.paths,
+        name,
+        route.addr.ip(),
+        &route.user,
+        &route.key,
+        Duration::from_secs(ssh_timeout),
     )
 }
 

@@ -73,6 +73,29 @@ pub fn explain_login(
     )
 }
 
+/// `--explain`: the wait until `vm` at `ip` answers SSH as `user` with `key` and the host key
+/// pinned in its known_hosts, for up to `timeout`, as strata waits after starting it.
+pub fn explain_wait_for_ssh(
+    paths: &Paths,
+    vm: &str,
+    ip: std::net::IpAddr,
+    user: &str,
+    key: &Path,
+    timeout: std::time::Duration,
+) -> Result<()> {
+    crate::explain::step(
+        crate::explain::Step::VmWaitForSsh,
+        &serde_json::json!({
+            "name": vm,
+            "ip": ip.to_string(),
+            "user": user,
+            "key": key,
+            "known_hosts": paths.vm_known_hosts(vm),
+            "timeout": timeout.as_secs(),
+        }),
+    )
+}
+
 /// The SSH login to `lv`'s host when it is remote: the jump to its guests.
 pub fn hypervisor_login(lv: &Libvirt) -> Result<Option<Login>> {
     let site = Site::of_uri(&lv.uri)?;

@@ -58,7 +58,7 @@ fn converge(
 ) -> Result<(Route, ssh2::Session, install::InstallPlan, Vec<String>)> {
     let route = lv.resilient(|| Route::of_vm(lv, paths, vm))?;
     progress.stage("reading the guest");
-    install::explain_login(lv, paths, &route, vm)?;
+    crate::guest::route::explain_login(lv, paths, &route, vm, "engine install")?;
     let session = ssh::connect(&route, Duration::from_secs(15))?;
     progress.stage("planning");
     let plan = lv.resilient(|| install::plan(lv, paths, &session, vm, req))?;

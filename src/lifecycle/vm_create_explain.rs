@@ -154,16 +154,13 @@ impl Explainer<'_> {
             return Ok(());
         }
         let name = self.req.name.as_str();
-        explain::step(
-            Step::VmWaitForSsh,
-            &json!({
-                "name": name,
-                "ip": ip.to_string(),
-                "user": self.plan.template.manifest.vm.user,
-                "key": self.paths.vm_key(name),
-                "known_hosts": self.paths.vm_known_hosts(name),
-                "timeout": timeout.as_secs(),
-            }),
+        crate::guest::route::explain_wait_for_ssh(
+            self.paths,
+            name,
+            ip.into(),
+            &self.plan.template.manifest.vm.user,
+            &self.paths.vm_key(name),
+            timeout,
         )
     }
 }

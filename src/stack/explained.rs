@@ -7,22 +7,13 @@
 use crate::error::{Error, Result};
 use crate::explain::{self, Step};
 use crate::stack::container::{ContainerPlan, LABEL_CONFIG};
-use crate::template::shell_quote;
+use crate::template::shell_command_line as command_line;
 use bollard::models::{
     ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, HostConfigLogConfig,
     RestartPolicy,
 };
 use serde_json::json;
 use std::path::Path;
-
-/// One command line for the guest's shell: each word quoted for it.
-pub fn command_line<S: AsRef<str>>(words: &[S]) -> String {
-    words
-        .iter()
-        .map(|w| shell_quote(w.as_ref()))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
 
 /// An environment variable whose value strata never writes into an explanation (a script
 /// file, or a terminal that may be logged): by its name, as templates name such things, or by

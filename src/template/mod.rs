@@ -17,7 +17,7 @@ pub use manifest::{
     BootMode, BootSpec, BuildRecipe, EngineBake, InjectMethod, TemplateManifest, VmDefaults,
 };
 pub use render::{render_file, render_str};
-pub use shell_escape::quote as shell_quote;
+pub use shell_escape::{command_line as shell_command_line, quote as shell_quote};
 
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};

@@ -29,6 +29,15 @@ pub(super) fn word(value: &Value) -> Result<String, Error> {
     }
 }
 
+/// Words as one command line for the shell, each quoted as `quote` does.
+pub fn command_line<S: AsRef<str>>(words: &[S]) -> String {
+    words
+        .iter()
+        .map(|w| quote(w.as_ref()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// `text` as one shell word: bare when every character is one the shell gives no meaning
 /// (so the printed commands read like the ones a person types), single-quoted otherwise, and
 /// ANSI-C quoted (`$'...'`) when it holds a control character, so that no value ever puts a

@@ -81,8 +81,12 @@ pub struct InstallPlan {
     decided: Decision,
     intent: EngineIntent,
     daemon_json: String,
-    /// Each step writes its classic commands first (`--explain`; a VM on this machine only).
-    explain: bool,
+}
+
+/// Whether each step writes its classic commands first (`--explain`; for a VM on a remote
+/// host the login's explanation has ended it already).
+fn explaining() -> bool {
+    crate::explain::is_on()
 }
 
 /// Whether this run only writes the steps (`--dry-run`): each step stops after explaining.
@@ -151,13 +155,7 @@ pub fn plan(
         decided,
         intent,
         daemon_json,
-        explain: crate::explain::is_on() && !lv.is_remote(),
     })
-}
-
-/// `--explain`: the login the guest steps below use.
-pub fn explain_login(lv: &Libvirt, paths: &Paths, route: &Route, vm: &str) -> Result<()> {
-    crate::guest::route::explain_login(lv, paths, route, vm, "engine install")
 }
 
 impl InstallPlan {
@@ -174,7 +172,7 @@ impl InstallPlan {
         };
         progress.stage("attaching the data disk");
         let pool_handle = pool::ensure_home(lv, paths)?;
-        if self.explain {
+        if explaining() {
             let work = data_disk::survey(&lv.conn(), &pool_handle, vm, size)?;
             explained::data_disk(lv, paths, vm, size, &work)?;
         }
@@ -202,7 +200,7 @@ impl InstallPlan {
         }
         progress.stage("preparing storage");
         let (script, what) = storage_script(&self.decided)?;
-        if self.explain {
+        if explaining() {
             let layout = serde_json::to_value(self.decided.layout)?;
             explained::guest_script(
                 crate::explain::Step::EngineStorage,
@@ -228,8 +226,7 @@ impl InstallPlan {
         session: &Session,
         progress: &Progress,
     ) -> Result<Option<String>> {
-        self.packages
-            .carry_out(lv, paths, vm, session, progress, self.explain)
+        self.packages.carry_out(lv, paths, vm, session, progress)
     }
 
     /// Write daemon.json and (re)start dockerd when it is not as intended; start a stopped
@@ -237,7 +234,7 @@ impl InstallPlan {
     pub fn configure_dockerd(&self, session: &Session) -> Result<Option<String>> {
         let wanted_sha = crate::digest::sha256_bytes(self.daemon_json.as_bytes());
         if self.guest.daemon_json_sha256.as_deref() != Some(wanted_sha.as_str()) {
-            if self.explain {
+            if explaining() {
                 let apply = scripts::apply_daemon_json_script(self.engine)?;
                 explained::daemon_json(&self.daemon_json, Some(&apply))?;
             }
@@ -252,7 +249,7 @@ impl InstallPlan {
         if self.guest.docker_active {
             return Ok(None);
         }
-        if self.explain {
+        if explaining() {
             explained::daemon_json(&self.daemon_json, None)?;
         }
         if dry_run() {
@@ -288,7 +285,7 @@ impl InstallPlan {
         else {
             return Ok(());
         };
-        if self.explain {
+        if explaining() {
             explained::record(&String::from_utf8_lossy(&text))?;
         }
         if dry_run() {
@@ -301,7 +298,7 @@ impl InstallPlan {
 
     /// `--explain` of the check `verify` makes.
     pub fn explain_verify(&self) -> Result<()> {
-        if !self.explain {
+        if !explaining() {
             return Ok(());
         }
         explained::verify(&self.intent.storage_driver, &self.intent.data_root)

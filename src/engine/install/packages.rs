@@ -48,7 +48,6 @@ impl PackagePlan {
         vm: &str,
         session: &Session,
         progress: &Progress,
-        explain: bool,
     ) -> Result<Option<String>> {
         match self {
             PackagePlan::Installed { .. } => Ok(None),
@@ -68,7 +67,7 @@ impl PackagePlan {
                     scripts::INSTALL_BUNDLE,
                     &serde_json::json!({ "device": BUNDLE_DEVICE, "dir": "", "debs": names }),
                 )?;
-                if explain {
+                if super::explaining() {
                     let cache = b.debs[0].parent().unwrap_or(&paths.cache);
                     let image = b.image_path(&paths.pool_dir());
                     explained::bundle(vm, b, &image, BUNDLE_SERIAL, cache, &script)?;
@@ -122,7 +121,7 @@ impl PackagePlan {
                     scripts::INSTALL_ONLINE,
                     &serde_json::json!({ "packages": packages }),
                 )?;
-                if explain {
+                if super::explaining() {
                     explained::guest_script(
                         crate::explain::Step::EngineOnline,
                         &script,
